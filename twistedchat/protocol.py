@@ -1,0 +1,409 @@
+"""
+The telnet/line wire protocol: framing, decoding, per-connection state,
+commands, and how events look on a terminal.
+
+Each TCP connection is a L{ChatTelnetTransport}, Twisted's
+L{twisted.conch.telnet.TelnetTransport}, which removes telnet negotiation
+(RFC 854 IAC sequences) from the input, refuses every option, and hands the
+remaining bytes to a L{ChatProtocol}. C{nc} users send no IAC sequences, so
+the same protocol serves both.
+
+What a user sees, by the first characters of each line::
+
+    *** notice from the server       !!! error: your line was not sent
+    <nick> chat line                 * nick action (/me)
+    *nick* private message to you    -> *nick* your private message, sent
+    - message of the day
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from enum import Enum, auto
+from typing import TYPE_CHECKING
+
+from twisted.conch.telnet import TelnetProtocol, TelnetTransport
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+from twisted.internet.interfaces import IAddress, IDelayedCall
+from twisted.logger import Logger
+from twisted.protocols.basic import LineReceiver
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from twistedchat import __version__
+from twistedchat.events import (
+    Action,
+    ChatLine,
+    Event,
+    Joined,
+    Left,
+    NicknameChanged,
+    PrivateMessage,
+    ServerShutdown,
+)
+from twistedchat.factory import IParticipant, NoSuchNickname
+from twistedchat.nicknames import InvalidNickname, NicknameInUse
+from twistedchat.sanitize import clean_line
+
+if TYPE_CHECKING:
+    from twistedchat.factory import ChatFactory
+
+NOTICE = "*** "
+ERROR = "!!! "
+
+HELP = """\
+Commands (case-insensitive):
+  /help              this list
+  /who               who is online (also /names, /users)
+  /msg NICK TEXT     a private message that only NICK sees
+  /me TEXT           an action: others see "* yournick TEXT"
+  /nick NEWNICK      change your nickname
+  /quit [REASON]     leave the chat (also /exit, .exit)
+  //TEXT             send a line that starts with "/"
+Any other line goes to everyone as <yournick> TEXT."""
+
+PROMPT = "Choose a nickname (or send an empty line for a random one):"
+
+
+def render_line(event: Event) -> bytes:
+    """
+    Format C{event} as one telnet line: UTF-8 text ending in CRLF.
+
+    Pass this function to L{Event.render} so a broadcast is formatted and
+    encoded once for all telnet recipients.
+    """
+    match event:
+        case ChatLine(sender=sender, text=text):
+            line = f"<{sender}> {text}"
+        case Action(sender=sender, text=text):
+            line = f"* {sender} {text}"
+        case PrivateMessage(sender=sender, text=text):
+            line = f"*{sender}* {text}"
+        case Joined(nickname=nickname):
+            line = f"{NOTICE}{nickname} has joined"
+        case Left(nickname=nickname, reason=reason):
+            line = f"{NOTICE}{nickname} has left ({reason})"
+        case NicknameChanged(old=old, new=new):
+            line = f"{NOTICE}{old} is now known as {new}"
+        case ServerShutdown():
+            line = f"{NOTICE}server shutting down"
+        case _:
+            raise TypeError(f"no telnet form for {event!r}")
+    return line.encode("utf-8") + b"\r\n"
+
+
+def parse_command(text: str) -> tuple[str, str] | None:
+    """
+    Split a command line into its lower-case name and its argument.
+
+    @param text: one input line, already cleaned.
+    @return: C{(name, argument)} for C{/name argument} and for the classic
+        C{.exit}; C{None} for a chat line, including C{//text}, which sends
+        C{/text}.
+    """
+    if text.startswith("/") and not text.startswith("//"):
+        name, _, argument = text[1:].partition(" ")
+        return name.lower(), argument.strip()
+    first, _, argument = text.partition(" ")
+    if first.lower() == ".exit":
+        return "exit", argument.strip()
+    return None
+
+
+def describe_address(address: IAddress) -> str:
+    """
+    Return C{address} as a person writes it: C{127.0.0.1:5000},
+    C{[::1]:5000} or C{unix:/path/chat.sock}.
+    """
+    if isinstance(address, IPv6Address):
+        return f"[{address.host}]:{address.port}"
+    if isinstance(address, IPv4Address):
+        return f"{address.host}:{address.port}"
+    if isinstance(address, UNIXAddress):
+        name = address.name
+        return f"unix:{name.decode() if isinstance(name, bytes) else name or '?'}"
+    return str(address)
+
+
+class State(Enum):
+    """
+    Where a connection is in its life.
+    """
+
+    AWAITING_NICKNAME = auto()
+    CHATTING = auto()
+    CLOSED = auto()
+
+
+@implementer(IParticipant)
+class ChatProtocol(LineReceiver, TelnetProtocol):
+    """
+    One user's connection: reads lines, keeps the connection's state, turns
+    lines into calls on the shared L{ChatFactory}, and writes what comes back.
+
+    Input lines end in LF; L{TelnetTransport} has already turned telnet's
+    CRLF into LF. C{MAX_LENGTH} (bytes) comes from the factory's
+    C{max_line_length}.
+
+    @ivar factory: the shared state, set by L{ChatTelnetTransport}.
+    @ivar nickname: the nickname once registered, else C{None}.
+    @ivar state: the connection's L{State}.
+    """
+
+    delimiter = b"\n"
+    factory: ChatFactory
+    _log = Logger()
+
+    def __init__(self) -> None:
+        self.nickname: str | None = None
+        self.state = State.AWAITING_NICKNAME
+        self._peer = "?"
+        self._registration_timer: IDelayedCall | None = None
+        # Set while the rest of an over-long line is being thrown away.
+        self._discarding = False
+        # Input that followed an over-long line in the same chunk.
+        self._after_long_line = b""
+        self._commands: dict[str, Callable[[str], None]] = {
+            "help": self._help,
+            "who": self._who,
+            "names": self._who,
+            "users": self._who,
+            "msg": self._msg,
+            "me": self._me,
+            "nick": self._nick,
+            "quit": self._quit,
+            "exit": self._quit,
+        }
+
+    # Connection life
+
+    def connectionMade(self) -> None:
+        factory = self.factory
+        self.MAX_LENGTH = factory.max_line_length
+        self._peer = describe_address(self.transport.getPeer())
+        self._log.info("connection from {peer}", peer=self._peer)
+        factory.connected(self)
+        self._notice(
+            f"This is {factory.server_name}, running twistedchat {__version__}."
+        )
+        if factory.motd:
+            for line in factory.motd.splitlines():
+                self._write(f"- {line}")
+        if factory.random_nicknames:
+            nickname = factory.free_random_nickname()
+            self._notice(f"Your nickname is {nickname}; /nick changes it.")
+            self._register(nickname)
+        else:
+            self._notice(PROMPT)
+            self._registration_timer = factory.clock.callLater(
+                factory.registration_timeout, self._registration_timed_out
+            )
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        self.state = State.CLOSED
+        if self._registration_timer is not None and self._registration_timer.active():
+            self._registration_timer.cancel()
+        self._log.info(
+            "connection from {peer} closed ({nickname})",
+            peer=self._peer,
+            nickname=self.nickname or "not registered",
+        )
+        self.factory.disconnected(self, "connection lost")
+
+    def _registration_timed_out(self) -> None:
+        seconds = f"{self.factory.registration_timeout:g}"
+        self._error(f"No nickname chosen within {seconds} seconds; goodbye.")
+        self._log.info("registration timeout for {peer}", peer=self._peer)
+        self._close()
+
+    def _close(self) -> None:
+        self.state = State.CLOSED
+        self.transport.loseConnection()
+
+    # IParticipant
+
+    def deliver(self, event: Event) -> None:
+        """
+        Write C{event} as one line; see L{render_line}.
+        """
+        self.transport.write(event.render(render_line))
+
+    def disconnect(self) -> None:
+        """
+        Close the connection after what was written has been sent.
+        """
+        self._close()
+
+    # Framing
+
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Split C{data} into lines like L{LineReceiver}, except that a line
+        longer than C{MAX_LENGTH} bytes gets an error and is thrown away up
+        to its end, and the connection stays usable.
+        """
+        while data:
+            if self._discarding:
+                end = data.find(self.delimiter)
+                if end == -1:
+                    return
+                self._discarding = False
+                data = data[end + 1 :]
+            LineReceiver.dataReceived(self, data)
+            data, self._after_long_line = self._after_long_line, b""
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        """
+        Tell the user their line was too long and skip to its end.
+
+        @param line: what L{LineReceiver} had buffered: the start of the long
+            line, and everything after it if its end was already received.
+        """
+        self._error(
+            f"Line too long: at most {self.MAX_LENGTH} bytes. It was not sent."
+        )
+        end = line.find(self.delimiter)
+        if end == -1:
+            self._discarding = True
+        else:
+            self._after_long_line = line[end + 1 :]
+
+    def lineReceived(self, line: bytes) -> None:
+        text = clean_line(line)
+        if self.state is State.CHATTING:
+            self._chat_line(text)
+        elif self.state is State.AWAITING_NICKNAME:
+            self._nickname_line(text)
+
+    # Registration
+
+    def _nickname_line(self, text: str) -> None:
+        command = parse_command(text)
+        if command is not None:
+            name, argument = command
+            if name in ("quit", "exit"):
+                self._quit(argument)
+            else:
+                self._error("Choose a nickname first; /quit leaves.")
+                self._notice(PROMPT)
+            return
+        nickname = text.strip()
+        if not nickname:
+            nickname = self.factory.free_random_nickname()
+            self._notice(f"Your nickname is {nickname}; /nick changes it.")
+        try:
+            self._register(nickname)
+        except InvalidNickname as e:
+            self._error(str(e))
+            self._notice(PROMPT)
+        except NicknameInUse:
+            self._error(f"The nickname {nickname} is taken.")
+            self._notice(PROMPT)
+
+    def _register(self, nickname: str) -> None:
+        self.factory.register(self, nickname)
+        self.state = State.CHATTING
+        self._log.info("{peer} registered as {nickname}", peer=self._peer, nickname=nickname)
+        if self._registration_timer is not None:
+            self._registration_timer.cancel()
+            self._registration_timer = None
+        online = self.factory.nicknames()
+        people = "user" if len(online) == 1 else "users"
+        self._notice(
+            f"Welcome, {nickname}! {len(online)} {people} online: "
+            f"{', '.join(online)}. Type /help for the commands."
+        )
+
+    # Chatting
+
+    def _chat_line(self, text: str) -> None:
+        if not text.strip():
+            return
+        command = parse_command(text)
+        if command is None:
+            self.factory.say(self, text[1:] if text.startswith("//") else text)
+            return
+        name, argument = command
+        handler = self._commands.get(name)
+        if handler is None:
+            self._error(f"Unknown command /{name}. Type /help for the commands.")
+        else:
+            handler(argument)
+
+    def _help(self, argument: str) -> None:
+        for line in HELP.splitlines():
+            self._notice(line)
+
+    def _who(self, argument: str) -> None:
+        online = self.factory.nicknames()
+        people = "user" if len(online) == 1 else "users"
+        self._notice(f"{len(online)} {people} online: {', '.join(online)}")
+
+    def _msg(self, argument: str) -> None:
+        recipient, _, text = argument.partition(" ")
+        text = text.strip()
+        if not recipient or not text:
+            self._error("Usage: /msg NICK TEXT")
+            return
+        try:
+            recipient = self.factory.private_message(self, recipient, text)
+        except NoSuchNickname:
+            self._error(f"No such nickname: {recipient}. /who lists who is online.")
+        else:
+            self._write(f"-> *{recipient}* {text}")
+
+    def _me(self, argument: str) -> None:
+        if not argument:
+            self._error("Usage: /me TEXT")
+            return
+        self.factory.act(self, argument)
+
+    def _nick(self, argument: str) -> None:
+        if not argument:
+            self._error("Usage: /nick NEWNICK")
+            return
+        old = self.nickname
+        try:
+            self.factory.rename(self, argument)
+        except InvalidNickname as e:
+            self._error(str(e))
+        except NicknameInUse:
+            self._error(f"The nickname {argument} is taken.")
+        else:
+            self._notice(f"You are now known as {self.nickname} (was {old}).")
+
+    def _quit(self, argument: str) -> None:
+        reason = argument.strip() or "quit"
+        self.factory.leave(self, reason)
+        self._notice("Goodbye.")
+        self._close()
+
+    # Output
+
+    def _write(self, line: str) -> None:
+        self.transport.write(line.encode("utf-8") + b"\r\n")
+
+    def _notice(self, text: str) -> None:
+        self._write(NOTICE + text)
+
+    def _error(self, text: str) -> None:
+        self._write(ERROR + text)
+
+
+class ChatTelnetTransport(TelnetTransport):
+    """
+    The protocol L{twistedchat.factory.ChatFactory} builds for each telnet
+    or C{nc} connection: telnet option handling around a L{ChatProtocol}.
+
+    Lines written are UTF-8 text ending in CRLF. UTF-8 never contains the
+    byte 0xFF (telnet's IAC) and our lines hold no bare LF, so they are sent
+    as they are, without L{TelnetTransport.write}'s IAC doubling and LF to
+    CRLF rewriting, which would turn CRLF into CR CR LF.
+    """
+
+    protocolFactory = ChatProtocol
+    protocolArgs = ()
+    protocolKwArgs: dict[str, object] = {}
+
+    def write(self, data: bytes) -> None:
+        self.transport.write(data)

@@ -1,0 +1,228 @@
+"""
+C{twistd chat}: command-line options and the service they build.
+
+This module only parses options and wires objects together; see
+L{twistedchat.factory} for the chat and L{twistedchat.protocol} for the wire.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import MultiService, Service
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+from twisted.python import usage
+from zope.interface import implementer
+
+from twistedchat.factory import ChatFactory
+from twistedchat.nicknames import MINIMUM_MAX_LENGTH
+from twistedchat.protocol import ChatTelnetTransport, describe_address
+from twistedchat.sanitize import clean_line
+
+DEFAULT_PORT = "tcp:12345"
+
+
+def _bounded(kind: type, name: str, low: float, high: float) -> Any:
+    """
+    Return a coercer for L{usage.Options} that accepts a C{kind} number
+    from C{low} to C{high} and otherwise raises L{usage.UsageError}.
+    """
+
+    def coerce(value: str) -> Any:
+        try:
+            number = kind(value)
+        except ValueError:
+            raise usage.UsageError(f"--{name} takes a number, not {value!r}.")
+        if not low <= number <= high:
+            raise usage.UsageError(f"--{name} must be from {low} to {high}, not {value}.")
+        return number
+
+    coerce.coerceDoc = f"From {low} to {high}."  # type: ignore[attr-defined]
+    return coerce
+
+
+def endpoint_description(value: str) -> str:
+    """
+    Turn a C{--port} value into a Twisted server endpoint description: a bare
+    port number C{N} means C{tcp:N}; anything else is used as it is
+    (see Twisted's C{serverFromString} documentation).
+    """
+    return f"tcp:{value}" if value.isdigit() else value
+
+
+def _read_motd(value: str) -> str:
+    """
+    Return the MOTD text for C{--motd}: the value itself, or the contents of
+    the file named after C{@}. Control characters are removed line by line.
+
+    @raise usage.UsageError: the file cannot be read.
+    """
+    if value.startswith("@"):
+        path = value[1:]
+        try:
+            with open(path, "rb") as f:
+                raw = f.read()
+        except OSError as e:
+            raise usage.UsageError(f"Cannot read the MOTD file {path}: {e.strerror}.")
+    else:
+        raw = value.encode("utf-8", "surrogateescape")
+    return "\n".join(clean_line(line) for line in raw.splitlines())
+
+
+class Options(usage.Options):
+    """
+    Options of C{twistd chat}. Each is checked here, and a wrong value stops
+    start-up with a L{usage.UsageError} sentence.
+    """
+
+    synopsis = "[options]"
+    longdesc = (
+        "Run a multi-user chat server for telnet, nc and twistedchat-client. "
+        "--port may be given several times."
+    )
+
+    optParameters = [
+        [
+            "max-nick-length",
+            None,
+            16,
+            "Longest nickname, in characters.",
+            _bounded(int, "max-nick-length", MINIMUM_MAX_LENGTH, 64),
+        ],
+        [
+            "max-line-length",
+            None,
+            2048,
+            "Longest input line, in bytes; longer lines get an error and are dropped.",
+            _bounded(int, "max-line-length", 80, 1024 * 1024),
+        ],
+        [
+            "motd",
+            None,
+            None,
+            "Message of the day shown on connect: text, or @FILE to read it from FILE.",
+        ],
+        [
+            "registration-timeout",
+            None,
+            60.0,
+            "Seconds a new connection has to choose a nickname before it is closed.",
+            _bounded(float, "registration-timeout", 1, 86400),
+        ],
+        [
+            "server-name",
+            None,
+            socket.gethostname(),
+            "Server name shown in the greeting.",
+        ],
+    ]
+
+    optFlags = [
+        [
+            "random-nicknames",
+            None,
+            "Give each connection a random nickname (Guest1234) instead of asking.",
+        ],
+        [
+            "log-messages",
+            None,
+            "Also log the text of chat lines (off by default, for privacy).",
+        ],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["port"] = []
+
+    def opt_port(self, value: str) -> None:
+        """Where to listen: a port number (tcp:PORT) or a Twisted server endpoint description such as tcp:12345:interface=127.0.0.1 or unix:/path/chat.sock; may be given several times. [default: tcp:12345]"""
+        description = endpoint_description(value)
+        try:
+            serverFromString(None, description)
+        except (ValueError, TypeError, KeyError, OSError) as e:
+            raise usage.UsageError(
+                f"--port {value}: not a port number or endpoint description ({e})."
+            )
+        self["port"].append(description)
+
+    opt_p = opt_port
+
+    def postOptions(self) -> None:
+        if not self["port"]:
+            self["port"] = [DEFAULT_PORT]
+        if self["motd"] is not None:
+            self["motd"] = _read_motd(self["motd"])
+
+
+@implementer(IStreamServerEndpoint)
+class _LoggingEndpoint:
+    """
+    A server endpoint that logs the address it listens on.
+    """
+
+    _log = Logger()
+
+    def __init__(self, endpoint: IStreamServerEndpoint) -> None:
+        self._endpoint = endpoint
+
+    def listen(self, factory: Factory) -> Deferred[IListeningPort]:
+        def listening(port: IListeningPort) -> IListeningPort:
+            self._log.info(
+                "listening on {address}", address=describe_address(port.getHost())
+            )
+            return port
+
+        return self._endpoint.listen(factory).addCallback(listening)
+
+
+class ChatService(Service):
+    """
+    Tells every connection that the server is shutting down, and closes
+    them, when the service stops (SIGINT, SIGTERM, C{stopService}).
+    """
+
+    def __init__(self, factory: ChatFactory) -> None:
+        self.factory = factory
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        return self.factory.shutdown()
+
+
+def makeService(options: Options, reactor: Any = None) -> MultiService:
+    """
+    Build the chat service from parsed C{options}: one listener for each
+    C{--port}, all sharing one L{ChatFactory}.
+
+    @param reactor: the reactor to listen with and to take time from;
+        the global reactor if C{None}.
+    """
+    if reactor is None:
+        from twisted.internet import reactor
+    factory = ChatFactory(
+        reactor,
+        server_name=options["server-name"],
+        max_nick_length=options["max-nick-length"],
+        max_line_length=options["max-line-length"],
+        motd=options["motd"],
+        random_nicknames=bool(options["random-nicknames"]),
+        registration_timeout=options["registration-timeout"],
+        log_messages=bool(options["log-messages"]),
+    )
+    factory.protocol = ChatTelnetTransport
+    top = MultiService()
+    # MultiService stops its children in reverse order: the listeners stop
+    # accepting first, then ChatService says goodbye to everyone.
+    ChatService(factory).setServiceParent(top)
+    for description in options["port"]:
+        endpoint = _LoggingEndpoint(serverFromString(reactor, description))
+        listener = StreamServerEndpointService(endpoint, factory)
+        listener._raiseSynchronously = True
+        listener.setServiceParent(top)
+    return top
