@@ -199,7 +199,7 @@ class ChatFactory(ServerFactory):
     def leave(self, participant: IParticipant, reason: str) -> None:
         """
         Take C{participant} out of the chat, if it is in, and announce that
-        it left for C{reason}.
+        it left for C{reason}, unless the server is shutting down.
         """
         if not self.is_registered(participant):
             return
@@ -207,7 +207,8 @@ class ChatFactory(ServerFactory):
         assert nickname is not None
         del self._participants[nickname_key(nickname)]
         self._log.info("{nickname} quit ({reason})", nickname=nickname, reason=reason)
-        self.broadcast(Left(nickname, reason))
+        if self._closing is None:
+            self.broadcast(Left(nickname, reason))
 
     # Talking
 
@@ -272,7 +273,9 @@ class ChatFactory(ServerFactory):
             self._closing = Deferred()
             self._closing.addTimeout(timeout, self.clock, lambda result, t: None)
             event = ServerShutdown()
-            for participant in list(self._connections):
+            connections = list(self._connections)
+            for participant in connections:
                 participant.deliver(event)
+            for participant in connections:
                 participant.disconnect()
         return self._closing

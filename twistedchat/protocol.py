@@ -18,11 +18,12 @@ What a user sees, by the first characters of each line::
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from enum import Enum, auto
 from typing import TYPE_CHECKING
 
-from twisted.conch.telnet import TelnetProtocol, TelnetTransport
+from twisted.conch.telnet import IAC, TelnetProtocol, TelnetTransport
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.interfaces import IAddress, IDelayedCall
 from twisted.logger import Logger
@@ -390,6 +391,15 @@ class ChatProtocol(LineReceiver, TelnetProtocol):
         self._write(ERROR + text)
 
 
+# Splits input so that each IAC is a piece of its own: after it, the parser
+# is in the "escaped" state exactly when the next piece starts with the
+# command byte.
+_IAC_PIECES = re.compile(b"(" + IAC + b")")
+# Bytes TelnetTransport does not accept after IAC: anything below EOR (239),
+# and SE (240) outside a subnegotiation.
+_NOT_COMMANDS = frozenset(range(239)) | {240}
+
+
 class ChatTelnetTransport(TelnetTransport):
     """
     The protocol L{twistedchat.factory.ChatFactory} builds for each telnet
@@ -404,6 +414,23 @@ class ChatTelnetTransport(TelnetTransport):
     protocolFactory = ChatProtocol
     protocolArgs = ()
     protocolKwArgs: dict[str, object] = {}
+
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Parse telnet commands like L{TelnetTransport}, but ignore IAC
+        followed by a byte that is no telnet command (RFC 854 defines
+        240-255) instead of raising C{ValueError} and dropping the
+        connection.
+        """
+        if IAC not in data and self.state != "escaped":
+            TelnetTransport.dataReceived(self, data)
+            return
+        for piece in _IAC_PIECES.split(data):
+            if self.state == "escaped" and piece and piece[0] in _NOT_COMMANDS:
+                self.state = "data"
+                piece = piece[1:]
+            if piece:
+                TelnetTransport.dataReceived(self, piece)
 
     def write(self, data: bytes) -> None:
         self.transport.write(data)

@@ -1,0 +1,206 @@
+"""
+Tests for L{twistedchat.factory}: the shared state, through plain
+participants with no wire format.
+"""
+
+from __future__ import annotations
+
+import pytest
+from twisted.internet.task import Clock
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
+
+from twistedchat.events import (
+    Action,
+    ChatLine,
+    Event,
+    Joined,
+    Left,
+    NicknameChanged,
+    PrivateMessage,
+    ServerShutdown,
+)
+from twistedchat.factory import ChatFactory, IParticipant, NoSuchNickname
+from twistedchat.nicknames import InvalidNickname, NicknameInUse
+from twistedchat.protocol import ChatProtocol
+
+
+@implementer(IParticipant)
+class Participant:
+    """
+    A participant that records what it is given.
+    """
+
+    def __init__(self) -> None:
+        self.nickname: str | None = None
+        self.events: list[Event] = []
+        self.disconnected = False
+
+    def deliver(self, event: Event) -> None:
+        self.events.append(event)
+
+    def disconnect(self) -> None:
+        self.disconnected = True
+
+
+def joined(factory: ChatFactory, *nicknames: str) -> list[Participant]:
+    """
+    Connect and register a participant per nickname; forget their events.
+    """
+    participants = []
+    for nickname in nicknames:
+        participant = Participant()
+        factory.connected(participant)
+        factory.register(participant, nickname)
+        participants.append(participant)
+    for participant in participants:
+        participant.events.clear()
+    return participants
+
+
+def test_participant_interface() -> None:
+    """
+    The telnet protocol and the test participant both provide IParticipant.
+    """
+    verifyObject(IParticipant, Participant())
+    verifyObject(IParticipant, ChatProtocol())
+
+
+def test_register_and_join_event() -> None:
+    """
+    register() sets the nickname and tells everyone else with one Joined
+    event.
+    """
+    factory = ChatFactory(Clock())
+    (alice,) = joined(factory, "alice")
+    bob = Participant()
+    factory.register(bob, "bob")
+    assert bob.nickname == "bob"
+    assert alice.events == [Joined("bob")]
+    assert bob.events == []
+    assert factory.is_registered(bob)
+
+
+def test_register_refusals() -> None:
+    """
+    register() raises InvalidNickname for a bad nickname and NicknameInUse
+    for a taken one, and leaves the participant unregistered.
+    """
+    factory = ChatFactory(Clock(), max_nick_length=9)
+    joined(factory, "alice")
+    bob = Participant()
+    with pytest.raises(InvalidNickname):
+        factory.register(bob, "tenletters")
+    with pytest.raises(NicknameInUse):
+        factory.register(bob, "ALICE")
+    assert bob.nickname is None
+    assert not factory.is_registered(bob)
+
+
+def test_broadcast_is_one_event_object() -> None:
+    """
+    A chat line is one event object handed to every other participant, so
+    front ends can encode it once.
+    """
+    factory = ChatFactory(Clock())
+    alice, bob, carol = joined(factory, "alice", "bob", "carol")
+    factory.say(alice, "hi")
+    assert alice.events == []
+    assert bob.events == [ChatLine("alice", "hi")]
+    assert bob.events[0] is carol.events[0]
+
+
+def test_render_once_per_renderer() -> None:
+    """
+    Event.render calls a renderer once per event and reuses the bytes.
+    """
+    calls = []
+
+    def renderer(event: Event) -> bytes:
+        calls.append(event)
+        return b"x"
+
+    event = Action("alice", "waves")
+    assert event.render(renderer) == b"x"
+    assert event.render(renderer) == b"x"
+    assert calls == [event]
+
+
+def test_rename() -> None:
+    """
+    rename() moves the participant to the new key and tells the others.
+    """
+    factory = ChatFactory(Clock())
+    alice, bob = joined(factory, "alice", "bob")
+    factory.rename(alice, "Alicia")
+    assert bob.events == [NicknameChanged("alice", "Alicia")]
+    assert factory.nicknames() == ["Alicia", "bob"]
+    with pytest.raises(NicknameInUse):
+        factory.rename(alice, "BOB")
+    factory.rename(alice, "Alicia")
+    assert len(bob.events) == 1
+
+
+def test_private_message() -> None:
+    """
+    private_message() delivers only to the recipient and returns its
+    spelling; an unknown recipient raises NoSuchNickname.
+    """
+    factory = ChatFactory(Clock())
+    alice, bob, carol = joined(factory, "alice", "Bob", "carol")
+    assert factory.private_message(alice, "BOB", "psst") == "Bob"
+    assert bob.events == [PrivateMessage("alice", "Bob", "psst")]
+    assert carol.events == []
+    with pytest.raises(NoSuchNickname):
+        factory.private_message(alice, "dave", "hello")
+
+
+def test_leave_once() -> None:
+    """
+    leave() announces a participant once; a second call, or a disconnect
+    afterwards, announces nothing more.
+    """
+    factory = ChatFactory(Clock())
+    alice, bob = joined(factory, "alice", "bob")
+    factory.leave(alice, "bye")
+    factory.disconnected(alice, "connection lost")
+    assert bob.events == [Left("alice", "bye")]
+    assert factory.nicknames() == ["bob"]
+
+
+def test_shutdown_waits_for_connections() -> None:
+    """
+    shutdown() tells and disconnects every connection and fires once the
+    last one has closed.
+    """
+    factory = ChatFactory(Clock())
+    alice, bob = joined(factory, "alice", "bob")
+    done = factory.shutdown()
+    assert alice.events == [ServerShutdown()] and bob.events == [ServerShutdown()]
+    assert alice.disconnected and bob.disconnected
+    factory.disconnected(alice, "connection lost")
+    assert not done.called
+    assert bob.events == [ServerShutdown()]
+    factory.disconnected(bob, "connection lost")
+    assert done.called
+
+
+def test_shutdown_gives_up_after_timeout() -> None:
+    """
+    shutdown() fires after its timeout even if a connection never closes,
+    and a late close afterwards raises nothing.
+    """
+    clock = Clock()
+    factory = ChatFactory(clock)
+    (alice,) = joined(factory, "alice")
+    done = factory.shutdown(timeout=2)
+    clock.advance(2)
+    assert done.called
+    factory.disconnected(alice, "connection lost")
+
+
+def test_shutdown_with_nobody() -> None:
+    """
+    shutdown() with no connections fires at once.
+    """
+    assert ChatFactory(Clock()).shutdown().called

@@ -1,0 +1,139 @@
+"""
+C{twistedchat-client}: a terminal client that prints what arrives while
+the user types, with Twisted's standard I/O and no threads.
+
+Usage: C{twistedchat-client [--nick NAME] [HOST] [PORT]}.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import HostnameEndpoint, connectProtocol
+from twisted.internet.error import ConnectError, DNSLookupError
+from twisted.internet.stdio import StandardIO
+from twisted.internet.task import react
+from twisted.protocols.basic import LineReceiver
+from twisted.python import usage
+from twisted.python.failure import Failure
+
+from twistedchat.sanitize import clean_line
+
+
+class Options(usage.Options):
+    """
+    Command line of C{twistedchat-client}.
+    """
+
+    synopsis = "Usage: twistedchat-client [options] [HOST] [PORT]"
+    longdesc = (
+        "Chat on a twistedchat server: type a line and press Enter to send "
+        "it; /help lists the server's commands; /quit or Ctrl-D leaves."
+    )
+    optParameters = [
+        ["nick", None, None, "Nickname to register with as soon as connected."],
+    ]
+
+    def parseArgs(self, host: str = "127.0.0.1", port: str = "12345") -> None:
+        self["host"] = host
+        try:
+            self["port"] = int(port)
+        except ValueError:
+            raise usage.UsageError(f"PORT must be a number, not {port!r}.")
+        if not 0 < self["port"] < 65536:
+            raise usage.UsageError(f"PORT must be from 1 to 65535, not {port}.")
+
+
+class ServerConnection(LineReceiver):
+    """
+    The connection to the chat server: prints each line received on the
+    terminal, with control characters removed, so a misbehaving server
+    cannot act on the user's terminal either.
+
+    @ivar closed: fires with C{None} when the connection closes.
+    """
+
+    delimiter = b"\n"
+    MAX_LENGTH = 1024 * 1024
+
+    def __init__(self, terminal: Any, nickname: str | None) -> None:
+        self._terminal = terminal
+        self._nickname = nickname
+        self.closed: Deferred[None] = Deferred()
+
+    def connectionMade(self) -> None:
+        if self._nickname is not None:
+            self.send_line(self._nickname.encode("utf-8", "surrogateescape"))
+
+    def lineReceived(self, line: bytes) -> None:
+        self._terminal.write(clean_line(line).encode("utf-8") + b"\n")
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        self._terminal.write(clean_line(line[:200]).encode("utf-8") + b"...\n")
+
+    def send_line(self, line: bytes) -> None:
+        """
+        Send one line to the server, ending it with CRLF.
+        """
+        self.transport.write(line + b"\r\n")
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        if self._buffer:
+            self.lineReceived(self._buffer)
+        self.closed.callback(None)
+
+
+class Keyboard(LineReceiver):
+    """
+    Standard input: each line typed goes to the server; end of input
+    (Ctrl-D) sends C{/quit}.
+    """
+
+    delimiter = b"\n"
+
+    def __init__(self, server: ServerConnection) -> None:
+        self._server = server
+
+    def lineReceived(self, line: bytes) -> None:
+        self._server.send_line(line.rstrip(b"\r"))
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        if self._server.transport.connected:
+            self._server.send_line(b"/quit")
+
+
+async def run(reactor: Any, options: Options) -> None:
+    """
+    Connect to the server in C{options} and chat until the connection
+    closes.
+
+    @raise SystemExit: with code 1 when the connection cannot be made,
+        after a one-line message on standard error.
+    """
+    host, port = options["host"], options["port"]
+    stdout = sys.stdout.buffer
+    server = ServerConnection(stdout, options["nick"])
+    try:
+        await connectProtocol(HostnameEndpoint(reactor, host, port), server)
+    except (ConnectError, DNSLookupError) as e:
+        sys.stderr.write(f"twistedchat-client: cannot connect to {host} port {port}: {e}\n")
+        raise SystemExit(1)
+    terminal = StandardIO(Keyboard(server), reactor=reactor)
+    server._terminal = terminal
+    await server.closed
+    terminal.loseWriteConnection()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """
+    Entry point of the C{twistedchat-client} console script.
+    """
+    options = Options()
+    try:
+        options.parseOptions(sys.argv[1:] if argv is None else argv)
+    except usage.UsageError as e:
+        sys.stderr.write(f"twistedchat-client: {e}\n{options}")
+        raise SystemExit(2)
+    react(lambda reactor: Deferred.fromCoroutine(run(reactor, options)))
