@@ -1,0 +1,166 @@
+"""
+Test support for end-to-end tests: the real C{twistd -n chat} in a
+subprocess, and line clients over real TCP sockets on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+TIMEOUT = 15.0
+
+
+class ChatServer:
+    """
+    C{twistd -n chat} listening on a free loopback port, started from
+    C{directory}; its log is collected in C{log_lines}.
+    """
+
+    def __init__(self, directory: Path, *options: str) -> None:
+        command = [
+            str(BIN / "twistd"), "-n", "--pidfile=", "--logfile=-",
+            "chat", "--port", "tcp:0:interface=127.0.0.1", *options,
+        ]
+        self.process = subprocess.Popen(
+            command, cwd=directory, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        self.log_lines: list[str] = []
+        self._listening = threading.Event()
+        self.port = 0
+        threading.Thread(target=self._read_log, daemon=True).start()
+        if not self._listening.wait(TIMEOUT):
+            self.stop()
+            raise AssertionError("server did not start:\n" + self.log)
+
+    def _read_log(self) -> None:
+        assert self.process.stdout is not None
+        for raw in self.process.stdout:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            self.log_lines.append(line)
+            match = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
+            if match:
+                self.port = int(match.group(1))
+                self._listening.set()
+
+    @property
+    def log(self) -> str:
+        """
+        Everything the server logged so far.
+        """
+        return "\n".join(self.log_lines)
+
+    def terminate(self) -> None:
+        """
+        Send SIGTERM and wait for a clean exit: twistd stops the reactor,
+        logs "Main loop terminated.", then ends itself with the same signal
+        (Twisted's twistd reports the signal that stopped it).
+
+        @raise AssertionError: the server exited some other way, or logged
+            a traceback.
+        """
+        self.process.send_signal(signal.SIGTERM)
+        status = self.process.wait(TIMEOUT)
+        assert status == -signal.SIGTERM, (status, self.log)
+        assert "Main loop terminated." in self.log, self.log
+        assert "Traceback" not in self.log, self.log
+
+    def stop(self) -> None:
+        """
+        Make sure the server is gone.
+        """
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(TIMEOUT)
+
+
+class LineClient:
+    """
+    A raw TCP chat client that sends lines ending in C{newline} and records
+    every line it receives.
+    """
+
+    def __init__(self, port: int, newline: bytes = b"\r\n") -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+        self.newline = newline
+        self.received: list[str] = []
+        self._buffer = b""
+        self._next = 0
+
+    def send(self, text: str) -> None:
+        """
+        Send one line.
+        """
+        self.sock.sendall(text.encode("utf-8") + self.newline)
+
+    def _read_line(self) -> str | None:
+        while b"\r\n" not in self._buffer:
+            data = self.sock.recv(65536)
+            if not data:
+                return None
+            self._buffer += data
+        line, self._buffer = self._buffer.split(b"\r\n", 1)
+        text = line.decode("utf-8")
+        self.received.append(text)
+        return text
+
+    def expect(self, text: str) -> str:
+        """
+        Return the first line not yet returned that contains C{text},
+        reading more from the server as needed.
+
+        @raise AssertionError: the connection closed or timed out first.
+        """
+        while True:
+            while self._next < len(self.received):
+                line = self.received[self._next]
+                self._next += 1
+                if text in line:
+                    return line
+            try:
+                if self._read_line() is None:
+                    raise AssertionError(f"closed before {text!r}; got {self.received}")
+            except socket.timeout:
+                raise AssertionError(f"{text!r} not received; got {self.received}")
+
+    def read_until_closed(self) -> list[str]:
+        """
+        Read until the server closes the connection; return the lines not
+        yet returned by L{expect}.
+        """
+        while self._read_line() is not None:
+            pass
+        rest = self.received[self._next :]
+        self._next = len(self.received)
+        return rest
+
+    def reset(self) -> None:
+        """
+        Drop the connection abruptly: close with a TCP reset.
+        """
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.sock.close()
+
+    def close(self) -> None:
+        """
+        Close the socket if it is still open.
+        """
+        self.sock.close()
+
+
+def environment() -> dict[str, str]:
+    """
+    The environment for spawned programs: this virtual environment's
+    commands first on PATH.
+    """
+    env = dict(os.environ)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    return env

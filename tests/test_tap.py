@@ -1,0 +1,123 @@
+"""
+Tests for L{twistedchat.tap}: options and the service they build.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fakeclients import FakeClient
+from twisted.internet.testing import MemoryReactorClock
+from twisted.python import usage
+
+from twistedchat.factory import ChatFactory
+from twistedchat.protocol import ChatTelnetTransport
+from twistedchat.tap import Options, makeService
+
+
+def parse(*argv: str) -> Options:
+    """
+    Parse C{argv} as C{twistd chat} would.
+    """
+    options = Options()
+    options.parseOptions(list(argv))
+    return options
+
+
+def test_defaults() -> None:
+    """
+    With no options the server listens on tcp:12345 with the documented
+    defaults.
+    """
+    options = parse()
+    assert options["port"] == ["tcp:12345"]
+    assert options["max-nick-length"] == 16
+    assert options["max-line-length"] == 2048
+    assert options["registration-timeout"] == 60.0
+    assert options["motd"] is None
+    assert not options["random-nicknames"]
+    assert not options["log-messages"]
+
+
+def test_ports() -> None:
+    """
+    --port takes a bare number (tcp:N) or an endpoint description, and may
+    be given several times.
+    """
+    options = parse("--port", "2000", "--port", "tcp:2001:interface=127.0.0.1", "-p", "unix:/tmp/x.sock")
+    assert options["port"] == ["tcp:2000", "tcp:2001:interface=127.0.0.1", "unix:/tmp/x.sock"]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--port", "bogus:1"], "--port bogus:1: not a port number or endpoint description"),
+        (["--port", "tcp:notaport"], "--port tcp:notaport: not a port number"),
+        (["--max-nick-length", "8"], "--max-nick-length must be from 9 to 64, not 8."),
+        (["--max-nick-length", "x"], "--max-nick-length takes a number, not 'x'."),
+        (["--max-line-length", "10"], "--max-line-length must be from 80 to 1048576, not 10."),
+        (["--registration-timeout", "0"], "--registration-timeout must be from 1 to 86400, not 0."),
+        (["--motd", "@/nonexistent/motd.txt"], "Cannot read the MOTD file /nonexistent/motd.txt"),
+    ],
+)
+def test_bad_options(argv: list[str], message: str) -> None:
+    """
+    Each bad value stops parsing with a UsageError sentence naming the
+    option.
+    """
+    with pytest.raises(usage.UsageError) as error:
+        parse(*argv)
+    assert str(error.value).startswith(message)
+
+
+def test_motd_text_and_file(tmp_path: Path) -> None:
+    """
+    --motd takes text, or @FILE; control characters are removed.
+    """
+    assert parse("--motd", "hello\x1b[31m")["motd"] == "hello"
+    motd = tmp_path / "motd.txt"
+    motd.write_bytes(b"line one\r\nline \x07two\n")
+    assert parse("--motd", f"@{motd}")["motd"] == "line one\nline two"
+
+
+def test_make_service_listens_on_every_port() -> None:
+    """
+    makeService listens on every --port with one shared ChatFactory built
+    from the options.
+    """
+    reactor = MemoryReactorClock()
+    options = parse(
+        "--port", "2000", "--port", "tcp:2001:interface=127.0.0.1", "--port", "unix:/tmp/chat.sock",
+        "--max-line-length", "100", "--random-nicknames", "--server-name", "example",
+    )
+    service = makeService(options, reactor)
+    service.startService()
+    assert [(port, interface) for port, _, _, interface in reactor.tcpServers] == [
+        (2000, ""),
+        (2001, "127.0.0.1"),
+    ]
+    assert [address for address, *_ in reactor.unixServers] == ["/tmp/chat.sock"]
+    factories = {id(factory) for _, factory, *_ in reactor.tcpServers + reactor.unixServers}
+    assert len(factories) == 1
+    factory = reactor.tcpServers[0][1]
+    assert isinstance(factory, ChatFactory)
+    assert factory.protocol is ChatTelnetTransport
+    assert factory.clock is reactor
+    assert factory.max_line_length == 100
+    assert factory.random_nicknames
+    assert factory.server_name == "example"
+
+
+def test_stop_service_shuts_the_chat_down() -> None:
+    """
+    Stopping the service tells connected users the server is shutting down.
+    """
+    reactor = MemoryReactorClock()
+    service = makeService(parse("--port", "2000"), reactor)
+    service.startService()
+    factory = reactor.tcpServers[0][1]
+    client = FakeClient(factory).register("alice")
+    service.stopService()
+    assert client.lines() == ["*** server shutting down"]
+    assert client.closed
