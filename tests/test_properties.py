@@ -41,7 +41,7 @@ def play(data: bytes, cuts: list[int]) -> tuple[bytes, bytes, bool]:
     return sender.output(), bob.output(), sender.closed
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(network_bytes, st.lists(st.integers(min_value=0, max_value=3000), max_size=20))
 def test_arbitrary_input(data: bytes, cuts: list[int]) -> None:
     """

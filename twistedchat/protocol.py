@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from twisted.conch.telnet import IAC, TelnetProtocol, TelnetTransport
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
-from twisted.internet.interfaces import IAddress, IDelayedCall
+from twisted.internet.interfaces import IAddress, IDelayedCall, ITransport
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
@@ -406,9 +406,10 @@ class ChatTelnetTransport(TelnetTransport):
     or C{nc} connection: telnet option handling around a L{ChatProtocol}.
 
     Lines written are UTF-8 text ending in CRLF. UTF-8 never contains the
-    byte 0xFF (telnet's IAC) and our lines hold no bare LF, so they are sent
-    as they are, without L{TelnetTransport.write}'s IAC doubling and LF to
-    CRLF rewriting, which would turn CRLF into CR CR LF.
+    byte 0xFF (telnet's IAC) and our lines hold no bare LF, so they go
+    straight to the TCP transport, without L{TelnetTransport.write}'s IAC
+    doubling and LF to CRLF rewriting (which would turn CRLF into CR CR LF)
+    and without a Python call per line on the broadcast path.
     """
 
     protocolFactory = ChatProtocol
@@ -420,17 +421,21 @@ class ChatTelnetTransport(TelnetTransport):
         Parse telnet commands like L{TelnetTransport}, but ignore IAC
         followed by a byte that is no telnet command (RFC 854 defines
         240-255) instead of raising C{ValueError} and dropping the
-        connection.
+        connection, and stop once the connection is lost (after C{/quit},
+        say) instead of handing the rest to a protocol that is gone.
         """
         if IAC not in data and self.state != "escaped":
             TelnetTransport.dataReceived(self, data)
             return
         for piece in _IAC_PIECES.split(data):
+            if self.protocol is None:
+                return  # the connection was lost while handling a piece
             if self.state == "escaped" and piece and piece[0] in _NOT_COMMANDS:
                 self.state = "data"
                 piece = piece[1:]
             if piece:
                 TelnetTransport.dataReceived(self, piece)
 
-    def write(self, data: bytes) -> None:
-        self.transport.write(data)
+    def makeConnection(self, transport: ITransport) -> None:
+        self.write = transport.write  # type: ignore[method-assign]
+        TelnetTransport.makeConnection(self, transport)
