@@ -32,8 +32,9 @@ class FakeClient:
     """
 
     def __init__(self, factory: ChatFactory, port: int = 50000) -> None:
-        self.protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", port))
-        self.transport = StringTransportWithDisconnection()
+        address = IPv4Address("TCP", "127.0.0.1", port)
+        self.protocol = factory.buildProtocol(address)
+        self.transport = StringTransportWithDisconnection(peerAddress=address)
         self.transport.protocol = self.protocol
         self.protocol.makeConnection(self.transport)
 

@@ -58,18 +58,19 @@ class ChatServer:
         """
         return "\n".join(self.log_lines)
 
-    def terminate(self) -> None:
+    def terminate(self, signal_number: int = signal.SIGTERM) -> None:
         """
-        Send SIGTERM and wait for a clean exit: twistd stops the reactor,
-        logs "Main loop terminated.", then ends itself with the same signal
-        (Twisted's twistd reports the signal that stopped it).
+        Send C{signal_number} (SIGTERM or SIGINT) and wait for a clean exit:
+        twistd stops the reactor, logs "Main loop terminated.", then ends
+        itself with the same signal (twistd reports the signal that
+        stopped it).
 
         @raise AssertionError: the server exited some other way, or logged
             a traceback.
         """
-        self.process.send_signal(signal.SIGTERM)
+        self.process.send_signal(signal_number)
         status = self.process.wait(TIMEOUT)
-        assert status == -signal.SIGTERM, (status, self.log)
+        assert status == -signal_number, (status, self.log)
         assert "Main loop terminated." in self.log, self.log
         assert "Traceback" not in self.log, self.log
 

@@ -6,14 +6,36 @@ through pexpect.
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
+import signal
 import socket
-from collections.abc import Iterator
+import subprocess
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pexpect
 import pytest
 from realserver import BIN, TIMEOUT, ChatServer, LineClient, environment
+
+
+T = TypeVar("T")
+
+
+def wait_for(condition: Callable[[], T]) -> T:
+    """
+    Poll C{condition} (a file another process writes) until it returns
+    something true, for at most TIMEOUT seconds; return that.
+    """
+    deadline = time.monotonic() + TIMEOUT
+    while not (result := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for the daemon")
+        time.sleep(0.05)
+    return result
 
 
 @pytest.fixture
@@ -128,6 +150,53 @@ def test_whole_session(server: ChatServer) -> None:
         client.close()
 
 
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_shutdown_on_signal(tmp_path: Path, signal_name: str) -> None:
+    """
+    On SIGINT or SIGTERM every connection, registered or still at the
+    prompt, gets "*** server shutting down" before it closes.
+    """
+    server = ChatServer(tmp_path)
+    try:
+        alice = LineClient(server.port)
+        alice.send("alice")
+        alice.expect("*** Welcome, alice!")
+        waiting = LineClient(server.port)
+        waiting.expect("*** Choose a nickname")
+        server.terminate(getattr(signal, signal_name))
+        assert alice.read_until_closed() == ["*** server shutting down"]
+        assert waiting.read_until_closed() == ["*** server shutting down"]
+    finally:
+        server.stop()
+
+
+def test_daemon(tmp_path: Path) -> None:
+    """
+    Without -n, twistd detaches, writes its pid file and log file, serves
+    chat, and stops on SIGTERM from the pid in the pid file.
+    """
+    pidfile, logfile = tmp_path / "chat.pid", tmp_path / "chat.log"
+    subprocess.run(
+        [str(BIN / "twistd"), f"--pidfile={pidfile}", f"--logfile={logfile}",
+         "chat", "--port", "tcp:0:interface=127.0.0.1"],
+        cwd=tmp_path, check=True, timeout=TIMEOUT,
+    )
+    pid = 0
+    try:
+        log = wait_for(lambda: logfile.exists() and "listening on" in logfile.read_text() and logfile.read_text())
+        pid = wait_for(lambda: pidfile.exists() and pidfile.read_text().strip() and int(pidfile.read_text()))
+        port = int(re.search(r"listening on 127\.0\.0\.1:(\d+)", log).group(1))
+        client = LineClient(port)
+        client.send("daemonuser")
+        client.expect("*** Welcome, daemonuser!")
+        os.kill(pid, signal.SIGTERM)
+        assert client.read_until_closed() == ["*** server shutting down"]
+        wait_for(lambda: not pidfile.exists())
+    finally:
+        if pid and pidfile.exists():
+            os.kill(pid, signal.SIGKILL)
+
+
 def test_registration_timeout_real(tmp_path: Path) -> None:
     """
     A real connection that never chooses a nickname is told why and closed
@@ -204,6 +273,29 @@ def test_terminal_client(server: ChatServer) -> None:
     finally:
         client.close(force=True)
         grace.close()
+
+
+def test_terminal_client_end_of_input(server: ChatServer) -> None:
+    """
+    Ctrl-D (end of input) in twistedchat-client quits the chat and exits
+    with status 0.
+    """
+    ivy = join(server, "ivy")
+    client = pexpect.spawn(
+        str(BIN / "twistedchat-client"), ["--nick", "jack", "127.0.0.1", str(server.port)],
+        timeout=TIMEOUT, env=environment(),
+    )
+    try:
+        client.expect_exact("*** Welcome, jack!")
+        client.sendeof()
+        client.expect_exact("*** Goodbye.")
+        client.expect(pexpect.EOF)
+        client.close()
+        assert client.exitstatus == 0
+        assert ivy.expect("has left") == "*** jack has left (quit)"
+    finally:
+        client.close(force=True)
+        ivy.close()
 
 
 def test_terminal_client_server_closes(server: ChatServer) -> None:

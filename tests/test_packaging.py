@@ -125,3 +125,21 @@ def test_editable_install(source_copy: Path, tmp_path: Path) -> None:
     python = fresh_environment(tmp_path / "venv")
     pip_install(python, "--editable", str(source_copy))
     assert lists_chat(twistd_help(python, tmp_path))
+
+
+def test_chat_help_documents_every_option(tmp_path: Path) -> None:
+    """
+    twistd chat --help documents every option, with its default where it
+    has one.
+    """
+    result = subprocess.run(
+        [str(BIN / "twistd"), "chat", "--help"], cwd=tmp_path, capture_output=True, text=True, check=True
+    )
+    text = " ".join(result.stdout.split())
+    for option in [
+        "--port=", "--max-nick-length=", "--max-line-length=", "--motd=",
+        "--random-nicknames", "--registration-timeout=", "--log-messages", "--server-name=",
+    ]:
+        assert option in text
+    for default in ["[default: tcp:12345]", "[default: 16]", "[default: 2048]", "[default: 60.0]"]:
+        assert default in text

@@ -559,3 +559,63 @@ def test_iac_followed_by_non_command_ignored() -> None:
     alice.send(b"\x00cd\xff\xf0ef\n")
     assert bob.lines() == ["<alice> abcdef"]
     assert not alice.closed
+
+
+def logged(events: list[dict]) -> str:
+    """
+    The formatted text of captured log events, one per line.
+    """
+    from twisted.logger import formatEvent
+
+    return "\n".join(formatEvent(event) for event in events)
+
+
+def test_logging_without_message_text() -> None:
+    """
+    The log records connections with their peer address, registrations,
+    nickname changes, private-message metadata and quits with their
+    reason, but no chat or private text unless log_messages is set.
+    """
+    from twisted.logger import capturedLogs
+
+    with capturedLogs() as events:
+        factory = make_factory()
+        alice, bob = chatters(factory, "alice", "bob")
+        alice.send(b"top secret plan\n/me hides\n/msg bob private words\n/nick alicia\n/quit tired\n")
+    text = logged(events)
+    assert "connection from 127.0.0.1:50000" in text
+    assert "127.0.0.1:50001 registered as bob" in text
+    assert "private message from alice to bob, 13 characters" in text
+    assert "alice is now known as alicia" in text
+    assert "alicia quit (tired)" in text
+    assert "secret" not in text and "hides" not in text and "private words" not in text
+
+
+def test_logging_messages_when_asked() -> None:
+    """
+    With log_messages the text of chat lines and actions is logged too;
+    private message text still is not.
+    """
+    from twisted.logger import capturedLogs
+
+    with capturedLogs() as events:
+        alice, bob = chatters(make_factory(log_messages=True), "alice", "bob")
+        alice.send(b"top secret plan\n/me hides\n/msg bob private words\n")
+    text = logged(events)
+    assert "<alice> top secret plan" in text
+    assert "* alice hides" in text
+    assert "private words" not in text
+
+
+def test_describe_address() -> None:
+    """
+    Peer addresses are logged as people write them.
+    """
+    from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+
+    from twistedchat.protocol import describe_address
+
+    assert describe_address(IPv4Address("TCP", "10.0.0.1", 4000)) == "10.0.0.1:4000"
+    assert describe_address(IPv6Address("TCP", "::1", 4000)) == "[::1]:4000"
+    assert describe_address(UNIXAddress(b"/run/chat.sock")) == "unix:/run/chat.sock"
+    assert describe_address(UNIXAddress(None)) == "unix:?"

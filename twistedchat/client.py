@@ -13,11 +13,13 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import HostnameEndpoint, connectProtocol
 from twisted.internet.error import ConnectError, DNSLookupError
+from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.stdio import StandardIO
 from twisted.internet.task import react
 from twisted.protocols.basic import LineReceiver
 from twisted.python import usage
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from twistedchat.sanitize import clean_line
 
@@ -85,10 +87,12 @@ class ServerConnection(LineReceiver):
         self.closed.callback(None)
 
 
+@implementer(IHalfCloseableProtocol)
 class Keyboard(LineReceiver):
     """
     Standard input: each line typed goes to the server; end of input
-    (Ctrl-D) sends C{/quit}.
+    (Ctrl-D) sends C{/quit}, while standard output stays open for the
+    server's goodbye.
     """
 
     delimiter = b"\n"
@@ -99,9 +103,12 @@ class Keyboard(LineReceiver):
     def lineReceived(self, line: bytes) -> None:
         self._server.send_line(line.rstrip(b"\r"))
 
-    def connectionLost(self, reason: Failure | None = None) -> None:
+    def readConnectionLost(self) -> None:
         if self._server.transport.connected:
             self._server.send_line(b"/quit")
+
+    def writeConnectionLost(self) -> None:
+        pass
 
 
 async def run(reactor: Any, options: Options) -> None:
