@@ -36,7 +36,7 @@ class Chat(LineReceiver):
         if name in self.users:
             self.sendLine(b"Name taken, please choose another.")
             return
-        self.sendLine(f"Welcome, {name}!".encode("utf-8"))
+        self.sendLine(f"Welcome, {name}!".encode())
         self.name = name
         self.users[name] = self
         self.state = "CHAT"

@@ -18,8 +18,8 @@ from __future__ import annotations
 import argparse
 import errno
 import os
-import resource
 import re
+import resource
 import select
 import socket
 import statistics
@@ -42,8 +42,14 @@ def server_command(name: str, extra: list[str]) -> list[str]:
     if name == "howto":
         return [sys.executable, str(HERE / "howto_server.py"), "0"]
     return [
-        str(BIN / "twistd"), "-n", "--pidfile=", "--logfile=-",
-        "chat", "--port", "tcp:0:interface=127.0.0.1", *extra,
+        str(BIN / "twistd"),
+        "-n",
+        "--pidfile=",
+        "--logfile=-",
+        "chat",
+        "--port",
+        "tcp:0:interface=127.0.0.1",
+        *extra,
     ]
 
 
@@ -136,7 +142,9 @@ def connect(port: int, count: int) -> list[Client]:
         data = b""
         while b"barrier" not in data:
             data += client.sock.recv(65536)
-        client.buffer = data.split(b"barrier", 1)[1].split(b"\r\n", 1)[1] if b"barrier\r\n" in data else b""
+        client.buffer = (
+            data.split(b"barrier", 1)[1].split(b"\r\n", 1)[1] if b"barrier\r\n" in data else b""
+        )
     for client in clients:
         client.sock.setblocking(False)
     return clients
@@ -155,7 +163,9 @@ def run(name: str, args: argparse.Namespace) -> dict[str, float]:
         own_cpu = sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
         figures = measure(clients, args)
         figures["server_cpu"] = (server.cpu_seconds() - server_cpu) / figures["seconds"]
-        figures["own_cpu"] = (sum(resource.getrusage(resource.RUSAGE_SELF)[:2]) - own_cpu) / figures["seconds"]
+        figures["own_cpu"] = (
+            sum(resource.getrusage(resource.RUSAGE_SELF)[:2]) - own_cpu
+        ) / figures["seconds"]
         figures["rss_idle"] = rss_idle
         figures["rss_end"], figures["rss_peak"] = server.memory()
         for client in clients:
@@ -193,7 +203,10 @@ def measure(clients: list[Client], args: argparse.Namespace) -> dict[str, float]
             in_flight = sender.sent_lines - seen_by_probe[sender.index]
             while in_flight < args.window and sender.sent_lines < args.lines:
                 sender.outgoing += b"|%d|%d|%d|%s\r\n" % (
-                    sender.index, sender.sent_lines, time.monotonic_ns(), padding,
+                    sender.index,
+                    sender.sent_lines,
+                    time.monotonic_ns(),
+                    padding,
                 )
                 sender.sent_lines += 1
                 in_flight += 1
@@ -248,22 +261,30 @@ def measure(clients: list[Client], args: argparse.Namespace) -> dict[str, float]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--servers", default="howto,twistedchat", help="comma-separated: twistedchat, howto")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--servers", default="howto,twistedchat", help="comma-separated: twistedchat, howto"
+    )
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--senders", type=int, default=20)
     parser.add_argument("--lines", type=int, default=500, help="lines each sender sends")
     parser.add_argument("--size", type=int, default=100, help="bytes per line sent")
     parser.add_argument("--window", type=int, default=20, help="lines in flight per sender")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per server, alternating; the median is reported")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="runs per server, alternating; the median is reported"
+    )
     parser.add_argument("--timeout", type=float, default=120, help="seconds per run at most")
-    parser.add_argument("--server-option", action="append", default=[], help="extra option for twistd chat")
+    parser.add_argument(
+        "--server-option", action="append", default=[], help="extra option for twistd chat"
+    )
     args = parser.parse_args()
     names = args.servers.split(",")
     results: dict[str, list[dict[str, float]]] = {name: [] for name in names}
     print(
-        f"{args.clients} clients, {args.senders} senders x {args.lines} lines of {args.size} bytes, "
-        f"window {args.window}, {args.repeat} runs each"
+        f"{args.clients} clients, {args.senders} senders x {args.lines} lines "
+        f"of {args.size} bytes, window {args.window}, {args.repeat} runs each"
     )
     for run_number in range(args.repeat):
         for name in names:
@@ -277,13 +298,16 @@ def main() -> None:
                 f"{figures['deliveries']:,}/{figures['expected']:,} delivered",
                 flush=True,
             )
-    print(f"\n{'server':12} {'deliveries/s':>12} {'p50 ms':>8} {'p99 ms':>8} {'RSS MiB':>8} {'peak MiB':>9} {'complete':>9}")
+    print(
+        f"\n{'server':12} {'deliveries/s':>12} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'RSS MiB':>8} {'peak MiB':>9} {'complete':>9}"
+    )
     for name, runs in results.items():
-        best = sorted(runs, key=lambda f: f["rate"])[len(runs) // 2]
+        median = sorted(runs, key=lambda f: f["rate"])[len(runs) // 2]
         complete = all(f["deliveries"] == f["expected"] for f in runs)
         print(
-            f"{name:12} {best['rate']:>12,.0f} {best['p50']:>8.1f} {best['p99']:>8.1f} "
-            f"{best['rss_end']:>8.1f} {best['rss_peak']:>9.1f} {'yes' if complete else 'NO':>9}"
+            f"{name:12} {median['rate']:>12,.0f} {median['p50']:>8.1f} {median['p99']:>8.1f} "
+            f"{median['rss_end']:>8.1f} {median['rss_peak']:>9.1f} {'yes' if complete else 'NO':>9}"
         )
 
 

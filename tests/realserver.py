@@ -27,8 +27,14 @@ class ChatServer:
 
     def __init__(self, directory: Path, *options: str) -> None:
         command = [
-            str(BIN / "twistd"), "-n", "--pidfile=", "--logfile=-",
-            "chat", "--port", "tcp:0:interface=127.0.0.1", *options,
+            str(BIN / "twistd"),
+            "-n",
+            "--pidfile=",
+            "--logfile=-",
+            "chat",
+            "--port",
+            "tcp:0:interface=127.0.0.1",
+            *options,
         ]
         self.process = subprocess.Popen(
             command, cwd=directory, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
@@ -129,8 +135,8 @@ class LineClient:
             try:
                 if self._read_line() is None:
                     raise AssertionError(f"closed before {text!r}; got {self.received}")
-            except socket.timeout:
-                raise AssertionError(f"{text!r} not received; got {self.received}")
+            except TimeoutError:
+                raise AssertionError(f"{text!r} not received; got {self.received}") from None
 
     def read_until_closed(self) -> list[str]:
         """

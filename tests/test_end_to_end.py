@@ -21,7 +21,6 @@ import pexpect
 import pytest
 from realserver import BIN, TIMEOUT, ChatServer, LineClient, environment
 
-
 T = TypeVar("T")
 
 
@@ -177,14 +176,28 @@ def test_daemon(tmp_path: Path) -> None:
     """
     pidfile, logfile = tmp_path / "chat.pid", tmp_path / "chat.log"
     subprocess.run(
-        [str(BIN / "twistd"), f"--pidfile={pidfile}", f"--logfile={logfile}",
-         "chat", "--port", "tcp:0:interface=127.0.0.1"],
-        cwd=tmp_path, check=True, timeout=TIMEOUT,
+        [
+            str(BIN / "twistd"),
+            f"--pidfile={pidfile}",
+            f"--logfile={logfile}",
+            "chat",
+            "--port",
+            "tcp:0:interface=127.0.0.1",
+        ],
+        cwd=tmp_path,
+        check=True,
+        timeout=TIMEOUT,
     )
     pid = 0
     try:
-        log = wait_for(lambda: logfile.exists() and "listening on" in logfile.read_text() and logfile.read_text())
-        pid = wait_for(lambda: pidfile.exists() and pidfile.read_text().strip() and int(pidfile.read_text()))
+        log = wait_for(
+            lambda: (
+                logfile.exists() and "listening on" in logfile.read_text() and logfile.read_text()
+            )
+        )
+        pid = wait_for(
+            lambda: pidfile.exists() and pidfile.read_text().strip() and int(pidfile.read_text())
+        )
         port = int(re.search(r"listening on 127\.0\.0\.1:(\d+)", log).group(1))
         client = LineClient(port)
         client.send("daemonuser")
@@ -219,7 +232,9 @@ def test_telnet(server: ChatServer) -> None:
     if shutil.which("telnet") is None:
         pytest.fail("telnet is not installed: .ci/run installs the Debian package telnet")
     eve = join(server, "eve")
-    telnet = pexpect.spawn("telnet", ["127.0.0.1", str(server.port)], timeout=TIMEOUT, env=environment())
+    telnet = pexpect.spawn(
+        "telnet", ["127.0.0.1", str(server.port)], timeout=TIMEOUT, env=environment()
+    )
     try:
         telnet.expect_exact("*** Choose a nickname")
         telnet.sendline("dave")
@@ -254,8 +269,10 @@ def test_terminal_client(server: ChatServer) -> None:
     """
     grace = join(server, "grace")
     client = pexpect.spawn(
-        str(BIN / "twistedchat-client"), ["--nick", "frank", "127.0.0.1", str(server.port)],
-        timeout=TIMEOUT, env=environment(),
+        str(BIN / "twistedchat-client"),
+        ["--nick", "frank", "127.0.0.1", str(server.port)],
+        timeout=TIMEOUT,
+        env=environment(),
     )
     try:
         client.expect_exact("*** Welcome, frank! 2 users online: frank, grace.")
@@ -282,8 +299,10 @@ def test_terminal_client_end_of_input(server: ChatServer) -> None:
     """
     ivy = join(server, "ivy")
     client = pexpect.spawn(
-        str(BIN / "twistedchat-client"), ["--nick", "jack", "127.0.0.1", str(server.port)],
-        timeout=TIMEOUT, env=environment(),
+        str(BIN / "twistedchat-client"),
+        ["--nick", "jack", "127.0.0.1", str(server.port)],
+        timeout=TIMEOUT,
+        env=environment(),
     )
     try:
         client.expect_exact("*** Welcome, jack!")
@@ -304,8 +323,10 @@ def test_terminal_client_server_closes(server: ChatServer) -> None:
     when the server goes away.
     """
     client = pexpect.spawn(
-        str(BIN / "twistedchat-client"), ["--nick", "henry", "127.0.0.1", str(server.port)],
-        timeout=TIMEOUT, env=environment(),
+        str(BIN / "twistedchat-client"),
+        ["--nick", "henry", "127.0.0.1", str(server.port)],
+        timeout=TIMEOUT,
+        env=environment(),
     )
     try:
         client.expect_exact("*** Welcome, henry!")
@@ -327,8 +348,10 @@ def test_terminal_client_refused() -> None:
         unused.bind(("127.0.0.1", 0))
         port = unused.getsockname()[1]
     output, status = pexpect.run(
-        f"{BIN / 'twistedchat-client'} 127.0.0.1 {port}", withexitstatus=True,
-        timeout=TIMEOUT, env=environment(),
+        f"{BIN / 'twistedchat-client'} 127.0.0.1 {port}",
+        withexitstatus=True,
+        timeout=TIMEOUT,
+        env=environment(),
     )
     text = output.decode().strip()
     assert status == 1

@@ -46,8 +46,11 @@ def source_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """
     copy = tmp_path_factory.mktemp("src") / "twistedchat"
     shutil.copytree(
-        CHECKOUT, copy,
-        ignore=shutil.ignore_patterns(".git", ".venv", "__pycache__", "dist", "build", ".hypothesis", ".pytest_cache"),
+        CHECKOUT,
+        copy,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", "__pycache__", "dist", "build", ".hypothesis", ".pytest_cache"
+        ),
     )
     (copy / "twisted" / "plugins" / "dropin.cache").write_bytes(b"stale cache")
     return copy
@@ -63,7 +66,9 @@ def fresh_environment(directory: Path) -> Path:
     python = directory / "bin" / "python"
     purelib = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     # A plain path line in a .pth file adds the folder to sys.path without
     # processing its own .pth files, so the editable twistedchat install of
@@ -78,8 +83,19 @@ def pip_install(python: Path, *arguments: str) -> None:
     offline and without dependencies.
     """
     subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet",
-         "--no-deps", "--no-index", "--no-build-isolation", *arguments],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-index",
+            "--no-build-isolation",
+            *arguments,
+        ],
         check=True,
     )
 
@@ -89,7 +105,11 @@ def twistd_help(python: Path, cwd: Path) -> str:
     Run twistd (C{python -m twisted}) with --help in C{cwd}.
     """
     return subprocess.run(
-        [str(python), "-m", "twisted", "--help"], cwd=cwd, capture_output=True, text=True, check=True
+        [str(python), "-m", "twisted", "--help"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
 
 
@@ -100,8 +120,18 @@ def test_wheel(source_copy: Path, tmp_path: Path) -> None:
     twistd lists chat.
     """
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-         "--wheel-dir", str(tmp_path / "dist"), str(source_copy)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--wheel-dir",
+            str(tmp_path / "dist"),
+            str(source_copy),
+        ],
         check=True,
     )
     (wheel,) = (tmp_path / "dist").glob("twistedchat-*.whl")
@@ -133,12 +163,22 @@ def test_chat_help_documents_every_option(tmp_path: Path) -> None:
     has one.
     """
     result = subprocess.run(
-        [str(BIN / "twistd"), "chat", "--help"], cwd=tmp_path, capture_output=True, text=True, check=True
+        [str(BIN / "twistd"), "chat", "--help"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     text = " ".join(result.stdout.split())
     for option in [
-        "--port=", "--max-nick-length=", "--max-line-length=", "--motd=",
-        "--random-nicknames", "--registration-timeout=", "--log-messages", "--server-name=",
+        "--port=",
+        "--max-nick-length=",
+        "--max-line-length=",
+        "--motd=",
+        "--random-nicknames",
+        "--registration-timeout=",
+        "--log-messages",
+        "--server-name=",
     ]:
         assert option in text
     for default in ["[default: tcp:12345]", "[default: 16]", "[default: 2048]", "[default: 60.0]"]:

@@ -48,8 +48,7 @@ def test_register_welcome_lists_users() -> None:
     carol.output()
     carol.send(b"carol\r\n")
     assert carol.lines() == [
-        "*** Welcome, carol! 3 users online: alice, bob, carol. "
-        "Type /help for the commands."
+        "*** Welcome, carol! 3 users online: alice, bob, carol. Type /help for the commands."
     ]
     assert alice.lines() == ["*** carol has joined"]
     assert bob.lines() == ["*** carol has joined"]
@@ -193,7 +192,19 @@ def test_help() -> None:
     lines = alice.lines()
     assert all(line.startswith("*** ") for line in lines)
     text = "\n".join(lines)
-    for command in ["/help", "/who", "/names", "/users", "/msg", "/me", "/nick", "/quit", "/exit", ".exit", "//"]:
+    for command in [
+        "/help",
+        "/who",
+        "/names",
+        "/users",
+        "/msg",
+        "/me",
+        "/nick",
+        "/quit",
+        "/exit",
+        ".exit",
+        "//",
+    ]:
         assert command in text
 
 
@@ -581,7 +592,9 @@ def test_logging_without_message_text() -> None:
     with capturedLogs() as events:
         factory = make_factory()
         alice, bob = chatters(factory, "alice", "bob")
-        alice.send(b"top secret plan\n/me hides\n/msg bob private words\n/nick alicia\n/quit tired\n")
+        alice.send(
+            b"top secret plan\n/me hides\n/msg bob private words\n/nick alicia\n/quit tired\n"
+        )
     text = logged(events)
     assert "connection from 127.0.0.1:50000" in text
     assert "127.0.0.1:50001 registered as bob" in text

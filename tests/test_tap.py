@@ -45,7 +45,9 @@ def test_ports() -> None:
     --port takes a bare number (tcp:N) or an endpoint description, and may
     be given several times.
     """
-    options = parse("--port", "2000", "--port", "tcp:2001:interface=127.0.0.1", "-p", "unix:/tmp/x.sock")
+    options = parse(
+        "--port", "2000", "--port", "tcp:2001:interface=127.0.0.1", "-p", "unix:/tmp/x.sock"
+    )
     assert options["port"] == ["tcp:2000", "tcp:2001:interface=127.0.0.1", "unix:/tmp/x.sock"]
 
 
@@ -88,8 +90,17 @@ def test_make_service_listens_on_every_port() -> None:
     """
     reactor = MemoryReactorClock()
     options = parse(
-        "--port", "2000", "--port", "tcp:2001:interface=127.0.0.1", "--port", "unix:/tmp/chat.sock",
-        "--max-line-length", "100", "--random-nicknames", "--server-name", "example",
+        "--port",
+        "2000",
+        "--port",
+        "tcp:2001:interface=127.0.0.1",
+        "--port",
+        "unix:/tmp/chat.sock",
+        "--max-line-length",
+        "100",
+        "--random-nicknames",
+        "--server-name",
+        "example",
     )
     service = makeService(options, reactor)
     service.startService()

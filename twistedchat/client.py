@@ -43,7 +43,7 @@ class Options(usage.Options):
         try:
             self["port"] = int(port)
         except ValueError:
-            raise usage.UsageError(f"PORT must be a number, not {port!r}.")
+            raise usage.UsageError(f"PORT must be a number, not {port!r}.") from None
         if not 0 < self["port"] < 65536:
             raise usage.UsageError(f"PORT must be from 1 to 65535, not {port}.")
 
@@ -126,7 +126,7 @@ async def run(reactor: Any, options: Options) -> None:
         await connectProtocol(HostnameEndpoint(reactor, host, port), server)
     except (ConnectError, DNSLookupError) as e:
         sys.stderr.write(f"twistedchat-client: cannot connect to {host} port {port}: {e}\n")
-        raise SystemExit(1)
+        raise SystemExit(1) from None
     terminal = StandardIO(Keyboard(server), reactor=reactor)
     server._terminal = terminal
     await server.closed
@@ -142,5 +142,5 @@ def main(argv: list[str] | None = None) -> None:
         options.parseOptions(sys.argv[1:] if argv is None else argv)
     except usage.UsageError as e:
         sys.stderr.write(f"twistedchat-client: {e}\n{options}")
-        raise SystemExit(2)
+        raise SystemExit(2) from None
     react(lambda reactor: Deferred.fromCoroutine(run(reactor, options)))

@@ -12,6 +12,7 @@ builds is wired in by L{twistedchat.tap}.
 from __future__ import annotations
 
 import random
+
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import ServerFactory
@@ -136,9 +137,7 @@ class ChatFactory(ServerFactory):
         Return the nicknames of everyone registered, sorted
         case-insensitively.
         """
-        return sorted(
-            (p.nickname for p in self._participants.values()), key=nickname_key
-        )
+        return sorted((p.nickname for p in self._participants.values()), key=nickname_key)
 
     def is_registered(self, participant: IParticipant) -> bool:
         """
@@ -146,8 +145,7 @@ class ChatFactory(ServerFactory):
         """
         nickname = participant.nickname
         return (
-            nickname is not None
-            and self._participants.get(nickname_key(nickname)) is participant
+            nickname is not None and self._participants.get(nickname_key(nickname)) is participant
         )
 
     def free_random_nickname(self) -> str:

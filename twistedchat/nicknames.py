@@ -58,9 +58,7 @@ def validate_nickname(nickname: str, max_length: int) -> None:
     if not nickname:
         raise InvalidNickname("A nickname cannot be empty.")
     if len(nickname) > max_length:
-        raise InvalidNickname(
-            f"A nickname can be at most {max_length} characters long."
-        )
+        raise InvalidNickname(f"A nickname can be at most {max_length} characters long.")
     if _NICKNAME.match(nickname) is None:
         raise InvalidNickname(
             "A nickname starts with a letter or one of [ ] \\ ` _ ^ { | } "
@@ -82,7 +80,7 @@ def random_nickname(taken: Container[str], rng: random.Random) -> str:
     digits = 4
     while True:
         for _ in range(20):
-            candidate = f"Guest{rng.randrange(10 ** (digits - 1), 10 ** digits)}"
+            candidate = f"Guest{rng.randrange(10 ** (digits - 1), 10**digits)}"
             if nickname_key(candidate) not in taken:
                 return candidate
         digits += 1

@@ -184,9 +184,7 @@ class ChatProtocol(LineReceiver, TelnetProtocol):
         self._peer = describe_address(self.transport.getPeer())
         self._log.info("connection from {peer}", peer=self._peer)
         factory.connected(self)
-        self._notice(
-            f"This is {factory.server_name}, running twistedchat {__version__}."
-        )
+        self._notice(f"This is {factory.server_name}, running twistedchat {__version__}.")
         if factory.motd:
             for line in factory.motd.splitlines():
                 self._write(f"- {line}")
@@ -260,9 +258,7 @@ class ChatProtocol(LineReceiver, TelnetProtocol):
         @param line: what L{LineReceiver} had buffered: the start of the long
             line, and everything after it if its end was already received.
         """
-        self._error(
-            f"Line too long: at most {self.MAX_LENGTH} bytes. It was not sent."
-        )
+        self._error(f"Line too long: at most {self.MAX_LENGTH} bytes. It was not sent.")
         end = line.find(self.delimiter)
         if end == -1:
             self._discarding = True

@@ -38,7 +38,7 @@ def _bounded(kind: type, name: str, low: float, high: float) -> Any:
         try:
             number = kind(value)
         except ValueError:
-            raise usage.UsageError(f"--{name} takes a number, not {value!r}.")
+            raise usage.UsageError(f"--{name} takes a number, not {value!r}.") from None
         if not low <= number <= high:
             raise usage.UsageError(f"--{name} must be from {low} to {high}, not {value}.")
         return number
@@ -69,7 +69,7 @@ def _read_motd(value: str) -> str:
             with open(path, "rb") as f:
                 raw = f.read()
         except OSError as e:
-            raise usage.UsageError(f"Cannot read the MOTD file {path}: {e.strerror}.")
+            raise usage.UsageError(f"Cannot read the MOTD file {path}: {e.strerror}.") from None
     else:
         raw = value.encode("utf-8", "surrogateescape")
     return "\n".join(clean_line(line) for line in raw.splitlines())
@@ -141,14 +141,14 @@ class Options(usage.Options):
         self["port"] = []
 
     def opt_port(self, value: str) -> None:
-        """Where to listen: a port number (tcp:PORT) or a Twisted server endpoint description such as tcp:12345:interface=127.0.0.1 or unix:/path/chat.sock; may be given several times. [default: tcp:12345]"""
+        """Where to listen: a port number (tcp:PORT) or a Twisted server endpoint description such as tcp:12345:interface=127.0.0.1 or unix:/path/chat.sock; may be given several times. [default: tcp:12345]"""  # noqa: E501
         description = endpoint_description(value)
         try:
             serverFromString(None, description)
         except (ValueError, TypeError, KeyError, OSError) as e:
             raise usage.UsageError(
                 f"--port {value}: not a port number or endpoint description ({e})."
-            )
+            ) from None
         self["port"].append(description)
 
     opt_p = opt_port
@@ -173,9 +173,7 @@ class _LoggingEndpoint:
 
     def listen(self, factory: Factory) -> Deferred[IListeningPort]:
         def listening(port: IListeningPort) -> IListeningPort:
-            self._log.info(
-                "listening on {address}", address=describe_address(port.getHost())
-            )
+            self._log.info("listening on {address}", address=describe_address(port.getHost()))
             return port
 
         return self._endpoint.listen(factory).addCallback(listening)
