@@ -415,8 +415,8 @@ class ChatTelnetTransport(TelnetTransport):
     def dataReceived(self, data: bytes) -> None:
         """
         Parse telnet commands like L{TelnetTransport}, but ignore IAC
-        followed by a byte that is no telnet command (RFC 854 defines
-        240-255) instead of raising C{ValueError} and dropping the
+        followed by a byte that is no telnet command (RFC 854 and RFC 885
+        define 239-255) instead of raising C{ValueError} and dropping the
         connection, and stop once the connection is lost (after C{/quit},
         say) instead of handing the rest to a protocol that is gone.
         """
