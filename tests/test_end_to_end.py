@@ -60,6 +60,18 @@ def join(server: ChatServer, nickname: str, newline: bytes = b"\r\n") -> LineCli
     return client
 
 
+def terminal_client(server: ChatServer, nickname: str) -> pexpect.spawn:
+    """
+    Start twistedchat-client on a terminal, registering as C{nickname}.
+    """
+    return pexpect.spawn(
+        str(BIN / "twistedchat-client"),
+        ["--nick", nickname, "127.0.0.1", str(server.port)],
+        timeout=TIMEOUT,
+        env=environment(),
+    )
+
+
 def test_whole_session(server: ChatServer) -> None:
     """
     Three clients (one ending lines with a bare LF, as nc does) join,
@@ -268,12 +280,7 @@ def test_terminal_client(server: ChatServer) -> None:
     what is typed, and exits with status 0 on /quit.
     """
     grace = join(server, "grace")
-    client = pexpect.spawn(
-        str(BIN / "twistedchat-client"),
-        ["--nick", "frank", "127.0.0.1", str(server.port)],
-        timeout=TIMEOUT,
-        env=environment(),
-    )
+    client = terminal_client(server, "frank")
     try:
         client.expect_exact("*** Welcome, frank! 2 users online: frank, grace.")
         assert grace.expect("***") == "*** frank has joined"
@@ -298,12 +305,7 @@ def test_terminal_client_end_of_input(server: ChatServer) -> None:
     with status 0.
     """
     ivy = join(server, "ivy")
-    client = pexpect.spawn(
-        str(BIN / "twistedchat-client"),
-        ["--nick", "jack", "127.0.0.1", str(server.port)],
-        timeout=TIMEOUT,
-        env=environment(),
-    )
+    client = terminal_client(server, "jack")
     try:
         client.expect_exact("*** Welcome, jack!")
         client.sendeof()
@@ -322,12 +324,7 @@ def test_terminal_client_server_closes(server: ChatServer) -> None:
     twistedchat-client prints the shutdown notice and exits with status 0
     when the server goes away.
     """
-    client = pexpect.spawn(
-        str(BIN / "twistedchat-client"),
-        ["--nick", "henry", "127.0.0.1", str(server.port)],
-        timeout=TIMEOUT,
-        env=environment(),
-    )
+    client = terminal_client(server, "henry")
     try:
         client.expect_exact("*** Welcome, henry!")
         server.terminate()
