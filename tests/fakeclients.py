@@ -19,8 +19,11 @@ from twistedchat.protocol import ChatProtocol, ChatTelnetTransport
 def make_factory(clock: Clock | None = None, **options: Any) -> ChatFactory:
     """
     Return a L{ChatFactory} on C{clock} (a new L{Clock} if C{None}) that
-    builds telnet connections, with seeded randomness.
+    builds telnet connections, with seeded randomness and, unless
+    C{options} say otherwise, no per-address connection limit (all fake
+    clients come from 127.0.0.1).
     """
+    options.setdefault("max_per_ip", 0)
     factory = ChatFactory(clock or Clock(), rng=random.Random(1234), **options)
     factory.protocol = ChatTelnetTransport
     return factory
@@ -31,8 +34,8 @@ class FakeClient:
     One connection to C{factory} over a L{StringTransportWithDisconnection}.
     """
 
-    def __init__(self, factory: ChatFactory, port: int = 50000) -> None:
-        address = IPv4Address("TCP", "127.0.0.1", port)
+    def __init__(self, factory: ChatFactory, port: int = 50000, host: str = "127.0.0.1") -> None:
+        address = IPv4Address("TCP", host, port)
         self.protocol = factory.buildProtocol(address)
         self.transport = StringTransportWithDisconnection(peerAddress=address)
         self.transport.protocol = self.protocol

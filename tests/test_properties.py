@@ -54,7 +54,7 @@ def play(data: bytes, cuts: list[int]) -> tuple[bytes, bytes, bool]:
     C{data} to the new connection in pieces cut at C{cuts}, and return what
     the sender and the observer received and whether the sender was closed.
     """
-    factory = make_factory(max_line_length=80, max_nick_length=9)
+    factory = make_factory(max_line_length=80, max_nick_length=9, flood_rate=0)
     (bob,) = chatters(factory, "bob")
     sender = FakeClient(factory)
     start = 0

@@ -12,6 +12,7 @@ builds is wired in by L{twistedchat.tap}.
 from __future__ import annotations
 
 import random
+from collections import Counter
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
@@ -81,6 +82,19 @@ class ChatFactory(ServerFactory):
         nickname before it is closed.
     @ivar log_messages: also log the text of chat lines and actions.
     @ivar server_name: the name the greeting shows.
+    @ivar max_sendq: bytes of output that may wait for one slow client
+        before it is cut off ("SendQ exceeded").
+    @ivar sendq_timeout: seconds a client's output may stay congested
+        before it is cut off ("SendQ exceeded"), so that a client that
+        stopped reading cannot hold up everyone for good.
+    @ivar flood_rate: lines per second a client may send once its burst is
+        used up; C{0} turns flood control off.
+    @ivar flood_burst: lines a client may send at once.
+    @ivar max_clients: connections allowed at once; C{0} means no limit.
+    @ivar max_per_ip: connections allowed at once from one address;
+        C{0} means no limit.
+    @ivar idle_timeout: seconds a registered client may stay silent before
+        it is disconnected; C{0} means never.
     """
 
     _log = Logger()
@@ -96,6 +110,13 @@ class ChatFactory(ServerFactory):
         random_nicknames: bool = False,
         registration_timeout: float = 60.0,
         log_messages: bool = False,
+        max_sendq: int = 1024 * 1024,
+        sendq_timeout: float = 10.0,
+        flood_rate: float = 2.0,
+        flood_burst: int = 10,
+        max_clients: int = 10000,
+        max_per_ip: int = 10,
+        idle_timeout: float = 0.0,
         rng: random.Random | None = None,
     ) -> None:
         self.clock = clock
@@ -106,18 +127,50 @@ class ChatFactory(ServerFactory):
         self.random_nicknames = random_nicknames
         self.registration_timeout = registration_timeout
         self.log_messages = log_messages
+        self.max_sendq = max_sendq
+        self.sendq_timeout = sendq_timeout
+        self.flood_rate = flood_rate
+        self.flood_burst = flood_burst
+        self.max_clients = max_clients
+        self.max_per_ip = max_per_ip
+        self.idle_timeout = idle_timeout
         self._rng = rng if rng is not None else random.SystemRandom()
-        self._connections: set[IParticipant] = set()
+        self._connections: dict[IParticipant, str | None] = {}
+        self._per_host: Counter[str] = Counter()
         self._participants: dict[str, IParticipant] = {}
+        self._congested: set[IParticipant] = set()
+        self._drain_waiters: list[Deferred[None]] = []
         self._closing: Deferred[None] | None = None
 
     # Connections
 
-    def connected(self, participant: IParticipant) -> None:
+    def admission(self, host: str | None) -> str | None:
         """
-        Note a new connection; it is not in the chat until L{register}.
+        Decide whether a new connection from C{host} may come in.
+
+        @param host: the peer's IP address, or C{None} where there is none
+            (a UNIX socket), which only C{max_clients} limits.
+        @return: C{None} to let it in, or a sentence saying why not.
         """
-        self._connections.add(participant)
+        if self._closing is not None:
+            return "The server is shutting down."
+        if self.max_clients and len(self._connections) >= self.max_clients:
+            return f"The server is full ({self.max_clients} connections); try again later."
+        if host is not None and self.max_per_ip and self._per_host[host] >= self.max_per_ip:
+            return (
+                f"Too many connections from {host} (at most {self.max_per_ip}); "
+                "try again later."
+            )
+        return None
+
+    def connected(self, participant: IParticipant, host: str | None = None) -> None:
+        """
+        Note a new connection from C{host} (an IP address, or C{None}); it
+        is not in the chat until L{register}. Call L{admission} first.
+        """
+        self._connections[participant] = host
+        if host is not None:
+            self._per_host[host] += 1
 
     def disconnected(self, participant: IParticipant, reason: str) -> None:
         """
@@ -125,10 +178,61 @@ class ChatFactory(ServerFactory):
         that it left for C{reason}.
         """
         self.leave(participant, reason)
-        self._connections.discard(participant)
+        if participant not in self._connections:
+            return
+        host = self._connections.pop(participant)
+        if host is not None:
+            self._per_host[host] -= 1
+            if not self._per_host[host]:
+                del self._per_host[host]
+        self.drained(participant)
         closing = self._closing
         if closing is not None and not closing.called and not self._connections:
             closing.callback(None)
+
+    def connection_count(self, host: str | None = None) -> int:
+        """
+        Return how many connections are open, in all or from C{host}.
+        """
+        return len(self._connections) if host is None else self._per_host[host]
+
+    # Flow control
+
+    def congested(self, participant: IParticipant) -> None:
+        """
+        Note that C{participant} cannot take output as fast as it comes:
+        until every congested participant has drained, L{is_congested} is
+        true and senders should pause (see L{when_drained}).
+        """
+        self._congested.add(participant)
+
+    def drained(self, participant: IParticipant) -> None:
+        """
+        Note that C{participant} takes output again (or is gone); once no
+        participant is congested, wake everyone waiting in L{when_drained}.
+        """
+        self._congested.discard(participant)
+        if not self._congested and self._drain_waiters:
+            waiters, self._drain_waiters = self._drain_waiters, []
+            for waiter in waiters:
+                waiter.callback(None)
+
+    def is_congested(self) -> bool:
+        """
+        Return whether some participant's output is backed up, so that
+        senders should stop reading input for now.
+        """
+        return bool(self._congested)
+
+    def when_drained(self) -> Deferred[None]:
+        """
+        Return a L{Deferred} that fires once no participant is congested.
+        """
+        if not self._congested:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self._drain_waiters.append(waiter)
+        return waiter
 
     # Participants
 

@@ -25,9 +25,17 @@ from typing import TYPE_CHECKING
 
 from twisted.conch.telnet import IAC, TelnetProtocol, TelnetTransport
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
-from twisted.internet.interfaces import IAddress, IDelayedCall, ITransport
+from twisted.internet.interfaces import (
+    IAddress,
+    IConsumer,
+    IDelayedCall,
+    IPushProducer,
+    ITCPTransport,
+    ITransport,
+)
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
+from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -45,6 +53,7 @@ from twistedchat.events import (
 from twistedchat.factory import IParticipant, NoSuchNickname
 from twistedchat.nicknames import InvalidNickname, NicknameInUse
 from twistedchat.sanitize import clean_line
+from twistedchat.sendq import SendQueue
 
 if TYPE_CHECKING:
     from twistedchat.factory import ChatFactory
@@ -111,6 +120,16 @@ def parse_command(text: str) -> tuple[str, str] | None:
     return None
 
 
+def peer_host(address: IAddress) -> str | None:
+    """
+    Return the IP address of C{address}, or C{None} if it has none (a UNIX
+    socket).
+    """
+    if isinstance(address, (IPv4Address, IPv6Address)):
+        return address.host
+    return None
+
+
 def describe_address(address: IAddress) -> str:
     """
     Return C{address} as a person writes it: C{127.0.0.1:5000},
@@ -137,7 +156,7 @@ class State(Enum):
 
 
 @implementer(IParticipant)
-class ChatProtocol(LineReceiver, TelnetProtocol):
+class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
     """
     One user's connection: reads lines, keeps the connection's state, turns
     lines into calls on the shared L{ChatFactory}, and writes what comes back.
@@ -145,6 +164,12 @@ class ChatProtocol(LineReceiver, TelnetProtocol):
     Input lines end in LF; L{TelnetTransport} has already turned telnet's
     CRLF into LF. C{MAX_LENGTH} (bytes) comes from the factory's
     C{max_line_length}.
+
+    Output goes through a L{SendQueue}. Reading input pauses while a
+    client is over its flood limit (a token bucket of C{flood_burst} lines
+    refilled at C{flood_rate} lines per second) and while any client's
+    output is congested; the kernel's TCP buffers then hold the sender
+    back, and no line is dropped or reordered.
 
     @ivar factory: the shared state, set by L{ChatTelnetTransport}.
     @ivar nickname: the nickname once registered, else C{None}.
@@ -155,35 +180,63 @@ class ChatProtocol(LineReceiver, TelnetProtocol):
     factory: ChatFactory
     _log = Logger()
 
+    # Command name to method name.
+    _COMMANDS = {
+        "help": "_help",
+        "who": "_who",
+        "names": "_who",
+        "users": "_who",
+        "msg": "_msg",
+        "me": "_me",
+        "nick": "_nick",
+        "quit": "_quit",
+        "exit": "_quit",
+    }
+
     def __init__(self) -> None:
         self.nickname: str | None = None
         self.state = State.AWAITING_NICKNAME
         self._peer = "?"
+        self._output: SendQueue | None = None
         self._registration_timer: IDelayedCall | None = None
+        self._sendq_timer: IDelayedCall | None = None
+        self._flood_timer: IDelayedCall | None = None
         # Set while the rest of an over-long line is being thrown away.
         self._discarding = False
         # Input that followed an over-long line in the same chunk.
         self._after_long_line = b""
-        self._commands: dict[str, Callable[[str], None]] = {
-            "help": self._help,
-            "who": self._who,
-            "names": self._who,
-            "users": self._who,
-            "msg": self._msg,
-            "me": self._me,
-            "nick": self._nick,
-            "quit": self._quit,
-            "exit": self._quit,
-        }
+        # Why reading is paused: "flood", "congestion".
+        self._paused_for: set[str] = set()
+        self._tokens = 0.0
+        self._tokens_at = 0.0
 
     # Connection life
 
     def connectionMade(self) -> None:
         factory = self.factory
-        self.MAX_LENGTH = factory.max_line_length
-        self._peer = describe_address(self.transport.getPeer())
+        address = self.transport.getPeer()
+        self._peer = describe_address(address)
+        host = peer_host(address)
+        refusal = factory.admission(host)
+        if refusal is not None:
+            self.state = State.CLOSED
+            self._log.info("refused {peer}: {reason}", peer=self._peer, reason=refusal)
+            self.transport.write(f"{ERROR}{refusal}\r\n".encode())
+            self.transport.loseConnection()
+            return
         self._log.info("connection from {peer}", peer=self._peer)
-        factory.connected(self)
+        factory.connected(self, host)
+        self.MAX_LENGTH = factory.max_line_length
+        self.callLater = factory.clock.callLater
+        self._tokens = factory.flood_burst
+        self._tokens_at = factory.clock.seconds()
+        self._output = SendQueue(
+            self.transport,
+            factory.max_sendq,
+            self._output_congested,
+            self._output_drained,
+            self._sendq_exceeded,
+        )
         self._notice(f"This is {factory.server_name}, running twistedchat {__version__}.")
         if factory.motd:
             for line in factory.motd.splitlines():
@@ -199,9 +252,14 @@ class ChatProtocol(LineReceiver, TelnetProtocol):
             )
 
     def connectionLost(self, reason: Failure | None = None) -> None:
+        if self._output is None:
+            return  # refused by admission(): the factory never knew it
         self.state = State.CLOSED
-        if self._registration_timer is not None and self._registration_timer.active():
-            self._registration_timer.cancel()
+        for timer in (self._registration_timer, self._sendq_timer, self._flood_timer):
+            if timer is not None and timer.active():
+                timer.cancel()
+        self.setTimeout(None)
+        self._output.clear()
         self._log.info(
             "connection from {peer} closed ({nickname})",
             peer=self._peer,
@@ -219,13 +277,63 @@ class ChatProtocol(LineReceiver, TelnetProtocol):
         self.state = State.CLOSED
         self.transport.loseConnection()
 
+    def timeoutConnection(self) -> None:
+        """
+        Disconnect a registered client that stayed silent for
+        C{idle_timeout} seconds (L{TimeoutMixin}).
+        """
+        seconds = f"{self.factory.idle_timeout:g}"
+        self._error(f"No input for {seconds} seconds; goodbye.")
+        self.factory.leave(self, "idle timeout")
+        self._close()
+
+    # Output and its SendQ
+
+    def _output_congested(self) -> None:
+        self.factory.congested(self)
+        self._sendq_timer = self.factory.clock.callLater(
+            self.factory.sendq_timeout, self._sendq_exceeded
+        )
+
+    def _output_drained(self) -> None:
+        if self._sendq_timer is not None and self._sendq_timer.active():
+            self._sendq_timer.cancel()
+        self.factory.drained(self)
+
+    def _sendq_exceeded(self) -> None:
+        """
+        Cut off a client that does not read its output fast enough: throw
+        away what waits for it, tell the others it left for "SendQ
+        exceeded", and reset the connection.
+        """
+        if self.state is State.CLOSED:
+            return
+        assert self._output is not None
+        self._log.info(
+            "SendQ exceeded for {peer} ({nickname}): {queued} bytes waiting",
+            peer=self._peer,
+            nickname=self.nickname or "not registered",
+            queued=self._output.queued,
+        )
+        self.state = State.CLOSED
+        self._output.clear()
+        self.factory.leave(self, "SendQ exceeded")
+        self.transport.abortConnection()
+
     # IParticipant
 
     def deliver(self, event: Event) -> None:
         """
         Write C{event} as one line; see L{render_line}.
         """
-        self.transport.write(event.render(render_line))
+        if self.state is State.CLOSED:
+            return
+        output = self._output
+        assert output is not None
+        if output.congested:
+            output.write(event.render(render_line))
+        else:
+            self.transport.write(event.render(render_line))
 
     def disconnect(self) -> None:
         """
@@ -241,7 +349,7 @@ class ChatProtocol(LineReceiver, TelnetProtocol):
         longer than C{MAX_LENGTH} bytes gets an error and is thrown away up
         to its end, and the connection stays usable.
         """
-        while data:
+        while True:
             if self._discarding:
                 end = data.find(self.delimiter)
                 if end == -1:
@@ -250,6 +358,8 @@ class ChatProtocol(LineReceiver, TelnetProtocol):
                 data = data[end + 1 :]
             LineReceiver.dataReceived(self, data)
             data, self._after_long_line = self._after_long_line, b""
+            if not data:
+                return
 
     def lineLengthExceeded(self, line: bytes) -> None:
         """
@@ -268,9 +378,51 @@ class ChatProtocol(LineReceiver, TelnetProtocol):
     def lineReceived(self, line: bytes) -> None:
         text = clean_line(line)
         if self.state is State.CHATTING:
+            self.resetTimeout()
             self._chat_line(text)
         elif self.state is State.AWAITING_NICKNAME:
             self._nickname_line(text)
+        if self.state is not State.CLOSED:
+            self._throttle()
+
+    # Flood control and flow control
+
+    def _throttle(self) -> None:
+        """
+        After each line: take a token from the flood bucket, and pause
+        reading until the bucket holds one again or, while some client's
+        output is congested, until all have drained.
+        """
+        factory = self.factory
+        rate = factory.flood_rate
+        if rate:
+            now = factory.clock.seconds()
+            tokens = min(factory.flood_burst, self._tokens + (now - self._tokens_at) * rate)
+            self._tokens, self._tokens_at = tokens - 1, now
+            if self._tokens < 1 and "flood" not in self._paused_for:
+                self._pause_input("flood")
+                self._flood_timer = factory.clock.callLater(
+                    (1 - self._tokens) / rate, self._resume_input, "flood"
+                )
+        if factory.is_congested() and "congestion" not in self._paused_for:
+            self._pause_input("congestion")
+            factory.when_drained().addCallback(lambda _: self._resume_input("congestion"))
+
+    def _pause_input(self, reason: str) -> None:
+        if not self._paused_for:
+            self.paused = True
+            self.transport.pauseProducing()
+        self._paused_for.add(reason)
+
+    def _resume_input(self, reason: str) -> None:
+        self._paused_for.discard(reason)
+        if self._paused_for or self.state is State.CLOSED:
+            return
+        self.paused = False
+        self.transport.resumeProducing()
+        # Lines already received wait in LineReceiver's buffer; this may
+        # pause reading again.
+        self.dataReceived(b"")
 
     # Registration
 
@@ -304,6 +456,8 @@ class ChatProtocol(LineReceiver, TelnetProtocol):
         if self._registration_timer is not None:
             self._registration_timer.cancel()
             self._registration_timer = None
+        if self.factory.idle_timeout:
+            self.setTimeout(self.factory.idle_timeout)
         online = self.factory.nicknames()
         people = "user" if len(online) == 1 else "users"
         self._notice(
@@ -321,11 +475,11 @@ class ChatProtocol(LineReceiver, TelnetProtocol):
             self.factory.say(self, text[1:] if text.startswith("//") else text)
             return
         name, argument = command
-        handler = self._commands.get(name)
-        if handler is None:
+        method = self._COMMANDS.get(name)
+        if method is None:
             self._error(f"Unknown command /{name}. Type /help for the commands.")
         else:
-            handler(argument)
+            getattr(self, method)(argument)
 
     def _help(self, argument: str) -> None:
         for line in HELP.splitlines():
@@ -378,7 +532,8 @@ class ChatProtocol(LineReceiver, TelnetProtocol):
     # Output
 
     def _write(self, line: str) -> None:
-        self.transport.write(line.encode("utf-8") + b"\r\n")
+        assert self._output is not None
+        self._output.write(line.encode("utf-8") + b"\r\n")
 
     def _notice(self, text: str) -> None:
         self._write(NOTICE + text)
@@ -396,6 +551,7 @@ _IAC_PIECES = re.compile(b"(" + IAC + b")")
 _NOT_COMMANDS = frozenset(range(239)) | {240}
 
 
+@implementer(IConsumer, IPushProducer)
 class ChatTelnetTransport(TelnetTransport):
     """
     The protocol L{twistedchat.factory.ChatFactory} builds for each telnet
@@ -433,5 +589,32 @@ class ChatTelnetTransport(TelnetTransport):
                 TelnetTransport.dataReceived(self, piece)
 
     def makeConnection(self, transport: ITransport) -> None:
+        """
+        Connect to C{transport}, sending writes straight to it, and turn on
+        TCP keepalive so that peers that vanish are noticed.
+        """
         self.write = transport.write  # type: ignore[method-assign]
+        if ITCPTransport.providedBy(transport):
+            transport.setTcpKeepAlive(True)
         TelnetTransport.makeConnection(self, transport)
+
+    # The protocol inside pauses reading, registers its SendQ and resets
+    # the connection through these.
+
+    def pauseProducing(self) -> None:
+        self.transport.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self.transport.resumeProducing()
+
+    def stopProducing(self) -> None:
+        self.transport.stopProducing()
+
+    def registerProducer(self, producer: IPushProducer, streaming: bool) -> None:
+        self.transport.registerProducer(producer, streaming)
+
+    def unregisterProducer(self) -> None:
+        self.transport.unregisterProducer()
+
+    def abortConnection(self) -> None:
+        self.transport.abortConnection()

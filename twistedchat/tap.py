@@ -7,6 +7,7 @@ L{twistedchat.factory} for the chat and L{twistedchat.protocol} for the wire.
 
 from __future__ import annotations
 
+import resource
 import socket
 from typing import Any
 
@@ -116,6 +117,59 @@ class Options(usage.Options):
             _bounded(float, "registration-timeout", 1, 86400),
         ],
         [
+            "max-sendq",
+            None,
+            1024 * 1024,
+            "Bytes of output that may wait for one slow client before it is cut off "
+            "with 'SendQ exceeded'.",
+            _bounded(int, "max-sendq", 4096, 1024**3),
+        ],
+        [
+            "sendq-timeout",
+            None,
+            10.0,
+            "Seconds a client's output may stay backed up (while senders wait for it) "
+            "before it is cut off with 'SendQ exceeded'.",
+            _bounded(float, "sendq-timeout", 0.1, 3600),
+        ],
+        [
+            "flood-rate",
+            None,
+            2.0,
+            "Lines per second a client may send after its burst; faster lines wait. "
+            "0 turns flood control off.",
+            _bounded(float, "flood-rate", 0, 10**6),
+        ],
+        [
+            "flood-burst",
+            None,
+            10,
+            "Lines a client may send at once before --flood-rate applies.",
+            _bounded(int, "flood-burst", 1, 10**6),
+        ],
+        [
+            "max-clients",
+            None,
+            10000,
+            "Connections allowed at once; 0 means no limit.",
+            _bounded(int, "max-clients", 0, 10**7),
+        ],
+        [
+            "max-per-ip",
+            None,
+            10,
+            "Connections allowed at once from one IP address (loopback too); 0 means no limit.",
+            _bounded(int, "max-per-ip", 0, 10**7),
+        ],
+        [
+            "idle-timeout",
+            None,
+            0.0,
+            "Seconds a registered client may stay silent before it is disconnected; "
+            "0 means never.",
+            _bounded(float, "idle-timeout", 0, 10**7),
+        ],
+        [
             "server-name",
             None,
             socket.gethostname(),
@@ -179,14 +233,37 @@ class _LoggingEndpoint:
         return self._endpoint.listen(factory).addCallback(listening)
 
 
+def raise_open_files_limit() -> int:
+    """
+    Raise this process's soft limit on open files to its hard limit, since
+    every client is one open socket.
+
+    @return: the soft limit now in force.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            return soft
+    return hard
+
+
 class ChatService(Service):
     """
-    Tells every connection that the server is shutting down, and closes
-    them, when the service stops (SIGINT, SIGTERM, C{stopService}).
+    Raises the open files limit when the service starts; tells every
+    connection that the server is shutting down, and closes them, when it
+    stops (SIGINT, SIGTERM, C{stopService}).
     """
+
+    _log = Logger()
 
     def __init__(self, factory: ChatFactory) -> None:
         self.factory = factory
+
+    def startService(self) -> None:
+        super().startService()
+        self._log.info("open files limit: {limit}", limit=raise_open_files_limit())
 
     def stopService(self) -> Deferred[None]:
         super().stopService()
@@ -212,6 +289,13 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         random_nicknames=bool(options["random-nicknames"]),
         registration_timeout=options["registration-timeout"],
         log_messages=bool(options["log-messages"]),
+        max_sendq=options["max-sendq"],
+        sendq_timeout=options["sendq-timeout"],
+        flood_rate=options["flood-rate"],
+        flood_burst=options["flood-burst"],
+        max_clients=options["max-clients"],
+        max_per_ip=options["max-per-ip"],
+        idle_timeout=options["idle-timeout"],
     )
     factory.protocol = ChatTelnetTransport
     top = MultiService()
