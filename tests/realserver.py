@@ -92,11 +92,16 @@ class ChatServer:
 class LineClient:
     """
     A raw TCP chat client that sends lines ending in C{newline} and records
-    every line it receives.
+    every line it receives; C{receive_buffer} (bytes) shrinks its socket's
+    receive buffer.
     """
 
-    def __init__(self, port: int, newline: bytes = b"\r\n") -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+    def __init__(self, port: int, newline: bytes = b"\r\n", receive_buffer: int = 0) -> None:
+        self.sock = socket.socket()
+        self.sock.settimeout(TIMEOUT)
+        if receive_buffer:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        self.sock.connect(("127.0.0.1", port))
         self.newline = newline
         self.received: list[str] = []
         self._buffer = b""
