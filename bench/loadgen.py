@@ -37,7 +37,9 @@ PAYLOAD = re.compile(rb"\|(\d+)\|(\d+)\|(\d+)\|")
 
 def server_command(name: str, extra: list[str]) -> list[str]:
     """
-    The command line that starts server C{name} on a free loopback port.
+    The command line that starts server C{name} on a free loopback port;
+    twistedchat runs without flood control and per-address limit, since
+    every client comes from 127.0.0.1 and sends as fast as it can.
     """
     if name == "howto":
         return [sys.executable, str(HERE / "howto_server.py"), "0"]
@@ -49,6 +51,10 @@ def server_command(name: str, extra: list[str]) -> list[str]:
         "chat",
         "--port",
         "tcp:0:interface=127.0.0.1",
+        "--flood-rate",
+        "0",
+        "--max-per-ip",
+        "0",
         *extra,
     ]
 
@@ -120,34 +126,61 @@ class Client:
     sent_lines: int = 0
 
 
-def connect(port: int, count: int) -> list[Client]:
+def register(port: int, index: int, receive_buffer: int = 0) -> socket.socket:
     """
-    Connect and register C{count} clients one after another, then wait
-    until every one has seen a marker line sent by the last, so that no
-    join notice is still on its way when the measurement starts.
+    Connect client C{index} as nickname cC{index} and wait for its welcome.
     """
-    clients = []
-    for index in range(count):
-        sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-        sock.sendall(f"c{index}\r\n".encode())
-        data = b""
-        while b"Welcome" not in data:
-            chunk = sock.recv(65536)
-            if not chunk:
-                raise SystemExit(f"client {index} was closed while registering")
-            data += chunk
-        clients.append(Client(sock, index))
+    sock = socket.socket()
+    if receive_buffer:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    sock.settimeout(30)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(f"c{index}\r\n".encode())
+    data = b""
+    while b"Welcome" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise SystemExit(f"client {index} was closed while registering")
+        data += chunk
+    return sock
+
+
+def connect(port: int, count: int, stalled: int) -> tuple[list[Client], list[socket.socket]]:
+    """
+    Connect and register C{count} reading clients and C{stalled} clients
+    that will never read (with a 4 KiB receive buffer), one after another;
+    the last reading client joins last. Then wait until every reading
+    client has seen a marker line sent by the last, so that no join notice
+    is still on its way when the measurement starts.
+    """
+    clients = [Client(register(port, index), index) for index in range(count - 1)]
+    stalled_sockets = [register(port, count + i, 4096) for i in range(stalled)]
+    clients.append(Client(register(port, count - 1), count - 1))
     clients[-1].sock.sendall(b"barrier\r\n")
     for client in clients[:-1]:
         data = b""
-        while b"barrier" not in data:
+        while b"\r\n" not in data.partition(b"barrier")[2]:
             data += client.sock.recv(65536)
-        client.buffer = (
-            data.split(b"barrier", 1)[1].split(b"\r\n", 1)[1] if b"barrier\r\n" in data else b""
-        )
+        client.buffer = data.partition(b"barrier")[2].partition(b"\r\n")[2]
     for client in clients:
         client.sock.setblocking(False)
-    return clients
+    return clients, stalled_sockets
+
+
+def cut_off(sock: socket.socket) -> bool:
+    """
+    Return whether the server has closed C{sock} (a stalled client),
+    reading what it holds for at most two seconds.
+    """
+    sock.settimeout(2)
+    try:
+        while sock.recv(1 << 20):
+            pass
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+    return True
 
 
 def run(name: str, args: argparse.Namespace) -> dict[str, float]:
@@ -157,7 +190,7 @@ def run(name: str, args: argparse.Namespace) -> dict[str, float]:
     """
     server = Server(server_command(name, args.server_option))
     try:
-        clients = connect(server.port, args.clients)
+        clients, stalled = connect(server.port, args.clients, args.stalled)
         rss_idle, _ = server.memory()
         server_cpu = server.cpu_seconds()
         own_cpu = sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
@@ -168,6 +201,9 @@ def run(name: str, args: argparse.Namespace) -> dict[str, float]:
         ) / figures["seconds"]
         figures["rss_idle"] = rss_idle
         figures["rss_end"], figures["rss_peak"] = server.memory()
+        figures["cut_off"] = sum(cut_off(sock) for sock in stalled)
+        for sock in stalled:
+            sock.close()
         for client in clients:
             client.sock.close()
     finally:
@@ -201,7 +237,12 @@ def measure(clients: list[Client], args: argparse.Namespace) -> dict[str, float]
     while total < expected and time.monotonic() < deadline:
         for sender in senders:
             in_flight = sender.sent_lines - seen_by_probe[sender.index]
-            while in_flight < args.window and sender.sent_lines < args.lines:
+            window = args.window or (1 << 62)
+            while (
+                in_flight < window
+                and sender.sent_lines < args.lines
+                and len(sender.outgoing) < 65536
+            ):
                 sender.outgoing += b"|%d|%d|%d|%s\r\n" % (
                     sender.index,
                     sender.sent_lines,
@@ -271,20 +312,29 @@ def main() -> None:
     parser.add_argument("--senders", type=int, default=20)
     parser.add_argument("--lines", type=int, default=500, help="lines each sender sends")
     parser.add_argument("--size", type=int, default=100, help="bytes per line sent")
-    parser.add_argument("--window", type=int, default=20, help="lines in flight per sender")
+    parser.add_argument(
+        "--window", type=int, default=20, help="lines in flight per sender; 0: no limit"
+    )
+    parser.add_argument(
+        "--stalled", type=int, default=0, help="extra clients that register and never read"
+    )
     parser.add_argument(
         "--repeat", type=int, default=3, help="runs per server, alternating; the median is reported"
     )
     parser.add_argument("--timeout", type=float, default=120, help="seconds per run at most")
     parser.add_argument(
-        "--server-option", action="append", default=[], help="extra option for twistd chat"
+        "--server-option",
+        action="append",
+        default=[],
+        help="extra option for twistd chat (besides --flood-rate 0 --max-per-ip 0)",
     )
     args = parser.parse_args()
     names = args.servers.split(",")
     results: dict[str, list[dict[str, float]]] = {name: [] for name in names}
     print(
-        f"{args.clients} clients, {args.senders} senders x {args.lines} lines "
-        f"of {args.size} bytes, window {args.window}, {args.repeat} runs each"
+        f"{args.clients} clients ({args.stalled} more stalled), {args.senders} senders x "
+        f"{args.lines} lines of {args.size} bytes, window {args.window or 'unlimited'}, "
+        f"{args.repeat} runs each"
     )
     for run_number in range(args.repeat):
         for name in names:
@@ -295,7 +345,8 @@ def main() -> None:
                 f"p50 {figures['p50']:7.1f} ms  p99 {figures['p99']:7.1f} ms  "
                 f"RSS {figures['rss_end']:6.1f} MiB (peak {figures['rss_peak']:.1f})  "
                 f"CPU server {figures['server_cpu']:.0%} generator {figures['own_cpu']:.0%}  "
-                f"{figures['deliveries']:,}/{figures['expected']:,} delivered",
+                f"{figures['deliveries']:,}/{figures['expected']:,} delivered, "
+                f"{figures['cut_off']}/{args.stalled} stalled cut off",
                 flush=True,
             )
     print(

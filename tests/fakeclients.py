@@ -35,6 +35,7 @@ class FakeClient:
     """
 
     def __init__(self, factory: ChatFactory, port: int = 50000, host: str = "127.0.0.1") -> None:
+        self.factory = factory
         address = IPv4Address("TCP", host, port)
         self.protocol = factory.buildProtocol(address)
         self.transport = StringTransportWithDisconnection(peerAddress=address)
@@ -56,8 +57,10 @@ class FakeClient:
 
     def output(self) -> bytes:
         """
-        Return and forget everything the server wrote.
+        Let the server flush its output (the reactor turning once), then
+        return and forget everything it wrote.
         """
+        self.factory.clock.advance(0)
         data = self.transport.value()
         self.transport.clear()
         return data

@@ -264,6 +264,7 @@ def test_no_idle_timeout_by_default() -> None:
     clock = Clock()
     factory = make_factory(clock)
     (alice,) = chatters(factory, "alice")
+    clock.advance(0)  # the output flush
     assert clock.getDelayedCalls() == []
     assert alice.chat.state is State.CHATTING
 

@@ -144,6 +144,7 @@ def test_random_nicknames_option_skips_prompt() -> None:
     assert lines[1].startswith("*** Your nickname is Guest")
     assert lines[2].startswith("*** Welcome, Guest")
     assert client.chat.state is State.CHATTING
+    clock.advance(0)  # the output flush
     assert clock.getDelayedCalls() == []
 
 
@@ -539,6 +540,7 @@ def test_registration_cancels_timeout() -> None:
     factory = make_factory(clock, registration_timeout=30)
     FakeClient(factory).register("alice")
     FakeClient(factory).transport.loseConnection()
+    clock.advance(0)  # the output flush
     assert clock.getDelayedCalls() == []
 
 

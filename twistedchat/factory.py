@@ -36,6 +36,7 @@ from twistedchat.nicknames import (
     random_nickname,
     validate_nickname,
 )
+from twistedchat.sendq import Flusher
 
 
 class NoSuchNickname(LookupError):
@@ -82,6 +83,8 @@ class ChatFactory(ServerFactory):
         nickname before it is closed.
     @ivar log_messages: also log the text of chat lines and actions.
     @ivar server_name: the name the greeting shows.
+    @ivar flusher: writes every connection's queued output once per
+        reactor iteration.
     @ivar max_sendq: bytes of output that may wait for one slow client
         before it is cut off ("SendQ exceeded").
     @ivar sendq_timeout: seconds a client's output may stay congested
@@ -141,6 +144,7 @@ class ChatFactory(ServerFactory):
         self._congested: set[IParticipant] = set()
         self._drain_waiters: list[Deferred[None]] = []
         self._closing: Deferred[None] | None = None
+        self.flusher = Flusher(clock)
 
     # Connections
 
@@ -157,10 +161,7 @@ class ChatFactory(ServerFactory):
         if self.max_clients and len(self._connections) >= self.max_clients:
             return f"The server is full ({self.max_clients} connections); try again later."
         if host is not None and self.max_per_ip and self._per_host[host] >= self.max_per_ip:
-            return (
-                f"Too many connections from {host} (at most {self.max_per_ip}); "
-                "try again later."
-            )
+            return f"Too many connections from {host} (at most {self.max_per_ip}); try again later."
         return None
 
     def connected(self, participant: IParticipant, host: str | None = None) -> None:

@@ -19,7 +19,6 @@ What a user sees, by the first characters of each line::
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from enum import Enum, auto
 from typing import TYPE_CHECKING
 
@@ -232,6 +231,7 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
         self._tokens_at = factory.clock.seconds()
         self._output = SendQueue(
             self.transport,
+            factory.flusher,
             factory.max_sendq,
             self._output_congested,
             self._output_drained,
@@ -275,6 +275,8 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
 
     def _close(self) -> None:
         self.state = State.CLOSED
+        assert self._output is not None
+        self._output.flush()
         self.transport.loseConnection()
 
     def timeoutConnection(self) -> None:
@@ -326,14 +328,8 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
         """
         Write C{event} as one line; see L{render_line}.
         """
-        if self.state is State.CLOSED:
-            return
-        output = self._output
-        assert output is not None
-        if output.congested:
-            output.write(event.render(render_line))
-        else:
-            self.transport.write(event.render(render_line))
+        if self.state is not State.CLOSED:
+            self._output.write(event.render(render_line))  # type: ignore[union-attr]
 
     def disconnect(self) -> None:
         """

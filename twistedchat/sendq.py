@@ -1,22 +1,55 @@
 """
-SendQ: the bounded output queue of one connection.
+SendQ: the bounded output queue of each connection, flushed once per
+reactor iteration.
+
+Output for a connection collects in its L{SendQueue} and is handed to the
+transport in one write per reactor iteration (L{Flusher}), so a burst of
+broadcasts costs each recipient one write, not one per line.
 
 Twisted's TCP transport accepts every write and buffers it in memory; it
 only tells a registered streaming producer when its buffer passes its
 C{bufferSize} (64 KiB) and when it has drained (Twisted's "Producers and
-Consumers" howto). L{SendQueue} is that producer: once the transport says
-it is full, further output waits here, counted in bytes, so the server can
+Consumers" howto). L{SendQueue} is that producer: while the transport says
+it is full, output stays queued here, counted in bytes, so the server can
 cut off a client whose queue passes the SendQ limit, as IRC servers do
 (ngIRCd, Ergo, InspIRCd), instead of growing without bound.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
 
-from twisted.internet.interfaces import IConsumer, IPushProducer
+from twisted.internet.interfaces import IConsumer, IPushProducer, IReactorTime
 from zope.interface import implementer
+
+
+#: Bytes of output after which a queue is flushed at once rather than at
+#: the end of the reactor iteration: the transport's own C{bufferSize}.
+FLUSH_AT = 64 * 1024
+
+
+class Flusher:
+    """
+    Flushes every L{SendQueue} that has output, once per reactor iteration
+    (C{callLater(0)} runs before the reactor next waits for I/O).
+    """
+
+    def __init__(self, clock: IReactorTime) -> None:
+        self._clock = clock
+        self._due: list[SendQueue] = []
+
+    def schedule(self, queue: SendQueue) -> None:
+        """
+        Flush C{queue} at the start of the next reactor iteration.
+        """
+        if not self._due:
+            self._clock.callLater(0, self._flush)
+        self._due.append(queue)
+
+    def _flush(self) -> None:
+        due, self._due = self._due, []
+        for queue in due:
+            queue.flush()
 
 
 @implementer(IPushProducer)
@@ -26,14 +59,16 @@ class SendQueue:
     producer.
 
     @ivar congested: whether the transport's buffer is full, so that
-        output waits in this queue.
-    @ivar queued: bytes waiting in this queue (not counting the
-        transport's own buffer of up to about 64 KiB).
+        output waits here until it drains.
+    @ivar queued: bytes waiting here (not counting the transport's own
+        buffer, which takes at most one flush beyond its 64 KiB before it
+        says it is full).
     """
 
     def __init__(
         self,
         consumer: IConsumer,
+        flusher: Flusher,
         limit: int,
         on_congested: Callable[[], None],
         on_drained: Callable[[], None],
@@ -41,19 +76,22 @@ class SendQueue:
     ) -> None:
         """
         @param consumer: the transport to write to.
-        @param limit: the most bytes that may wait here; one more calls
-            C{on_exceeded}.
+        @param flusher: schedules L{flush} once per reactor iteration.
+        @param limit: the most bytes that may wait here while the transport
+            is congested; more calls C{on_exceeded}.
         @param on_congested: called when the transport's buffer fills up.
-        @param on_drained: called when everything queued has been handed to
-            the transport and its buffer has room again.
+        @param on_drained: called when the transport's buffer has drained
+            and everything queued has been handed to it.
         @param on_exceeded: called when more than C{limit} bytes wait.
         """
         self._consumer = consumer
+        self._flusher = flusher
         self._limit = limit
         self._on_congested = on_congested
         self._on_drained = on_drained
         self._on_exceeded = on_exceeded
-        self._queue: deque[bytes] = deque()
+        self._pending: list[bytes] = []
+        self._scheduled = False
         self._reported = False
         self.congested = False
         self.queued = 0
@@ -61,28 +99,46 @@ class SendQueue:
 
     def write(self, data: bytes) -> None:
         """
-        Send C{data} now if the transport has room, else queue it.
+        Queue C{data}. It is sent at the next flush, or at once when 64 KiB
+        have collected; while the transport is congested it waits, and more
+        than the limit waiting calls C{on_exceeded}.
         """
-        if not self.congested:
-            self._consumer.write(data)
-            return
-        self._queue.append(data)
+        self._pending.append(data)
         self.queued += len(data)
-        if self.queued > self._limit:
-            self._on_exceeded()
+        if self.congested:
+            if self.queued > self._limit:
+                self._on_exceeded()
+        elif self.queued >= FLUSH_AT:
+            self.flush()
+        elif not self._scheduled:
+            self._scheduled = True
+            self._flusher.schedule(self)
+
+    def flush(self) -> None:
+        """
+        Hand everything queued to the transport now, unless its buffer is
+        full.
+        """
+        self._scheduled = False
+        if self.congested or not self._pending:
+            return
+        data = b"".join(self._pending)
+        self._pending.clear()
+        self.queued = 0
+        self._consumer.write(data)
 
     def clear(self) -> None:
         """
         Throw away everything queued (the connection is being cut off).
         """
-        self._queue.clear()
+        self._pending.clear()
         self.queued = 0
 
     # IPushProducer, called by the transport.
 
     def pauseProducing(self) -> None:
         """
-        The transport's buffer is full: queue output from now on.
+        The transport's buffer is full: keep output here from now on.
         """
         self.congested = True
         if not self._reported:
@@ -91,15 +147,10 @@ class SendQueue:
 
     def resumeProducing(self) -> None:
         """
-        The transport's buffer has drained: hand it queued output until it
-        is full again or the queue is empty.
+        The transport's buffer has drained: hand it what is queued.
         """
         self.congested = False
-        queue, write = self._queue, self._consumer.write
-        while queue and not self.congested:
-            data = queue.popleft()
-            self.queued -= len(data)
-            write(data)
+        self.flush()
         if not self.congested and self._reported:
             self._reported = False
             self._on_drained()

@@ -165,8 +165,7 @@ class Options(usage.Options):
             "idle-timeout",
             None,
             0.0,
-            "Seconds a registered client may stay silent before it is disconnected; "
-            "0 means never.",
+            "Seconds a registered client may stay silent before it is disconnected; 0 means never.",
             _bounded(float, "idle-timeout", 0, 10**7),
         ],
         [
