@@ -121,6 +121,7 @@ class Client:
     sock: socket.socket
     index: int
     received: int = 0
+    tail: bytes = b""
     buffer: bytes = b""
     outgoing: bytearray = field(default_factory=bytearray)
     sent_lines: int = 0
@@ -230,7 +231,7 @@ def measure(clients: list[Client], args: argparse.Namespace) -> dict[str, float]
     for fd in by_fd:
         poller.register(fd, select.EPOLLIN)
     writing: set[int] = set()
-    padding = b"x" * max(0, args.size - 40)
+    padding = b"x" * max(1, args.size - 40)
     total = 0
     start = time.monotonic()
     deadline = start + args.timeout
@@ -276,7 +277,10 @@ def measure(clients: list[Client], args: argparse.Namespace) -> dict[str, float]
                 raise
             if not data:
                 raise SystemExit(f"server closed client {client.index}")
-            lines = data.count(b"\r\n")
+            # Count payload lines only (not notices such as "has left"):
+            # each has "|x", where its padding starts; a chunk may split it.
+            lines = (client.tail + data).count(b"|x")
+            client.tail = data[-1:]
             client.received += lines
             total += lines
             if client is probe:

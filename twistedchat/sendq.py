@@ -22,7 +22,6 @@ from collections.abc import Callable
 from twisted.internet.interfaces import IConsumer, IPushProducer, IReactorTime
 from zope.interface import implementer
 
-
 #: Bytes of output after which a queue is flushed at once rather than at
 #: the end of the reactor iteration: the transport's own C{bufferSize}.
 FLUSH_AT = 64 * 1024
