@@ -31,7 +31,7 @@ def test_defaults() -> None:
     defaults.
     """
     options = parse()
-    assert options["port"] == ["tcp:12345"]
+    assert options["port"] == ["tcp:12345:backlog=1024"]
     assert options["max-nick-length"] == 16
     assert options["max-line-length"] == 2048
     assert options["registration-timeout"] == 60.0
@@ -43,12 +43,25 @@ def test_defaults() -> None:
 def test_ports() -> None:
     """
     --port takes a bare number (tcp:N) or an endpoint description, and may
-    be given several times.
+    be given several times; TCP listeners get a listen backlog of 1024
+    unless they set their own.
     """
     options = parse(
-        "--port", "2000", "--port", "tcp:2001:interface=127.0.0.1", "-p", "unix:/tmp/x.sock"
+        "--port",
+        "2000",
+        "--port",
+        "tcp:2001:interface=127.0.0.1",
+        "-p",
+        "unix:/tmp/x.sock",
+        "--port",
+        "tcp6:2002:backlog=10",
     )
-    assert options["port"] == ["tcp:2000", "tcp:2001:interface=127.0.0.1", "unix:/tmp/x.sock"]
+    assert options["port"] == [
+        "tcp:2000:backlog=1024",
+        "tcp:2001:interface=127.0.0.1:backlog=1024",
+        "unix:/tmp/x.sock",
+        "tcp6:2002:backlog=10",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -104,9 +117,9 @@ def test_make_service_listens_on_every_port() -> None:
     )
     service = makeService(options, reactor)
     service.startService()
-    assert [(port, interface) for port, _, _, interface in reactor.tcpServers] == [
-        (2000, ""),
-        (2001, "127.0.0.1"),
+    assert [(port, backlog, interface) for port, _, backlog, interface in reactor.tcpServers] == [
+        (2000, 1024, ""),
+        (2001, 1024, "127.0.0.1"),
     ]
     assert [address for address, *_ in reactor.unixServers] == ["/tmp/chat.sock"]
     factories = {id(factory) for _, factory, *_ in reactor.tcpServers + reactor.unixServers}

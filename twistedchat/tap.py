@@ -26,7 +26,7 @@ from twistedchat.nicknames import MINIMUM_MAX_LENGTH
 from twistedchat.protocol import ChatTelnetTransport, describe_address
 from twistedchat.sanitize import clean_line
 
-DEFAULT_PORT = "tcp:12345"
+DEFAULT_PORT = "12345"
 
 
 def _bounded(kind: type, name: str, low: float, high: float) -> Any:
@@ -48,13 +48,23 @@ def _bounded(kind: type, name: str, low: float, high: float) -> Any:
     return coerce
 
 
+#: Listen backlog for TCP and TLS listeners that do not set one: Twisted's
+#: default of 50 makes a storm of simultaneous connections wait for SYN
+#: retransmissions (1 s, 3 s, ...); Linux caps it at net.core.somaxconn.
+DEFAULT_BACKLOG = 1024
+
+
 def endpoint_description(value: str) -> str:
     """
     Turn a C{--port} value into a Twisted server endpoint description: a bare
-    port number C{N} means C{tcp:N}; anything else is used as it is
-    (see Twisted's C{serverFromString} documentation).
+    port number C{N} means C{tcp:N}; anything else is used as it is (see
+    Twisted's C{serverFromString} documentation), except that a TCP or TLS
+    listener without C{backlog=} gets C{backlog=1024}.
     """
-    return f"tcp:{value}" if value.isdigit() else value
+    description = f"tcp:{value}" if value.isdigit() else value
+    if description.startswith(("tcp:", "tcp6:", "ssl:")) and "backlog=" not in description:
+        description += f":backlog={DEFAULT_BACKLOG}"
+    return description
 
 
 def _read_motd(value: str) -> str:
@@ -208,7 +218,7 @@ class Options(usage.Options):
 
     def postOptions(self) -> None:
         if not self["port"]:
-            self["port"] = [DEFAULT_PORT]
+            self["port"] = [endpoint_description(DEFAULT_PORT)]
         if self["motd"] is not None:
             self["motd"] = _read_motd(self["motd"])
 
