@@ -19,6 +19,7 @@ What a user sees, by the first characters of each line::
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from enum import Enum, auto
 from typing import TYPE_CHECKING
 
@@ -204,8 +205,8 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
         self._discarding = False
         # Input that followed an over-long line in the same chunk.
         self._after_long_line = b""
-        # Why reading is paused: "flood", "congestion".
-        self._paused_for: set[str] = set()
+        # Why reading is paused: "flood", "congestion" (empty: it is not).
+        self._paused_for: frozenset[str] = frozenset()
         self._tokens = 0.0
         self._tokens_at = 0.0
 
@@ -226,17 +227,9 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
         self._log.info("connection from {peer}", peer=self._peer)
         factory.connected(self, host)
         self.MAX_LENGTH = factory.max_line_length
-        self.callLater = factory.clock.callLater
         self._tokens = factory.flood_burst
         self._tokens_at = factory.clock.seconds()
-        self._output = SendQueue(
-            self.transport,
-            factory.flusher,
-            factory.max_sendq,
-            self._output_congested,
-            self._output_drained,
-            self._sendq_exceeded,
-        )
+        self._output = SendQueue(self.transport, factory.flusher, factory.max_sendq, self)
         self._notice(f"This is {factory.server_name}, running twistedchat {__version__}.")
         if factory.motd:
             for line in factory.motd.splitlines():
@@ -289,20 +282,27 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
         self.factory.leave(self, "idle timeout")
         self._close()
 
-    # Output and its SendQ
+    @property
+    def callLater(self) -> Callable[..., IDelayedCall]:
+        """
+        The factory's clock, for L{TimeoutMixin}.
+        """
+        return self.factory.clock.callLater
 
-    def _output_congested(self) -> None:
+    # Output and its SendQ (see twistedchat.sendq.SendQueueOwner)
+
+    def sendq_congested(self) -> None:
         self.factory.congested(self)
         self._sendq_timer = self.factory.clock.callLater(
-            self.factory.sendq_timeout, self._sendq_exceeded
+            self.factory.sendq_timeout, self.sendq_exceeded
         )
 
-    def _output_drained(self) -> None:
+    def sendq_drained(self) -> None:
         if self._sendq_timer is not None and self._sendq_timer.active():
             self._sendq_timer.cancel()
         self.factory.drained(self)
 
-    def _sendq_exceeded(self) -> None:
+    def sendq_exceeded(self) -> None:
         """
         Cut off a client that does not read its output fast enough: throw
         away what waits for it, tell the others it left for "SendQ
@@ -408,10 +408,10 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
         if not self._paused_for:
             self.paused = True
             self.transport.pauseProducing()
-        self._paused_for.add(reason)
+        self._paused_for = self._paused_for | {reason}
 
     def _resume_input(self, reason: str) -> None:
-        self._paused_for.discard(reason)
+        self._paused_for = self._paused_for - {reason}
         if self._paused_for or self.state is State.CLOSED:
             return
         self.paused = False

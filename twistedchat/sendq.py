@@ -17,7 +17,7 @@ cut off a client whose queue passes the SendQ limit, as IRC servers do
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Protocol
 
 from twisted.internet.interfaces import IConsumer, IPushProducer, IReactorTime
 from zope.interface import implementer
@@ -51,6 +51,27 @@ class Flusher:
             queue.flush()
 
 
+class SendQueueOwner(Protocol):
+    """
+    What a L{SendQueue} tells the connection it belongs to.
+    """
+
+    def sendq_congested(self) -> None:
+        """
+        The transport's buffer filled up: output now waits in the queue.
+        """
+
+    def sendq_drained(self) -> None:
+        """
+        The transport's buffer drained and everything queued went to it.
+        """
+
+    def sendq_exceeded(self) -> None:
+        """
+        More than the limit waits in the queue.
+        """
+
+
 @implementer(IPushProducer)
 class SendQueue:
     """
@@ -69,26 +90,20 @@ class SendQueue:
         consumer: IConsumer,
         flusher: Flusher,
         limit: int,
-        on_congested: Callable[[], None],
-        on_drained: Callable[[], None],
-        on_exceeded: Callable[[], None],
+        owner: SendQueueOwner,
     ) -> None:
         """
         @param consumer: the transport to write to.
         @param flusher: schedules L{flush} once per reactor iteration.
         @param limit: the most bytes that may wait here while the transport
-            is congested; more calls C{on_exceeded}.
-        @param on_congested: called when the transport's buffer fills up.
-        @param on_drained: called when the transport's buffer has drained
-            and everything queued has been handed to it.
-        @param on_exceeded: called when more than C{limit} bytes wait.
+            is congested; more calls C{owner.sendq_exceeded}.
+        @param owner: the connection, told when output congests, drains or
+            exceeds C{limit}.
         """
         self._consumer = consumer
         self._flusher = flusher
         self._limit = limit
-        self._on_congested = on_congested
-        self._on_drained = on_drained
-        self._on_exceeded = on_exceeded
+        self._owner = owner
         self._pending: list[bytes] = []
         self._scheduled = False
         self._reported = False
@@ -100,13 +115,13 @@ class SendQueue:
         """
         Queue C{data}. It is sent at the next flush, or at once when 64 KiB
         have collected; while the transport is congested it waits, and more
-        than the limit waiting calls C{on_exceeded}.
+        than the limit waiting calls C{owner.sendq_exceeded}.
         """
         self._pending.append(data)
         self.queued += len(data)
         if self.congested:
             if self.queued > self._limit:
-                self._on_exceeded()
+                self._owner.sendq_exceeded()
         elif self.queued >= FLUSH_AT:
             self.flush()
         elif not self._scheduled:
@@ -142,7 +157,7 @@ class SendQueue:
         self.congested = True
         if not self._reported:
             self._reported = True
-            self._on_congested()
+            self._owner.sendq_congested()
 
     def resumeProducing(self) -> None:
         """
@@ -152,7 +167,7 @@ class SendQueue:
         self.flush()
         if not self.congested and self._reported:
             self._reported = False
-            self._on_drained()
+            self._owner.sendq_drained()
 
     def stopProducing(self) -> None:
         """
