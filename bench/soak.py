@@ -91,7 +91,9 @@ def main() -> None:
             due = int((now - start) * args.rate) - lines
             for _ in range(due):
                 index = rng.randrange(args.clients)
-                steady[index].send(b"%s%d:%d hello from a steady client\r\n" % (MARK, index, sent[index]))
+                steady[index].send(
+                    b"%s%d:%d hello from a steady client\r\n" % (MARK, index, sent[index])
+                )
                 sent[index] += 1
                 lines += 1
             while next_churn <= now:
