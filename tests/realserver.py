@@ -22,10 +22,14 @@ TIMEOUT = 15.0
 class ChatServer:
     """
     C{twistd -n chat} listening on a free loopback port, started from
-    C{directory}; its log is collected in C{log_lines}.
+    C{directory}, with C{options}; its log is collected in C{log_lines}.
+    More C{--port} options in C{options} add listeners, whose ports follow
+    in C{ports}, in order.
     """
 
-    def __init__(self, directory: Path, *options: str) -> None:
+    def __init__(
+        self, directory: Path, *options: str, port: str = "tcp:0:interface=127.0.0.1"
+    ) -> None:
         command = [
             str(BIN / "twistd"),
             "-n",
@@ -33,7 +37,7 @@ class ChatServer:
             "--logfile=-",
             "chat",
             "--port",
-            "tcp:0:interface=127.0.0.1",
+            port,
             *options,
         ]
         self.process = subprocess.Popen(
@@ -41,7 +45,8 @@ class ChatServer:
         )
         self.log_lines: list[str] = []
         self._listening = threading.Event()
-        self.port = 0
+        self._listeners = 1 + options.count("--port")
+        self.ports: list[int] = []
         threading.Thread(target=self._read_log, daemon=True).start()
         if not self._listening.wait(TIMEOUT):
             self.stop()
@@ -54,8 +59,16 @@ class ChatServer:
             self.log_lines.append(line)
             match = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
             if match:
-                self.port = int(match.group(1))
-                self._listening.set()
+                self.ports.append(int(match.group(1)))
+                if len(self.ports) == self._listeners:
+                    self._listening.set()
+
+    @property
+    def port(self) -> int:
+        """
+        The port of the first listener (the C{port} argument).
+        """
+        return self.ports[0]
 
     @property
     def log(self) -> str:
@@ -176,3 +189,48 @@ def environment() -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     return env
+
+
+def make_certificate(directory: Path) -> tuple[Path, Path]:
+    """
+    Write a new self-signed certificate for C{localhost} and C{127.0.0.1},
+    and its private key, into C{directory}; return their paths (key, cert).
+    """
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    key_path, cert_path = directory / "key.pem", directory / "cert.pem"
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    return key_path, cert_path

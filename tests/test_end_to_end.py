@@ -42,7 +42,15 @@ def server(tmp_path: Path) -> Iterator[ChatServer]:
     """
     A running C{twistd -n chat} with a MOTD, stopped after the test.
     """
-    running = ChatServer(tmp_path, "--motd", "Welcome to the test server", "--server-name", "e2e")
+    running = ChatServer(
+        tmp_path,
+        "--motd",
+        "Welcome to the test server",
+        "--server-name",
+        "e2e",
+        "--history-on-join",
+        "0",
+    )
     yield running
     running.stop()
 

@@ -18,9 +18,12 @@ from twistedchat.tap import Options, makeService
 
 def parse(*argv: str) -> Options:
     """
-    Parse C{argv} as C{twistd chat} would.
+    Parse C{argv} as C{twistd chat} would, with an in-memory database
+    unless C{argv} names one.
     """
     options = Options()
+    if "--database" not in argv:
+        argv = ("--database", ":memory:", *argv)
     options.parseOptions(list(argv))
     return options
 

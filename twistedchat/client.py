@@ -2,18 +2,22 @@
 C{twistedchat-client}: a terminal client that prints what arrives while
 the user types, with Twisted's standard I/O and no threads.
 
-Usage: C{twistedchat-client [--nick NAME] [HOST] [PORT]}.
+Usage: C{twistedchat-client [--nick NAME] [--tls [--cafile CA.pem]] [HOST] [PORT]}.
 """
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
+from OpenSSL import SSL
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import HostnameEndpoint, connectProtocol
+from twisted.internet.endpoints import HostnameEndpoint, connectProtocol, wrapClientTLS
 from twisted.internet.error import ConnectError, DNSLookupError
-from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.internet.interfaces import IHalfCloseableProtocol, IStreamClientEndpoint
+from twisted.internet.protocol import connectionDone
+from twisted.internet.ssl import Certificate, optionsForClientTLS, platformTrust
 from twisted.internet.stdio import StandardIO
 from twisted.internet.task import react
 from twisted.protocols.basic import LineReceiver
@@ -36,6 +40,15 @@ class Options(usage.Options):
     )
     optParameters = [
         ["nick", None, None, "Nickname to register with as soon as connected."],
+        [
+            "cafile",
+            None,
+            None,
+            "With --tls: trust the CA certificates in this PEM file instead of the system's.",
+        ],
+    ]
+    optFlags = [
+        ["tls", None, "Connect over TLS and verify the server's certificate and name."],
     ]
 
     def parseArgs(self, host: str = "127.0.0.1", port: str = "12345") -> None:
@@ -47,6 +60,21 @@ class Options(usage.Options):
         if not 0 < self["port"] < 65536:
             raise usage.UsageError(f"PORT must be from 1 to 65535, not {port}.")
 
+    def postOptions(self) -> None:
+        if self["cafile"] is not None:
+            if not self["tls"]:
+                raise usage.UsageError("--cafile goes with --tls.")
+            try:
+                self["cafile"] = Certificate.loadPEM(Path(self["cafile"]).read_bytes())
+            except OSError as e:
+                raise usage.UsageError(
+                    f"Cannot read --cafile {self['cafile']}: {e.strerror}."
+                ) from None
+            except Exception as e:
+                raise usage.UsageError(
+                    f"--cafile {self['cafile']} holds no PEM certificate ({e})."
+                ) from None
+
 
 class ServerConnection(LineReceiver):
     """
@@ -55,6 +83,7 @@ class ServerConnection(LineReceiver):
     cannot act on the user's terminal either.
 
     @ivar closed: fires with C{None} when the connection closes.
+    @ivar reason: why it closed (a L{Failure}), once it has.
     """
 
     delimiter = b"\n"
@@ -64,6 +93,7 @@ class ServerConnection(LineReceiver):
         self._terminal = terminal
         self._nickname = nickname
         self.closed: Deferred[None] = Deferred()
+        self.reason: Failure | None = None
 
     def connectionMade(self) -> None:
         if self._nickname is not None:
@@ -81,9 +111,10 @@ class ServerConnection(LineReceiver):
         """
         self.transport.write(line + b"\r\n")
 
-    def connectionLost(self, reason: Failure | None = None) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self._buffer:
             self.lineReceived(self._buffer)
+        self.reason = reason
         self.closed.callback(None)
 
 
@@ -122,8 +153,12 @@ async def run(reactor: Any, options: Options) -> None:
     host, port = options["host"], options["port"]
     stdout = sys.stdout.buffer
     server = ServerConnection(stdout, options["nick"])
+    endpoint: IStreamClientEndpoint = HostnameEndpoint(reactor, host, port)
+    if options["tls"]:
+        trust = options["cafile"] if options["cafile"] is not None else platformTrust()
+        endpoint = wrapClientTLS(optionsForClientTLS(host, trustRoot=trust), endpoint)
     try:
-        await connectProtocol(HostnameEndpoint(reactor, host, port), server)
+        await connectProtocol(endpoint, server)
     except (ConnectError, DNSLookupError) as e:
         sys.stderr.write(f"twistedchat-client: cannot connect to {host} port {port}: {e}\n")
         raise SystemExit(1) from None
@@ -131,6 +166,11 @@ async def run(reactor: Any, options: Options) -> None:
     server._terminal = terminal
     await server.closed
     terminal.loseWriteConnection()
+    if server.reason is not None and server.reason.check(SSL.Error):
+        sys.stderr.write(
+            f"twistedchat-client: TLS with {host} port {port} failed: {server.reason.value}\n"
+        )
+        raise SystemExit(1)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -30,6 +30,7 @@ from twistedchat.events import (
     PrivateMessage,
     ServerShutdown,
 )
+from twistedchat.history import History
 from twistedchat.nicknames import (
     NicknameInUse,
     nickname_key,
@@ -98,6 +99,8 @@ class ChatFactory(ServerFactory):
         C{0} means no limit.
     @ivar idle_timeout: seconds a registered client may stay silent before
         it is disconnected; C{0} means never.
+    @ivar history: where events are stored and replayed from, or C{None}.
+    @ivar history_on_join: how many past events a user sees on joining.
     """
 
     _log = Logger()
@@ -120,6 +123,8 @@ class ChatFactory(ServerFactory):
         max_clients: int = 10000,
         max_per_ip: int = 10,
         idle_timeout: float = 0.0,
+        history: History | None = None,
+        history_on_join: int = 20,
         rng: random.Random | None = None,
     ) -> None:
         self.clock = clock
@@ -137,6 +142,8 @@ class ChatFactory(ServerFactory):
         self.max_clients = max_clients
         self.max_per_ip = max_per_ip
         self.idle_timeout = idle_timeout
+        self.history = history
+        self.history_on_join = history_on_join
         self._rng = rng if rng is not None else random.SystemRandom()
         self._connections: dict[IParticipant, str | None] = {}
         self._per_host: Counter[str] = Counter()
@@ -274,7 +281,7 @@ class ChatFactory(ServerFactory):
             raise NicknameInUse(nickname)
         participant.nickname = nickname
         self._participants[key] = participant
-        self.broadcast(Joined(nickname), exclude=participant)
+        self._publish(Joined(nickname), exclude=participant)
 
     def rename(self, participant: IParticipant, new: str) -> None:
         """
@@ -297,7 +304,7 @@ class ChatFactory(ServerFactory):
         self._participants[key] = participant
         participant.nickname = new
         self._log.info("{old} is now known as {new}", old=old, new=new)
-        self.broadcast(NicknameChanged(old, new), exclude=participant)
+        self._publish(NicknameChanged(old, new), exclude=participant)
 
     def leave(self, participant: IParticipant, reason: str) -> None:
         """
@@ -311,7 +318,7 @@ class ChatFactory(ServerFactory):
         del self._participants[nickname_key(nickname)]
         self._log.info("{nickname} quit ({reason})", nickname=nickname, reason=reason)
         if self._closing is None:
-            self.broadcast(Left(nickname, reason))
+            self._publish(Left(nickname, reason))
 
     # Talking
 
@@ -321,7 +328,7 @@ class ChatFactory(ServerFactory):
         """
         if self.log_messages:
             self._log.info("<{nickname}> {text}", nickname=sender.nickname, text=text)
-        self.broadcast(ChatLine(sender.nickname, text), exclude=sender)
+        self._publish(ChatLine(sender.nickname, text), exclude=sender)
 
     def act(self, sender: IParticipant, text: str) -> None:
         """
@@ -329,7 +336,7 @@ class ChatFactory(ServerFactory):
         """
         if self.log_messages:
             self._log.info("* {nickname} {text}", nickname=sender.nickname, text=text)
-        self.broadcast(Action(sender.nickname, text), exclude=sender)
+        self._publish(Action(sender.nickname, text), exclude=sender)
 
     def private_message(self, sender: IParticipant, recipient: str, text: str) -> str:
         """
@@ -348,8 +355,19 @@ class ChatFactory(ServerFactory):
             recipient=target.nickname,
             length=len(text),
         )
-        target.deliver(PrivateMessage(sender.nickname, target.nickname, text))
+        message = PrivateMessage(sender.nickname, target.nickname, text)
+        if self.history is not None:
+            self.history.record(message)
+        target.deliver(message)
         return target.nickname
+
+    def _publish(self, event: Event, exclude: IParticipant | None = None) -> None:
+        """
+        Store C{event} in the history, if any, and broadcast it.
+        """
+        if self.history is not None:
+            self.history.record(event)
+        self.broadcast(event, exclude)
 
     def broadcast(self, event: Event, exclude: IParticipant | None = None) -> None:
         """

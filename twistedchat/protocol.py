@@ -19,6 +19,7 @@ What a user sees, by the first characters of each line::
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from enum import Enum, auto
 from typing import TYPE_CHECKING
@@ -51,6 +52,7 @@ from twistedchat.events import (
     ServerShutdown,
 )
 from twistedchat.factory import IParticipant, NoSuchNickname
+from twistedchat.history import Record
 from twistedchat.nicknames import InvalidNickname, NicknameInUse
 from twistedchat.sanitize import clean_line
 from twistedchat.sendq import SendQueue
@@ -68,6 +70,7 @@ Commands (case-insensitive):
   /msg NICK TEXT     a private message that only NICK sees
   /me TEXT           an action: others see "* yournick TEXT"
   /nick NEWNICK      change your nickname
+  /history [N]       the last N lines said here (default 20)
   /quit [REASON]     leave the chat (also /exit, .exit)
   //TEXT             send a line that starts with "/"
 Any other line goes to everyone as <yournick> TEXT."""
@@ -100,6 +103,15 @@ def render_line(event: Event) -> bytes:
         case _:
             raise TypeError(f"no telnet form for {event!r}")
     return line.encode("utf-8") + b"\r\n"
+
+
+def render_history(record: Record) -> bytes:
+    """
+    Format a past event as one telnet line: its UTC time in brackets, then
+    the line as it was shown live.
+    """
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(record.at))
+    return f"[{when} UTC] ".encode() + render_line(record.event)
 
 
 def parse_command(text: str) -> tuple[str, str] | None:
@@ -189,6 +201,7 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
         "msg": "_msg",
         "me": "_me",
         "nick": "_nick",
+        "history": "_history",
         "quit": "_quit",
         "exit": "_quit",
     }
@@ -269,7 +282,7 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
     def _close(self) -> None:
         self.state = State.CLOSED
         assert self._output is not None
-        self._output.flush()
+        self._output.close()
         self.transport.loseConnection()
 
     def timeoutConnection(self) -> None:
@@ -446,6 +459,9 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
             self._notice(PROMPT)
 
     def _register(self, nickname: str) -> None:
+        history = self.factory.history
+        # Taken before joining, so the replay ends where live traffic starts.
+        past = history.recent(self.factory.history_on_join) if history is not None else []
         self.factory.register(self, nickname)
         self.state = State.CHATTING
         self._log.info("{peer} registered as {nickname}", peer=self._peer, nickname=nickname)
@@ -460,6 +476,20 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
             f"Welcome, {nickname}! {len(online)} {people} online: "
             f"{', '.join(online)}. Type /help for the commands."
         )
+        self._replay(past)
+
+    def _replay(self, records: list[Record]) -> None:
+        """
+        Show past events, marked as history.
+        """
+        if not records:
+            return
+        assert self._output is not None
+        lines = "line" if len(records) == 1 else f"{len(records)} lines"
+        self._notice(f"The last {lines} said here:")
+        for record in records:
+            self._output.write(render_history(record))
+        self._notice("End of history.")
 
     # Chatting
 
@@ -498,6 +528,19 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
             self._error(f"No such nickname: {recipient}. /who lists who is online.")
         else:
             self._write(f"-> *{recipient}* {text}")
+
+    def _history(self, argument: str) -> None:
+        history = self.factory.history
+        if history is None:
+            self._error("This server keeps no history.")
+            return
+        if argument and not argument.isdigit():
+            self._error(f"Usage: /history [N], N from 1 to {history.cap}")
+            return
+        records = history.recent(min(int(argument or 20), history.cap))
+        if not records:
+            self._notice("Nothing has been said here yet.")
+        self._replay(records)
 
     def _me(self, argument: str) -> None:
         if not argument:

@@ -141,6 +141,16 @@ class SendQueue:
         self.queued = 0
         self._consumer.write(data)
 
+    def close(self) -> None:
+        """
+        Hand everything queued to the transport and unregister from it, as
+        the connection is about to close. (Twisted's TLS transport does not
+        close while a producer is registered.)
+        """
+        self.congested = False
+        self.flush()
+        self._consumer.unregisterProducer()
+
     def clear(self) -> None:
         """
         Throw away everything queued (the connection is being cut off).

@@ -22,6 +22,7 @@ from twisted.python import usage
 from zope.interface import implementer
 
 from twistedchat.factory import ChatFactory
+from twistedchat.history import History, HistoryError, make_pool, open_history
 from twistedchat.nicknames import MINIMUM_MAX_LENGTH
 from twistedchat.protocol import ChatTelnetTransport, describe_address
 from twistedchat.sanitize import clean_line
@@ -179,6 +180,33 @@ class Options(usage.Options):
             _bounded(float, "idle-timeout", 0, 10**7),
         ],
         [
+            "database",
+            None,
+            "twistedchat.sqlite3",
+            "SQLite file for the history; ':memory:' keeps nothing.",
+        ],
+        [
+            "history-on-join",
+            None,
+            20,
+            "Past lines a user sees on joining.",
+            _bounded(int, "history-on-join", 0, 10000),
+        ],
+        [
+            "history-max",
+            None,
+            200,
+            "Most past lines /history shows (and kept in memory for replay).",
+            _bounded(int, "history-max", 1, 10000),
+        ],
+        [
+            "history-retention",
+            None,
+            0.0,
+            "Days to keep history for; 0 keeps it forever.",
+            _bounded(float, "history-retention", 0, 100000),
+        ],
+        [
             "server-name",
             None,
             socket.gethostname(),
@@ -221,6 +249,12 @@ class Options(usage.Options):
             self["port"] = [endpoint_description(DEFAULT_PORT)]
         if self["motd"] is not None:
             self["motd"] = _read_motd(self["motd"])
+        if self["history-on-join"] > self["history-max"]:
+            raise usage.UsageError("--history-on-join cannot be more than --history-max.")
+        try:
+            self["history-recent"] = open_history(self["database"], self["history-max"])
+        except HistoryError as e:
+            raise usage.UsageError(str(e)) from None
 
 
 @implementer(IStreamServerEndpoint)
@@ -260,9 +294,10 @@ def raise_open_files_limit() -> int:
 
 class ChatService(Service):
     """
-    Raises the open files limit when the service starts; tells every
-    connection that the server is shutting down, and closes them, when it
-    stops (SIGINT, SIGTERM, C{stopService}).
+    Raises the open files limit and starts writing history when the
+    service starts; when it stops (SIGINT, SIGTERM, C{stopService}), tells
+    every connection that the server is shutting down, closes them, and
+    writes the last of the history.
     """
 
     _log = Logger()
@@ -273,10 +308,17 @@ class ChatService(Service):
     def startService(self) -> None:
         super().startService()
         self._log.info("open files limit: {limit}", limit=raise_open_files_limit())
+        if self.factory.history is not None:
+            self.factory.history.start()
+
+    async def _stop(self) -> None:
+        await self.factory.shutdown()
+        if self.factory.history is not None:
+            await self.factory.history.stop()
 
     def stopService(self) -> Deferred[None]:
         super().stopService()
-        return self.factory.shutdown()
+        return Deferred.fromCoroutine(self._stop())
 
 
 def makeService(options: Options, reactor: Any = None) -> MultiService:
@@ -289,6 +331,13 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     """
     if reactor is None:
         from twisted.internet import reactor
+    history = History(
+        make_pool(options["database"], reactor),
+        reactor,
+        options["history-recent"],
+        cap=options["history-max"],
+        retention=options["history-retention"],
+    )
     factory = ChatFactory(
         reactor,
         server_name=options["server-name"],
@@ -305,6 +354,8 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         max_clients=options["max-clients"],
         max_per_ip=options["max-per-ip"],
         idle_timeout=options["idle-timeout"],
+        history=history,
+        history_on_join=options["history-on-join"],
     )
     factory.protocol = ChatTelnetTransport
     top = MultiService()

@@ -1,0 +1,198 @@
+"""
+Tests for L{twistedchat.history} and history in the chat: storage, schema
+upgrades, start-up errors, replay on joining and /history.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+import pytest_twisted
+from fakeclients import FakeClient, chatters, make_factory
+from twisted.internet import reactor
+from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock
+
+from twistedchat.events import Action, ChatLine, Joined, Left, NicknameChanged, PrivateMessage
+from twistedchat.history import (
+    SCHEMA_VERSION,
+    History,
+    HistoryError,
+    Record,
+    make_pool,
+    open_history,
+)
+
+
+def memory_history(clock: Clock, cap: int = 200) -> History:
+    """
+    A history whose database is never touched (its pool never starts).
+    """
+    return History(make_pool(":memory:", MemoryReactorClock()), clock, cap=cap)
+
+
+def test_new_database_gets_schema(tmp_path: Path) -> None:
+    """
+    open_history creates the schema in a new file and records its version.
+    """
+    path = tmp_path / "new.sqlite3"
+    assert open_history(str(path), 20) == []
+    connection = sqlite3.connect(path)
+    assert connection.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+    assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_newer_schema_refused(tmp_path: Path) -> None:
+    """
+    A database from a newer twistedchat stops start-up with one line naming
+    the file.
+    """
+    path = tmp_path / "future.sqlite3"
+    connection = sqlite3.connect(path)
+    connection.execute("PRAGMA user_version = 99")
+    connection.close()
+    with pytest.raises(HistoryError, match=f"^cannot use the database {path}: schema version 99"):
+        open_history(str(path), 20)
+
+
+def test_corrupt_database_refused(tmp_path: Path) -> None:
+    """
+    A file that is not a database stops start-up with one line naming it.
+    """
+    path = tmp_path / "garbage.sqlite3"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(HistoryError) as error:
+        open_history(str(path), 20)
+    assert str(error.value) == f"cannot use the database {path}: file is not a database"
+
+
+def test_unopenable_database_refused(tmp_path: Path) -> None:
+    """
+    A path that cannot be opened stops start-up with one line naming it.
+    """
+    path = tmp_path / "no" / "such" / "dir.sqlite3"
+    with pytest.raises(HistoryError, match=f"^cannot use the database {path}: "):
+        open_history(str(path), 20)
+
+
+@pytest_twisted.ensureDeferred
+async def test_events_reach_disk_and_come_back(tmp_path: Path) -> None:
+    """
+    Recorded events are written in a batch, in a pool thread, and read back
+    in order at the next start-up; private messages are stored but not
+    among the public events replayed.
+    """
+    path = str(tmp_path / "chat.sqlite3")
+    open_history(path, 20)
+    clock = Clock()
+    clock.advance(1_700_000_000)
+    history = History(make_pool(path, reactor), clock)
+    events = [
+        Joined("alice"),
+        ChatLine("alice", "hello"),
+        Action("alice", "waves"),
+        PrivateMessage("alice", "bob", "secret"),
+        NicknameChanged("alice", "alicia"),
+        Left("alicia", "bye"),
+    ]
+    for event in events:
+        history.record(event)
+        clock.advance(1)
+    await history.stop()
+    rows = sqlite3.connect(path).execute("SELECT kind, text FROM events ORDER BY id").fetchall()
+    assert [kind for kind, _ in rows] == ["join", "chat", "action", "private", "nick", "leave"]
+    again = open_history(path, 20)
+    assert [record.event for record in again] == [e for e in events if e != events[3]]
+    assert again[1] == Record(1_700_000_001.0, ChatLine("alice", "hello"))
+
+
+@pytest_twisted.ensureDeferred
+async def test_retention_prunes_old_events(tmp_path: Path) -> None:
+    """
+    With a retention of N days, pruning deletes events older than that.
+    """
+    path = str(tmp_path / "chat.sqlite3")
+    open_history(path, 20)
+    clock = Clock()
+    history = History(make_pool(path, reactor), clock, retention=1)
+    history.record(ChatLine("alice", "old"))
+    clock.advance(2 * 86400)
+    history.record(ChatLine("alice", "new"))
+    await history.flush()
+    await history.prune()
+    await history.stop()
+    rows = sqlite3.connect(path).execute("SELECT text FROM events").fetchall()
+    assert rows == [("new",)]
+
+
+def test_replay_on_join() -> None:
+    """
+    A user who registers sees the last history_on_join public lines, each
+    marked with its UTC time, between notices, after the welcome; live
+    lines follow with nothing missing or repeated.
+    """
+    clock = Clock()
+    clock.advance(1_700_000_000)
+    factory = make_factory(clock, history=memory_history(clock), history_on_join=3)
+    alice, bob = chatters(factory, "alice", "bob")
+    alice.send(b"one\n/me two\n")
+    bob.send(b"/msg alice private\nthree\n")
+    carol = FakeClient(factory)
+    carol.output()
+    carol.send(b"carol\n")
+    alice.send(b"four\n")
+    lines = carol.lines()
+    assert lines[0].startswith("*** Welcome, carol!")
+    assert lines[1:] == [
+        "*** The last 3 lines said here:",
+        "[2023-11-14 22:13:20 UTC] <alice> one",
+        "[2023-11-14 22:13:20 UTC] * alice two",
+        "[2023-11-14 22:13:20 UTC] <bob> three",
+        "*** End of history.",
+        "<alice> four",
+    ]
+
+
+def test_history_command() -> None:
+    """
+    /history N shows the last N public lines, capped at the history's
+    size; without history the user is told so.
+    """
+    clock = Clock()
+    factory = make_factory(clock, history=memory_history(clock, cap=2), history_on_join=0)
+    alice, bob = chatters(factory, "alice", "bob")
+    alice.send(b"a\nb\nc\n")
+    bob.output()
+    bob.send(b"/history 10\n")
+    assert bob.lines() == [
+        "*** The last 2 lines said here:",
+        "[1970-01-01 00:00:00 UTC] <alice> b",
+        "[1970-01-01 00:00:00 UTC] <alice> c",
+        "*** End of history.",
+    ]
+    bob.send(b"/history x\n")
+    assert bob.lines() == ["!!! Usage: /history [N], N from 1 to 2"]
+    (dave,) = chatters(make_factory(), "dave")
+    dave.send(b"/history\n")
+    assert dave.lines() == ["!!! This server keeps no history."]
+
+
+def test_nothing_to_replay() -> None:
+    """
+    With an empty history the first user sees no history notices; /history
+    then shows their own join.
+    """
+    clock = Clock()
+    factory = make_factory(clock, history=memory_history(clock))
+    alice = FakeClient(factory)
+    alice.output()
+    alice.send(b"alice\n")
+    assert len(alice.lines()) == 1
+    alice.send(b"/history\n")
+    assert alice.lines() == [
+        "*** The last line said here:",
+        "[1970-01-01 00:00:00 UTC] *** alice has joined",
+        "*** End of history.",
+    ]

@@ -1,0 +1,98 @@
+"""
+End-to-end TLS: the real server with an ssl: listener next to a plain one,
+a certificate made in the test, a Python TLS client and
+C{twistedchat-client --tls}.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from pathlib import Path
+
+import pexpect
+from realserver import BIN, TIMEOUT, ChatServer, LineClient, environment, make_certificate
+
+
+class TLSLineClient(LineClient):
+    """
+    A line client over TLS that trusts only C{cafile}.
+    """
+
+    def __init__(self, port: int, cafile: Path) -> None:
+        context = ssl.create_default_context(cafile=str(cafile))
+        raw = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+        self.sock = context.wrap_socket(raw, server_hostname="localhost")
+        self.newline = b"\r\n"
+        self.received = []
+        self._buffer = b""
+        self._next = 0
+
+
+def test_tls_chat(tmp_path: Path) -> None:
+    """
+    A TLS listener given as ssl:PORT:privateKey=...:certKey=... serves chat;
+    a TLS user and a plain TCP user on the same server talk to each other,
+    and twistedchat-client --tls --cafile verifies the certificate and
+    chats too.
+    """
+    key, cert = make_certificate(tmp_path)
+    server = ChatServer(
+        tmp_path,
+        "--port",
+        "tcp:0:interface=127.0.0.1",
+        port=f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}",
+    )
+    try:
+        tls_port = server.port
+        secure = TLSLineClient(tls_port, cert)
+        secure.expect("*** Choose a nickname")
+        secure.send("secure")
+        secure.expect("*** Welcome, secure!")
+        assert secure.sock.version() in ("TLSv1.2", "TLSv1.3")
+
+        client = pexpect.spawn(
+            str(BIN / "twistedchat-client"),
+            ["--tls", "--cafile", str(cert), "--nick", "tlsclient", "localhost", str(tls_port)],
+            timeout=TIMEOUT,
+            env=environment(),
+        )
+        try:
+            client.expect_exact("*** Welcome, tlsclient!")
+            assert secure.expect("joined") == "*** tlsclient has joined"
+            secure.send("over TLS")
+            client.expect_exact("<secure> over TLS")
+            client.sendline("/quit")
+            client.expect(pexpect.EOF)
+            client.close()
+            assert client.exitstatus == 0
+        finally:
+            client.close(force=True)
+        secure.close()
+    finally:
+        server.stop()
+
+
+def test_client_rejects_untrusted_certificate(tmp_path: Path) -> None:
+    """
+    twistedchat-client --tls refuses a certificate it cannot verify, with a
+    one-line error and exit status 1.
+    """
+    key, cert = make_certificate(tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    _, wrong_ca = make_certificate(other)
+    server = ChatServer(tmp_path, port=f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}")
+    try:
+        output, status = pexpect.run(
+            f"{BIN / 'twistedchat-client'} --tls --cafile {wrong_ca} localhost {server.port}",
+            withexitstatus=True,
+            timeout=TIMEOUT,
+            env=environment(),
+        )
+        text = output.decode().strip()
+        assert status == 1
+        assert text.startswith(f"twistedchat-client: TLS with localhost port {server.port} failed:")
+        assert "Traceback" not in text
+    finally:
+        server.stop()

@@ -1,0 +1,297 @@
+"""
+History: every chat line, action, join, leave and nickname change, with a
+UTC timestamp, in SQLite; the most recent ones also in memory for replay.
+
+Start-up opens the database synchronously (L{open_history}), before the
+reactor runs: it upgrades the schema and reads the recent events, and
+stops start-up with L{HistoryError} if the file cannot be used. While the
+server runs, writes go through Twisted's C{adbapi} (a thread pool), so the
+reactor never waits for the disk; they are batched every half second, so
+what a user saw is on disk within a second (WAL journal; a killed server
+loses at most the last batch).
+
+Private messages are stored for their two participants' own replay and
+never shown to anyone else.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.enterprise.adbapi import ConnectionPool
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from twistedchat.events import (
+    Action,
+    ChatLine,
+    Event,
+    Joined,
+    Left,
+    NicknameChanged,
+    PrivateMessage,
+)
+
+#: The schema this code writes; older databases are upgraded on start-up
+#: (C{PRAGMA user_version} holds the version of a database).
+SCHEMA_VERSION = 1
+
+_MIGRATIONS: dict[int, list[str]] = {
+    1: [
+        """CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            at REAL NOT NULL,        -- seconds since the epoch, UTC
+            kind TEXT NOT NULL,      -- chat, action, join, leave, nick, private
+            nickname TEXT NOT NULL,  -- who did it
+            target TEXT,             -- new nickname, or private message recipient
+            text TEXT                -- chat text, action, or leave reason
+        )""",
+        "CREATE INDEX events_at ON events (at)",
+    ],
+}
+
+#: Seconds between batched writes.
+FLUSH_INTERVAL = 0.5
+
+
+class HistoryError(Exception):
+    """
+    The history database cannot be used; C{str()} is one line naming the
+    file.
+    """
+
+
+@dataclass(frozen=True)
+class Record:
+    """
+    One stored event and when it happened (seconds since the epoch, UTC).
+    """
+
+    at: float
+    event: Event
+
+
+def _row(record: Record) -> tuple[float, str, str, str | None, str | None]:
+    """
+    Turn C{record} into a row of the events table.
+    """
+    at, event = record.at, record.event
+    match event:
+        case ChatLine(sender=sender, text=text):
+            return (at, "chat", sender, None, text)
+        case Action(sender=sender, text=text):
+            return (at, "action", sender, None, text)
+        case Joined(nickname=nickname):
+            return (at, "join", nickname, None, None)
+        case Left(nickname=nickname, reason=reason):
+            return (at, "leave", nickname, None, reason)
+        case NicknameChanged(old=old, new=new):
+            return (at, "nick", old, new, None)
+        case PrivateMessage(sender=sender, recipient=recipient, text=text):
+            return (at, "private", sender, recipient, text)
+    raise TypeError(f"{event!r} is not stored")
+
+
+def _record(at: float, kind: str, nickname: str, target: str | None, text: str | None) -> Record:
+    """
+    Turn a row of the events table back into a L{Record}.
+    """
+    events: dict[str, Any] = {
+        "chat": lambda: ChatLine(nickname, text or ""),
+        "action": lambda: Action(nickname, text or ""),
+        "join": lambda: Joined(nickname),
+        "leave": lambda: Left(nickname, text or ""),
+        "nick": lambda: NicknameChanged(nickname, target or ""),
+        "private": lambda: PrivateMessage(nickname, target or "", text or ""),
+    }
+    return Record(at, events[kind]())
+
+
+def upgrade(connection: sqlite3.Connection) -> int:
+    """
+    Bring the schema of C{connection}'s database up to L{SCHEMA_VERSION}.
+
+    @return: the version the database had.
+    @raise HistoryError: the database is newer than this code.
+    """
+    (version,) = connection.execute("PRAGMA user_version").fetchone()
+    if version > SCHEMA_VERSION:
+        raise HistoryError(
+            f"schema version {version} is newer than this twistedchat's ({SCHEMA_VERSION})"
+        )
+    with connection:
+        for step in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in _MIGRATIONS[step]:
+                connection.execute(statement)
+            connection.execute(f"PRAGMA user_version = {step}")
+    return version
+
+
+def open_history(path: str, keep: int) -> list[Record]:
+    """
+    Check and upgrade the database at C{path}, synchronously (at start-up,
+    before the reactor runs), and return its last C{keep} public events,
+    oldest first.
+
+    @raise HistoryError: the file cannot be opened, is not a database, is
+        corrupt or is too new; the message names the file.
+    """
+    try:
+        connection = sqlite3.connect(path)
+        try:
+            (check,) = connection.execute("PRAGMA quick_check").fetchone()
+            if check != "ok":
+                raise sqlite3.DatabaseError(check)
+            _configure(connection)
+            rows = connection.execute(
+                "SELECT at, kind, nickname, target, text FROM events"
+                " WHERE kind != 'private' ORDER BY id DESC LIMIT ?",
+                (keep,),
+            ).fetchall()
+        finally:
+            connection.close()
+    except (sqlite3.Error, HistoryError) as e:
+        raise HistoryError(f"cannot use the database {path}: {e}") from None
+    return [_record(*row) for row in reversed(rows)]
+
+
+class History:
+    """
+    The chat's history: the recent public events in memory, everything on
+    disk.
+
+    @ivar cap: how many recent events are kept in memory and can be
+        replayed (the most C{/history} shows).
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        pool: ConnectionPool,
+        clock: IReactorTime,
+        recent: Iterable[Record] = (),
+        cap: int = 200,
+        retention: float = 0,
+    ) -> None:
+        """
+        @param pool: the pool from L{make_pool}.
+        @param recent: the recent events read at start-up, oldest first.
+        @param retention: days to keep events for; C{0} keeps them forever.
+        """
+        self.cap = cap
+        self._pool = pool
+        self._clock = clock
+        self._recent: deque[Record] = deque(recent, maxlen=cap)
+        self._pending: list[Record] = []
+        self._retention = retention
+        self._flusher = LoopingCall(self.flush)
+        self._flusher.clock = clock
+        self._pruner = LoopingCall(self.prune)
+        self._pruner.clock = clock
+
+    def start(self) -> None:
+        """
+        Start writing batches every L{FLUSH_INTERVAL} seconds and, with a
+        retention, pruning old events every hour.
+        """
+        self._flusher.start(FLUSH_INTERVAL, now=False)
+        if self._retention:
+            self._pruner.start(3600, now=True)
+
+    def stop(self) -> Deferred[None]:
+        """
+        Stop the periodic work, write what is pending and close the pool.
+
+        @return: fires once the last batch is on disk.
+        """
+        for call in (self._flusher, self._pruner):
+            if call.running:
+                call.stop()
+        d = self.flush()
+        d.addBoth(lambda result: (self._pool.close(), result)[1])
+        return d
+
+    def record(self, event: Event) -> None:
+        """
+        Remember C{event} as happening now; it reaches the disk with the
+        next batch.
+        """
+        record = Record(self._clock.seconds(), event)
+        self._pending.append(record)
+        if not isinstance(event, PrivateMessage):
+            self._recent.append(record)
+
+    def recent(self, count: int) -> list[Record]:
+        """
+        Return the last C{count} public events (at most C{cap}), oldest
+        first.
+        """
+        if count <= 0:
+            return []
+        return list(self._recent)[-count:]
+
+    def flush(self) -> Deferred[None]:
+        """
+        Write the pending events in one transaction, in a thread.
+        """
+        if not self._pending:
+            return succeed(None)
+        rows = [_row(record) for record in self._pending]
+        self._pending = []
+        d = self._pool.runInteraction(_insert, rows)
+        d.addErrback(self._failed, "write history")
+        return d
+
+    def prune(self) -> Deferred[None]:
+        """
+        Delete events older than the retention, in a thread.
+        """
+        cutoff = self._clock.seconds() - self._retention * 86400
+        d = self._pool.runOperation("DELETE FROM events WHERE at < ?", (cutoff,))
+        d.addErrback(self._failed, "prune history")
+        return d
+
+    def _failed(self, failure: Any, what: str) -> None:
+        self._log.failure("could not {what}", failure, what=what)
+
+
+def _insert(cursor: Any, rows: list[tuple[Any, ...]]) -> None:
+    """
+    Insert C{rows} into the events table (runs in a pool thread).
+    """
+    cursor.executemany(
+        "INSERT INTO events (at, kind, nickname, target, text) VALUES (?, ?, ?, ?, ?)", rows
+    )
+
+
+def _configure(connection: sqlite3.Connection) -> None:
+    """
+    Set up every new connection: WAL journal, and the schema (which an
+    in-memory database only gets here).
+    """
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")
+    upgrade(connection)
+
+
+def make_pool(path: str, reactor: Any = None) -> ConnectionPool:
+    """
+    Return an C{adbapi} pool with one connection (SQLite has one writer) to
+    the database at C{path}, in WAL mode.
+    """
+    return ConnectionPool(
+        "sqlite3",
+        path,
+        check_same_thread=False,
+        cp_min=1,
+        cp_max=1,
+        cp_openfun=_configure,
+        cp_reactor=reactor,
+    )
