@@ -13,7 +13,6 @@ import pytest_twisted
 from fakeclients import FakeClient, chatters, make_factory
 from twisted.internet import reactor
 from twisted.internet.task import Clock
-from twisted.internet.testing import MemoryReactorClock
 
 from twistedchat.events import Action, ChatLine, Joined, Left, NicknameChanged, PrivateMessage
 from twistedchat.history import (
@@ -28,9 +27,9 @@ from twistedchat.history import (
 
 def memory_history(clock: Clock, cap: int = 200) -> History:
     """
-    A history whose database is never touched (its pool never starts).
+    A history kept in memory only, as with C{--database :memory:}.
     """
-    return History(make_pool(":memory:", MemoryReactorClock()), clock, cap=cap)
+    return History(None, clock, cap=cap)
 
 
 def test_new_database_gets_schema(tmp_path: Path) -> None:
@@ -196,3 +195,30 @@ def test_nothing_to_replay() -> None:
         "[1970-01-01 00:00:00 UTC] *** alice has joined",
         "*** End of history.",
     ]
+
+
+def test_history_options(tmp_path: Path) -> None:
+    """
+    --database names the file (it is checked and upgraded while options are
+    parsed); a bad file stops start-up with a usage error naming it; the
+    history options are checked against each other.
+    """
+    from twisted.python import usage
+
+    from twistedchat.tap import Options
+
+    path = tmp_path / "chat.sqlite3"
+    options = Options()
+    options.parseOptions(["--database", str(path), "--history-retention", "30"])
+    assert path.exists()
+    assert options["history-recent"] == []
+    assert options["history-retention"] == 30
+    assert (options["history-on-join"], options["history-max"]) == (20, 200)
+    bad = tmp_path / "bad.sqlite3"
+    bad.write_bytes(b"x" * 4096)
+    with pytest.raises(usage.UsageError, match=f"^cannot use the database {bad}: "):
+        Options().parseOptions(["--database", str(bad)])
+    with pytest.raises(usage.UsageError, match="--history-on-join cannot be more than"):
+        Options().parseOptions(
+            ["--database", ":memory:", "--history-on-join", "50", "--history-max", "10"]
+        )

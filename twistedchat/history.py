@@ -174,14 +174,15 @@ class History:
 
     def __init__(
         self,
-        pool: ConnectionPool,
+        pool: ConnectionPool | None,
         clock: IReactorTime,
         recent: Iterable[Record] = (),
         cap: int = 200,
         retention: float = 0,
     ) -> None:
         """
-        @param pool: the pool from L{make_pool}.
+        @param pool: the pool from L{make_pool}, or C{None} to keep the
+            recent events in memory only (C{--database :memory:}).
         @param recent: the recent events read at start-up, oldest first.
         @param retention: days to keep events for; C{0} keeps them forever.
         """
@@ -215,7 +216,9 @@ class History:
             if call.running:
                 call.stop()
         d = self.flush()
-        d.addBoth(lambda result: (self._pool.close(), result)[1])
+        if self._pool is not None:
+            pool = self._pool
+            d.addBoth(lambda result: (pool.close(), result)[1])
         return d
 
     def record(self, event: Event) -> None:
@@ -241,7 +244,8 @@ class History:
         """
         Write the pending events in one transaction, in a thread.
         """
-        if not self._pending:
+        if not self._pending or self._pool is None:
+            self._pending = []
             return succeed(None)
         rows = [_row(record) for record in self._pending]
         self._pending = []
@@ -253,6 +257,8 @@ class History:
         """
         Delete events older than the retention, in a thread.
         """
+        if self._pool is None:
+            return succeed(None)
         cutoff = self._clock.seconds() - self._retention * 86400
         d = self._pool.runOperation("DELETE FROM events WHERE at < ?", (cutoff,))
         d.addErrback(self._failed, "prune history")

@@ -331,8 +331,9 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     """
     if reactor is None:
         from twisted.internet import reactor
+    database = options["database"]
     history = History(
-        make_pool(options["database"], reactor),
+        None if database == ":memory:" else make_pool(database, reactor),
         reactor,
         options["history-recent"],
         cap=options["history-max"],

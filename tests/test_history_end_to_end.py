@@ -1,0 +1,109 @@
+"""
+End-to-end history: lines reach the disk within a second of delivery,
+survive kill -9 and a restart, and are replayed to the next user.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+from realserver import TIMEOUT, ChatServer, LineClient
+
+
+def join(server: ChatServer, nickname: str) -> LineClient:
+    """
+    Connect and register as C{nickname}.
+    """
+    client = LineClient(server.port)
+    client.expect("*** Choose a nickname")
+    client.send(nickname)
+    client.expect(f"*** Welcome, {nickname}!")
+    return client
+
+
+def stored_lines(path: Path) -> list[str]:
+    """
+    The chat texts in the database at C{path}, read as another process
+    would.
+    """
+    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return [
+            text for (text,) in connection.execute("SELECT text FROM events WHERE kind = 'chat'")
+        ]
+    except sqlite3.OperationalError:
+        return []
+    finally:
+        connection.close()
+
+
+def test_history_survives_kill_and_restart(tmp_path: Path) -> None:
+    """
+    Lines a user has seen delivered are on disk within one second; after
+    kill -9 and a restart, a new user is shown them as history.
+    """
+    database = tmp_path / "chat.sqlite3"
+    server = ChatServer(tmp_path, "--database", str(database))
+    try:
+        alice, bob = join(server, "alice"), join(server, "bob")
+        lines = [f"line {i}" for i in range(5)]
+        for line in lines:
+            alice.send(line)
+        for line in lines:
+            assert bob.expect("<alice>") == f"<alice> {line}"
+        delivered = time.monotonic()
+        while stored_lines(database) != lines:
+            assert time.monotonic() - delivered < 1.0, stored_lines(database)
+            time.sleep(0.05)  # polling another process's file, not the reactor
+        server.process.kill()
+        server.process.wait(TIMEOUT)
+        alice.close()
+        bob.close()
+    finally:
+        server.stop()
+
+    restarted = ChatServer(tmp_path, "--database", str(database))
+    try:
+        carol = LineClient(restarted.port)
+        carol.send("carol")
+        assert carol.expect("lines said here") == "*** The last 7 lines said here:"
+        history = [carol.expect("UTC]") for _ in range(7)]
+        assert [line.split("] ", 1)[1] for line in history] == [
+            "*** alice has joined",
+            "*** bob has joined",
+            *(f"<alice> {line}" for line in lines),
+        ]
+        assert carol.expect("***") == "*** End of history."
+        carol.send("/history 2")
+        assert carol.expect("said here") == "*** The last 2 lines said here:"
+        assert carol.expect("UTC]").endswith("<alice> line 4")
+        assert carol.expect("UTC]").endswith("*** carol has joined")
+        carol.close()
+    finally:
+        restarted.stop()
+
+
+def test_corrupt_database_stops_start_up(tmp_path: Path) -> None:
+    """
+    twistd chat with a corrupt database exits at once with one line naming
+    the file, and no traceback.
+    """
+    import subprocess
+
+    from realserver import BIN
+
+    database = tmp_path / "broken.sqlite3"
+    database.write_bytes(b"garbage" * 1000)
+    result = subprocess.run(
+        [str(BIN / "twistd"), "-n", "--pidfile=", "chat", "--database", str(database)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert f"cannot use the database {database}: file is not a database" in output
+    assert "Traceback" not in output
