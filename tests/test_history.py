@@ -14,15 +14,18 @@ from fakeclients import FakeClient, chatters, make_factory
 from twisted.internet import reactor
 from twisted.internet.task import Clock
 
+from twistedchat.database import SCHEMA_VERSION, DatabaseError, make_pool, open_database
 from twistedchat.events import Action, ChatLine, Joined, Left, NicknameChanged, PrivateMessage
-from twistedchat.history import (
-    SCHEMA_VERSION,
-    History,
-    HistoryError,
-    Record,
-    make_pool,
-    open_history,
-)
+from twistedchat.history import History, Record, load_recent
+
+
+def open_history(path: str, keep: int) -> list[Record]:
+    """
+    Open the database at C{path} as start-up does; return its last C{keep}
+    public events.
+    """
+    (recent,) = open_database(path, lambda connection: load_recent(connection, keep))
+    return recent
 
 
 def memory_history(clock: Clock, cap: int = 200) -> History:
@@ -52,7 +55,7 @@ def test_newer_schema_refused(tmp_path: Path) -> None:
     connection = sqlite3.connect(path)
     connection.execute("PRAGMA user_version = 99")
     connection.close()
-    with pytest.raises(HistoryError, match=f"^cannot use the database {path}: schema version 99"):
+    with pytest.raises(DatabaseError, match=f"^cannot use the database {path}: schema version 99"):
         open_history(str(path), 20)
 
 
@@ -62,7 +65,7 @@ def test_corrupt_database_refused(tmp_path: Path) -> None:
     """
     path = tmp_path / "garbage.sqlite3"
     path.write_bytes(b"this is not a database" * 100)
-    with pytest.raises(HistoryError) as error:
+    with pytest.raises(DatabaseError) as error:
         open_history(str(path), 20)
     assert str(error.value) == f"cannot use the database {path}: file is not a database"
 
@@ -72,7 +75,7 @@ def test_unopenable_database_refused(tmp_path: Path) -> None:
     A path that cannot be opened stops start-up with one line naming it.
     """
     path = tmp_path / "no" / "such" / "dir.sqlite3"
-    with pytest.raises(HistoryError, match=f"^cannot use the database {path}: "):
+    with pytest.raises(DatabaseError, match=f"^cannot use the database {path}: "):
         open_history(str(path), 20)
 
 

@@ -305,7 +305,7 @@ def test_nick_change_refused() -> None:
     alice.send(b"/nick 9lives\n")
     assert alice.lines()[0].startswith("!!! A nickname starts with")
     alice.send(b"/nick\n")
-    assert alice.lines() == ["!!! Usage: /nick NEWNICK"]
+    assert alice.lines() == ["!!! Usage: /nick NEWNICK [PASSWORD]"]
     assert bob.lines() == []
     assert factory.nicknames() == ["alice", "bob"]
 

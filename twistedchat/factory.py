@@ -20,6 +20,7 @@ from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 from zope.interface import Attribute, Interface
 
+from twistedchat.accounts import Accounts, make_portal
 from twistedchat.events import (
     Action,
     ChatLine,
@@ -38,6 +39,12 @@ from twistedchat.nicknames import (
     validate_nickname,
 )
 from twistedchat.sendq import Flusher
+
+
+class NicknameRegistered(ValueError):
+    """
+    The nickname belongs to an account, and its password was not given.
+    """
 
 
 class NoSuchNickname(LookupError):
@@ -101,6 +108,8 @@ class ChatFactory(ServerFactory):
         it is disconnected; C{0} means never.
     @ivar history: where events are stored and replayed from, or C{None}.
     @ivar history_on_join: how many past events a user sees on joining.
+    @ivar accounts: the registered nicknames, or C{None} for none.
+    @ivar portal: the C{twisted.cred} portal that checks their passwords.
     """
 
     _log = Logger()
@@ -125,6 +134,7 @@ class ChatFactory(ServerFactory):
         idle_timeout: float = 0.0,
         history: History | None = None,
         history_on_join: int = 20,
+        accounts: Accounts | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.clock = clock
@@ -144,6 +154,8 @@ class ChatFactory(ServerFactory):
         self.idle_timeout = idle_timeout
         self.history = history
         self.history_on_join = history_on_join
+        self.accounts = accounts
+        self.portal = make_portal(accounts) if accounts is not None else None
         self._rng = rng if rng is not None else random.SystemRandom()
         self._connections: dict[IParticipant, str | None] = {}
         self._per_host: Counter[str] = Counter()
@@ -264,33 +276,44 @@ class ChatFactory(ServerFactory):
         """
         Return a random nickname such as C{Guest4821} that nobody has.
         """
-        return random_nickname(self._participants, self._rng)
+        return random_nickname(_Taken(self._participants, self.accounts), self._rng)
 
-    def register(self, participant: IParticipant, nickname: str) -> None:
+    def _check_account(self, nickname: str, identified: bool) -> None:
+        if not identified and self.accounts is not None and self.accounts.is_registered(nickname):
+            raise NicknameRegistered(nickname)
+
+    def register(self, participant: IParticipant, nickname: str, identified: bool = False) -> None:
         """
         Put C{participant} into the chat as C{nickname} and announce it to
         everyone else.
 
+        @param identified: whether the participant proved it owns
+            C{nickname}'s account (checked through L{portal}).
         @raise twistedchat.nicknames.InvalidNickname: C{nickname} breaks
             the rules of L{twistedchat.nicknames.validate_nickname}.
         @raise NicknameInUse: someone else has it.
+        @raise NicknameRegistered: it is registered and not C{identified}.
         """
         validate_nickname(nickname, self.max_nick_length)
         key = nickname_key(nickname)
         if key in self._participants:
             raise NicknameInUse(nickname)
+        self._check_account(nickname, identified)
         participant.nickname = nickname
         self._participants[key] = participant
         self._publish(Joined(nickname), exclude=participant)
 
-    def rename(self, participant: IParticipant, new: str) -> None:
+    def rename(self, participant: IParticipant, new: str, identified: bool = False) -> None:
         """
         Change a registered participant's nickname to C{new} and announce it
         to everyone else. A change of case only is allowed.
 
+        @param identified: whether the participant proved it owns C{new}'s
+            account, if it has one.
         @raise twistedchat.nicknames.InvalidNickname: C{new} breaks the
             nickname rules.
         @raise NicknameInUse: someone else has it.
+        @raise NicknameRegistered: it is registered and not C{identified}.
         """
         validate_nickname(new, self.max_nick_length)
         old = participant.nickname
@@ -298,6 +321,7 @@ class ChatFactory(ServerFactory):
         key = nickname_key(new)
         if self._participants.get(key, participant) is not participant:
             raise NicknameInUse(new)
+        self._check_account(new, identified or key == nickname_key(old))
         if new == old:
             return
         del self._participants[nickname_key(old)]
@@ -400,3 +424,17 @@ class ChatFactory(ServerFactory):
             for participant in connections:
                 participant.disconnect()
         return self._closing
+
+
+class _Taken:
+    """
+    The nickname keys a random nickname must avoid: those online and those
+    registered.
+    """
+
+    def __init__(self, online: dict[str, IParticipant], accounts: Accounts | None) -> None:
+        self._online = online
+        self._accounts = accounts
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._online or (self._accounts is not None and key in self._accounts)

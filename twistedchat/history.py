@@ -2,13 +2,12 @@
 History: every chat line, action, join, leave and nickname change, with a
 UTC timestamp, in SQLite; the most recent ones also in memory for replay.
 
-Start-up opens the database synchronously (L{open_history}), before the
-reactor runs: it upgrades the schema and reads the recent events, and
-stops start-up with L{HistoryError} if the file cannot be used. While the
-server runs, writes go through Twisted's C{adbapi} (a thread pool), so the
-reactor never waits for the disk; they are batched every half second, so
-what a user saw is on disk within a second (WAL journal; a killed server
-loses at most the last batch).
+The recent events are read at start-up (L{load_recent}, through
+L{twistedchat.database.open_database}). While the server runs, writes go
+through Twisted's C{adbapi} (a thread pool), so the reactor never waits
+for the disk; they are batched every half second, so what a user saw is
+on disk within a second (WAL journal; a killed server loses at most the
+last batch).
 
 Private messages are stored for their two participants' own replay and
 never shown to anyone else.
@@ -16,7 +15,6 @@ never shown to anyone else.
 
 from __future__ import annotations
 
-import sqlite3
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -38,33 +36,8 @@ from twistedchat.events import (
     PrivateMessage,
 )
 
-#: The schema this code writes; older databases are upgraded on start-up
-#: (C{PRAGMA user_version} holds the version of a database).
-SCHEMA_VERSION = 1
-
-_MIGRATIONS: dict[int, list[str]] = {
-    1: [
-        """CREATE TABLE events (
-            id INTEGER PRIMARY KEY,
-            at REAL NOT NULL,        -- seconds since the epoch, UTC
-            kind TEXT NOT NULL,      -- chat, action, join, leave, nick, private
-            nickname TEXT NOT NULL,  -- who did it
-            target TEXT,             -- new nickname, or private message recipient
-            text TEXT                -- chat text, action, or leave reason
-        )""",
-        "CREATE INDEX events_at ON events (at)",
-    ],
-}
-
 #: Seconds between batched writes.
 FLUSH_INTERVAL = 0.5
-
-
-class HistoryError(Exception):
-    """
-    The history database cannot be used; C{str()} is one line naming the
-    file.
-    """
 
 
 @dataclass(frozen=True)
@@ -113,51 +86,15 @@ def _record(at: float, kind: str, nickname: str, target: str | None, text: str |
     return Record(at, events[kind]())
 
 
-def upgrade(connection: sqlite3.Connection) -> int:
+def load_recent(connection: Any, keep: int) -> list[Record]:
     """
-    Bring the schema of C{connection}'s database up to L{SCHEMA_VERSION}.
-
-    @return: the version the database had.
-    @raise HistoryError: the database is newer than this code.
+    Read the last C{keep} public events, oldest first (at start-up).
     """
-    (version,) = connection.execute("PRAGMA user_version").fetchone()
-    if version > SCHEMA_VERSION:
-        raise HistoryError(
-            f"schema version {version} is newer than this twistedchat's ({SCHEMA_VERSION})"
-        )
-    with connection:
-        for step in range(version + 1, SCHEMA_VERSION + 1):
-            for statement in _MIGRATIONS[step]:
-                connection.execute(statement)
-            connection.execute(f"PRAGMA user_version = {step}")
-    return version
-
-
-def open_history(path: str, keep: int) -> list[Record]:
-    """
-    Check and upgrade the database at C{path}, synchronously (at start-up,
-    before the reactor runs), and return its last C{keep} public events,
-    oldest first.
-
-    @raise HistoryError: the file cannot be opened, is not a database, is
-        corrupt or is too new; the message names the file.
-    """
-    try:
-        connection = sqlite3.connect(path)
-        try:
-            (check,) = connection.execute("PRAGMA quick_check").fetchone()
-            if check != "ok":
-                raise sqlite3.DatabaseError(check)
-            _configure(connection)
-            rows = connection.execute(
-                "SELECT at, kind, nickname, target, text FROM events"
-                " WHERE kind != 'private' ORDER BY id DESC LIMIT ?",
-                (keep,),
-            ).fetchall()
-        finally:
-            connection.close()
-    except (sqlite3.Error, HistoryError) as e:
-        raise HistoryError(f"cannot use the database {path}: {e}") from None
+    rows = connection.execute(
+        "SELECT at, kind, nickname, target, text FROM events"
+        " WHERE kind != 'private' ORDER BY id DESC LIMIT ?",
+        (keep,),
+    ).fetchall()
     return [_record(*row) for row in reversed(rows)]
 
 
@@ -181,7 +118,7 @@ class History:
         retention: float = 0,
     ) -> None:
         """
-        @param pool: the pool from L{make_pool}, or C{None} to keep the
+        @param pool: the pool from L{twistedchat.database.make_pool}, or C{None} to keep the
             recent events in memory only (C{--database :memory:}).
         @param recent: the recent events read at start-up, oldest first.
         @param retention: days to keep events for; C{0} keeps them forever.
@@ -274,30 +211,4 @@ def _insert(cursor: Any, rows: list[tuple[Any, ...]]) -> None:
     """
     cursor.executemany(
         "INSERT INTO events (at, kind, nickname, target, text) VALUES (?, ?, ?, ?, ?)", rows
-    )
-
-
-def _configure(connection: sqlite3.Connection) -> None:
-    """
-    Set up every new connection: WAL journal, and the schema (which an
-    in-memory database only gets here).
-    """
-    connection.execute("PRAGMA journal_mode=WAL")
-    connection.execute("PRAGMA synchronous=NORMAL")
-    upgrade(connection)
-
-
-def make_pool(path: str, reactor: Any = None) -> ConnectionPool:
-    """
-    Return an C{adbapi} pool with one connection (SQLite has one writer) to
-    the database at C{path}, in WAL mode.
-    """
-    return ConnectionPool(
-        "sqlite3",
-        path,
-        check_same_thread=False,
-        cp_min=1,
-        cp_max=1,
-        cp_openfun=_configure,
-        cp_reactor=reactor,
     )

@@ -22,10 +22,13 @@ import re
 import time
 from collections.abc import Callable
 from enum import Enum, auto
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from twisted.conch.telnet import IAC, TelnetProtocol, TelnetTransport
+from twisted.cred.credentials import UsernamePassword
+from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
     IAddress,
     IConsumer,
@@ -41,6 +44,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twistedchat import __version__
+from twistedchat.accounts import Account, AccountError, IAccount
 from twistedchat.events import (
     Action,
     ChatLine,
@@ -51,9 +55,9 @@ from twistedchat.events import (
     PrivateMessage,
     ServerShutdown,
 )
-from twistedchat.factory import IParticipant, NoSuchNickname
+from twistedchat.factory import IParticipant, NicknameRegistered, NoSuchNickname
 from twistedchat.history import Record
-from twistedchat.nicknames import InvalidNickname, NicknameInUse
+from twistedchat.nicknames import InvalidNickname, NicknameInUse, nickname_key
 from twistedchat.sanitize import clean_line
 from twistedchat.sendq import SendQueue
 
@@ -69,13 +73,21 @@ Commands (case-insensitive):
   /who               who is online (also /names, /users)
   /msg NICK TEXT     a private message that only NICK sees
   /me TEXT           an action: others see "* yournick TEXT"
-  /nick NEWNICK      change your nickname
+  /nick NEWNICK [PASSWORD]  change your nickname (a registered one needs its password)
+  /register PASSWORD register your nickname: from then on it needs this password
+  /identify PASSWORD prove you own your registered nickname
+  /password OLD NEW  change your nickname's password
   /history [N]       the last N lines said here (default 20)
   /quit [REASON]     leave the chat (also /exit, .exit)
   //TEXT             send a line that starts with "/"
 Any other line goes to everyone as <yournick> TEXT."""
 
 PROMPT = "Choose a nickname (or send an empty line for a random one):"
+
+#: Wrong passwords at the nickname prompt before the connection is closed.
+MAX_WRONG_PASSWORDS = 3
+#: Seconds before a wrong password is answered, to slow down guessing.
+WRONG_PASSWORD_DELAY = 1.0
 
 
 def render_line(event: Event) -> bytes:
@@ -163,6 +175,7 @@ class State(Enum):
     """
 
     AWAITING_NICKNAME = auto()
+    AWAITING_PASSWORD = auto()
     CHATTING = auto()
     CLOSED = auto()
 
@@ -202,6 +215,9 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
         "me": "_me",
         "nick": "_nick",
         "history": "_history",
+        "register": "_register_account",
+        "identify": "_identify",
+        "password": "_password",
         "quit": "_quit",
         "exit": "_quit",
     }
@@ -222,6 +238,12 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
         self._paused_for: frozenset[str] = frozenset()
         self._tokens = 0.0
         self._tokens_at = 0.0
+        # The registered nickname whose password is awaited, and the
+        # nickname key of the account this connection proved it owns.
+        self._claim: str | None = None
+        self._identified: str | None = None
+        self._wrong_passwords = 0
+        self._password_timer: IDelayedCall | None = None
 
     # Connection life
 
@@ -261,7 +283,12 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
         if self._output is None:
             return  # refused by admission(): the factory never knew it
         self.state = State.CLOSED
-        for timer in (self._registration_timer, self._sendq_timer, self._flood_timer):
+        for timer in (
+            self._registration_timer,
+            self._sendq_timer,
+            self._flood_timer,
+            self._password_timer,
+        ):
             if timer is not None and timer.active():
                 timer.cancel()
         self.setTimeout(None)
@@ -391,6 +418,8 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
             self._chat_line(text)
         elif self.state is State.AWAITING_NICKNAME:
             self._nickname_line(text)
+        elif self.state is State.AWAITING_PASSWORD:
+            self._password_line(text)
         if self.state is not State.CLOSED:
             self._throttle()
 
@@ -457,12 +486,85 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
         except NicknameInUse:
             self._error(f"The nickname {nickname} is taken.")
             self._notice(PROMPT)
+        except NicknameRegistered:
+            self._claim = nickname
+            self.state = State.AWAITING_PASSWORD
+            self._notice(self._password_prompt())
 
-    def _register(self, nickname: str) -> None:
+    def _password_prompt(self) -> str:
+        return (
+            f"The nickname {self._claim} is registered. Send its password, "
+            "or an empty line to choose another nickname:"
+        )
+
+    def _password_line(self, password: str) -> None:
+        nickname = self._claim
+        assert nickname is not None
+        if not password:
+            self._claim = None
+            self.state = State.AWAITING_NICKNAME
+            self._notice(PROMPT)
+            return
+        self._pause_input("password")
+        self._check_password(nickname, password).addCallback(self._claim_checked, nickname)
+
+    def _claim_checked(self, correct: bool, nickname: str) -> None:
+        if self.state is State.CLOSED:
+            return
+        if correct:
+            self._claim = None
+            self.state = State.AWAITING_NICKNAME
+            try:
+                self._register(nickname, identified=True)
+            except (InvalidNickname, NicknameInUse):
+                self._error(f"The nickname {nickname} is taken.")
+                self._notice(PROMPT)
+            self._resume_input("password")
+            return
+        if self._wrong_passwords >= MAX_WRONG_PASSWORDS:
+            self._error(f"Wrong password {MAX_WRONG_PASSWORDS} times; goodbye.")
+            self._close()
+            return
+        self._error("Wrong password.")
+        self._notice(self._password_prompt())
+        self._resume_input("password")
+
+    def _check_password(self, nickname: str, password: str) -> Deferred[bool]:
+        """
+        Check C{password} for the account C{nickname} through the portal.
+
+        @return: fires with C{True} at once if it is right; with C{False}
+            after L{WRONG_PASSWORD_DELAY} seconds if not, to slow guessing.
+        """
+        portal = self.factory.portal
+        assert portal is not None
+        credentials = UsernamePassword(nickname.encode("utf-8"), password.encode("utf-8"))
+        result: Deferred[bool] = Deferred()
+
+        def correct(avatar: tuple[Any, Account, Callable[[], None]]) -> None:
+            self._identified = avatar[1].nickname_key
+            self._log.info("{peer} identified as {nickname}", peer=self._peer, nickname=nickname)
+            result.callback(True)
+
+        def wrong(failure: Failure) -> None:
+            if not failure.check(UnauthorizedLogin):
+                self._log.failure("checking a password failed", failure)
+            self._wrong_passwords += 1
+            self._log.info(
+                "wrong password for {nickname} from {peer}", nickname=nickname, peer=self._peer
+            )
+            self._password_timer = self.factory.clock.callLater(
+                WRONG_PASSWORD_DELAY, result.callback, False
+            )
+
+        portal.login(credentials, None, IAccount).addCallbacks(correct, wrong)
+        return result
+
+    def _register(self, nickname: str, identified: bool = False) -> None:
         history = self.factory.history
         # Taken before joining, so the replay ends where live traffic starts.
         past = history.recent(self.factory.history_on_join) if history is not None else []
-        self.factory.register(self, nickname)
+        self.factory.register(self, nickname, identified)
         self.state = State.CHATTING
         self._log.info("{peer} registered as {nickname}", peer=self._peer, nickname=nickname)
         if self._registration_timer is not None:
@@ -549,18 +651,136 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
         self.factory.act(self, argument)
 
     def _nick(self, argument: str) -> None:
-        if not argument:
-            self._error("Usage: /nick NEWNICK")
+        new, _, password = argument.partition(" ")
+        if not new:
+            self._error("Usage: /nick NEWNICK [PASSWORD]")
             return
+        try:
+            self._rename(new, nickname_key(new) == self._identified)
+        except NicknameRegistered:
+            if not password.strip():
+                self._error(f"The nickname {new} is registered; /nick {new} PASSWORD takes it.")
+                return
+            self._pause_input("password")
+            self._check_password(new, password.strip()).addCallback(self._nick_checked, new)
+
+    def _nick_checked(self, correct: bool, new: str) -> None:
+        if self.state is State.CLOSED:
+            return
+        if correct:
+            try:
+                self._rename(new, True)
+            except NicknameRegistered:
+                pass  # cannot happen once identified
+        else:
+            self._error(f"Wrong password for {new}.")
+        self._resume_input("password")
+
+    def _rename(self, new: str, identified: bool) -> None:
+        """
+        Rename to C{new} and say how it went.
+
+        @raise NicknameRegistered: C{new} needs its password.
+        """
         old = self.nickname
         try:
-            self.factory.rename(self, argument)
+            self.factory.rename(self, new, identified)
         except InvalidNickname as e:
             self._error(str(e))
         except NicknameInUse:
-            self._error(f"The nickname {argument} is taken.")
+            self._error(f"The nickname {new} is taken.")
         else:
             self._notice(f"You are now known as {self.nickname} (was {old}).")
+
+    # Accounts
+
+    def _accounts(self, usage: str, argument: str, words: int) -> list[str] | None:
+        """
+        Return the C{words} words of C{argument}, or say what is wrong and
+        return C{None} (no accounts here, or the wrong number of words).
+        """
+        if self.factory.accounts is None:
+            self._error("This server has no accounts.")
+            return None
+        parts = argument.split()
+        if len(parts) != words:
+            self._error(f"Usage: {usage}")
+            return None
+        return parts
+
+    def _register_account(self, argument: str) -> None:
+        parts = self._accounts("/register PASSWORD", argument, 1)
+        if parts is None:
+            return
+        accounts, nickname = self.factory.accounts, self.nickname
+        assert accounts is not None and nickname is not None
+        self._pause_input("password")
+
+        def registered(_: None) -> None:
+            self._identified = nickname_key(nickname)
+            self._log.info("{nickname} registered an account", nickname=nickname)
+            self._notice(
+                f"The nickname {nickname} is now registered to you; "
+                "from now on it needs this password."
+            )
+
+        d = Deferred.fromCoroutine(accounts.register(nickname, parts[0]))
+        d.addCallbacks(registered, self._account_refused)
+        d.addBoth(lambda _: self._resume_input("password"))
+
+    def _account_refused(self, failure: Failure) -> None:
+        if failure.check(AccountError):
+            self._error(str(failure.value))
+        else:
+            self._log.failure("an account change failed", failure)
+            self._error("That did not work; try again later.")
+
+    def _identify(self, argument: str) -> None:
+        parts = self._accounts("/identify PASSWORD", argument, 1)
+        if parts is None:
+            return
+        nickname = self.nickname
+        assert nickname is not None
+        if nickname_key(nickname) == self._identified:
+            self._notice(f"You are identified as {nickname} already.")
+            return
+        if not self.factory.accounts.is_registered(nickname):  # type: ignore[union-attr]
+            self._error(f"The nickname {nickname} is not registered; /register PASSWORD does that.")
+            return
+        self._pause_input("password")
+
+        def checked(correct: bool) -> None:
+            if correct:
+                self._notice(f"You are identified as {nickname}.")
+            else:
+                self._error("Wrong password.")
+            self._resume_input("password")
+
+        self._check_password(nickname, parts[0]).addCallback(checked)
+
+    def _password(self, argument: str) -> None:
+        parts = self._accounts("/password OLD NEW", argument, 2)
+        if parts is None:
+            return
+        accounts, nickname = self.factory.accounts, self.nickname
+        assert accounts is not None and nickname is not None
+        if not accounts.is_registered(nickname):
+            self._error(f"The nickname {nickname} is not registered; /register PASSWORD does that.")
+            return
+        old, new = parts
+        self._pause_input("password")
+
+        async def change() -> None:
+            if not await self._check_password(nickname, old):
+                self._error("Wrong password.")
+                return
+            await accounts.change_password(nickname, new)
+            self._log.info("{nickname} changed their password", nickname=nickname)
+            self._notice("Your password has been changed.")
+
+        d = Deferred.fromCoroutine(change())
+        d.addErrback(self._account_refused)
+        d.addBoth(lambda _: self._resume_input("password"))
 
     def _quit(self, argument: str) -> None:
         reason = argument.strip() or "quit"

@@ -21,8 +21,10 @@ from twisted.logger import Logger
 from twisted.python import usage
 from zope.interface import implementer
 
+from twistedchat.accounts import Accounts, load_accounts
+from twistedchat.database import DatabaseError, make_pool, open_database
 from twistedchat.factory import ChatFactory
-from twistedchat.history import History, HistoryError, make_pool, open_history
+from twistedchat.history import History, load_recent
 from twistedchat.nicknames import MINIMUM_MAX_LENGTH
 from twistedchat.protocol import ChatTelnetTransport, describe_address
 from twistedchat.sanitize import clean_line
@@ -183,7 +185,7 @@ class Options(usage.Options):
             "database",
             None,
             "twistedchat.sqlite3",
-            "SQLite file for the history; ':memory:' keeps nothing.",
+            "SQLite file for the history and accounts; ':memory:' keeps nothing.",
         ],
         [
             "history-on-join",
@@ -251,9 +253,12 @@ class Options(usage.Options):
             self["motd"] = _read_motd(self["motd"])
         if self["history-on-join"] > self["history-max"]:
             raise usage.UsageError("--history-on-join cannot be more than --history-max.")
+        keep = self["history-max"]
         try:
-            self["history-recent"] = open_history(self["database"], self["history-max"])
-        except HistoryError as e:
+            self["history-recent"], self["accounts"] = open_database(
+                self["database"], lambda connection: load_recent(connection, keep), load_accounts
+            )
+        except DatabaseError as e:
             raise usage.UsageError(str(e)) from None
 
 
@@ -332,8 +337,9 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     if reactor is None:
         from twisted.internet import reactor
     database = options["database"]
+    pool = None if database == ":memory:" else make_pool(database, reactor)
     history = History(
-        None if database == ":memory:" else make_pool(database, reactor),
+        pool,
         reactor,
         options["history-recent"],
         cap=options["history-max"],
@@ -357,6 +363,7 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         idle_timeout=options["idle-timeout"],
         history=history,
         history_on_join=options["history-on-join"],
+        accounts=Accounts(pool, reactor, options["accounts"]),
     )
     factory.protocol = ChatTelnetTransport
     top = MultiService()

@@ -1,0 +1,254 @@
+"""
+Tests for accounts: /register, the password prompt for a registered
+nickname, /identify, /password, /nick to a registered nickname, and
+the twisted.cred pieces.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_twisted
+from argon2 import PasswordHasher
+from fakeclients import FakeClient, chatters, make_factory
+from twisted.cred.credentials import UsernamePassword
+from twisted.cred.error import UnauthorizedLogin
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.task import Clock
+from twisted.logger import capturedLogs, formatEvent
+
+from twistedchat.accounts import Account, Accounts, IAccount, load_accounts, make_portal
+from twistedchat.database import make_pool, open_database
+from twistedchat.factory import ChatFactory
+from twistedchat.protocol import PROMPT, State
+
+#: Argon2id with small costs, so tests run fast.
+CHEAP = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+
+
+def in_this_thread(function: Any, *args: Any) -> Deferred[Any]:
+    """
+    Run C{function} at once instead of in a thread.
+    """
+    return maybeDeferred(function, *args)
+
+
+def accounts_factory(clock: Clock | None = None, **options: Any) -> ChatFactory:
+    """
+    A chat factory with in-memory accounts hashed in this thread.
+    """
+    clock = clock or Clock()
+    accounts = Accounts(None, clock, hasher=CHEAP, run_in_thread=in_this_thread)
+    return make_factory(clock, accounts=accounts, flood_rate=0, **options)
+
+
+def registered(factory: ChatFactory, nickname: str, password: str) -> None:
+    """
+    Register C{nickname} with C{password} the way a user does, then leave.
+    """
+    (client,) = chatters(factory, nickname)
+    client.send(f"/register {password}\n/quit\n".encode())
+
+
+def test_register_then_password_prompt() -> None:
+    """
+    /register makes the nickname need its password: the next user who asks
+    for it is prompted for the password and joins, identified, once it is
+    right.
+    """
+    factory = accounts_factory()
+    (alice,) = chatters(factory, "alice")
+    alice.send(b"/register s3cret-pw\n")
+    assert alice.lines() == [
+        "*** The nickname alice is now registered to you; from now on it needs this password."
+    ]
+    alice.send(b"/quit\n")
+    client = FakeClient(factory)
+    client.output()
+    client.send(b"ALICE\n")
+    assert client.lines() == [
+        "*** The nickname ALICE is registered. Send its password, "
+        "or an empty line to choose another nickname:"
+    ]
+    assert client.chat.state is State.AWAITING_PASSWORD
+    client.send(b"s3cret-pw\n")
+    assert client.chat.nickname == "ALICE"
+    assert client.lines()[0].startswith("*** Welcome, ALICE!")
+
+
+def test_wrong_passwords_delayed_then_closed() -> None:
+    """
+    Each wrong password is answered after a delay; the third closes the
+    connection. Nothing is processed while a password is being checked.
+    """
+    clock = Clock()
+    factory = accounts_factory(clock)
+    registered(factory, "alice", "s3cret-pw")
+    client = FakeClient(factory)
+    client.send(b"alice\n")
+    client.output()
+    client.send(b"guess1\nguess2\n")
+    assert client.lines() == []
+    clock.advance(1)
+    assert client.lines() == [
+        "!!! Wrong password.",
+        "*** The nickname alice is registered. Send its password, "
+        "or an empty line to choose another nickname:",
+    ]
+    clock.advance(1)
+    assert client.lines()[0] == "!!! Wrong password."
+    client.send(b"guess3\n")
+    clock.advance(1)
+    assert client.lines() == ["!!! Wrong password 3 times; goodbye."]
+    assert client.closed
+
+
+def test_empty_line_at_password_prompt_goes_back() -> None:
+    """
+    An empty line at the password prompt goes back to the nickname prompt.
+    """
+    factory = accounts_factory()
+    registered(factory, "alice", "s3cret-pw")
+    client = FakeClient(factory)
+    client.send(b"alice\n")
+    client.output()
+    client.send(b"\n")
+    assert client.lines() == [f"*** {PROMPT}"]
+    client.send(b"bob\n")
+    assert client.chat.nickname == "bob"
+
+
+def test_registered_nickname_cannot_be_taken_by_rename() -> None:
+    """
+    /nick to a registered nickname needs its password; with the right one
+    the rename happens, with a wrong one it does not.
+    """
+    clock = Clock()
+    factory = accounts_factory(clock)
+    registered(factory, "alice", "s3cret-pw")
+    (bob, carol) = chatters(factory, "bob", "carol")
+    bob.send(b"/nick Alice\n")
+    assert bob.lines() == ["!!! The nickname Alice is registered; /nick Alice PASSWORD takes it."]
+    bob.send(b"/nick alice wrong-password\n")
+    clock.advance(1)
+    assert bob.lines() == ["!!! Wrong password for alice."]
+    bob.send(b"/nick alice s3cret-pw\n")
+    assert bob.lines() == ["*** You are now known as alice (was bob)."]
+    assert carol.lines()[-1] == "*** bob is now known as alice"
+
+
+def test_random_nickname_avoids_registered() -> None:
+    """
+    Random nicknames never hand out a registered nickname.
+    """
+    clock = Clock()
+    hashes = {f"guest{number}": "x" for number in range(1000, 10000)}
+    accounts = Accounts(None, clock, hashes, hasher=CHEAP, run_in_thread=in_this_thread)
+    factory = make_factory(clock, accounts=accounts)
+    nickname = factory.free_random_nickname()
+    assert nickname.startswith("Guest")
+    assert not accounts.is_registered(nickname)
+
+
+def test_register_refusals() -> None:
+    """
+    /register needs one password of 8 characters or more, and refuses an
+    already registered nickname; /register without accounts is refused.
+    """
+    factory = accounts_factory()
+    (alice,) = chatters(factory, "alice")
+    alice.send(b"/register\n")
+    assert alice.lines() == ["!!! Usage: /register PASSWORD"]
+    alice.send(b"/register short\n")
+    assert alice.lines() == ["!!! A password needs at least 8 characters."]
+    alice.send(b"/register long-enough\n/register again-please\n")
+    assert alice.lines()[-1] == "!!! The nickname alice is registered already."
+    (dave,) = chatters(make_factory(), "dave")
+    dave.send(b"/register long-enough\n")
+    assert dave.lines() == ["!!! This server has no accounts."]
+
+
+def test_identify_and_password_change() -> None:
+    """
+    /identify checks the password of one's own nickname; /password OLD NEW
+    changes it, after which only NEW works.
+    """
+    clock = Clock()
+    factory = accounts_factory(clock)
+    (alice,) = chatters(factory, "alice")
+    alice.send(b"/identify whatever-pw\n")
+    assert alice.lines() == [
+        "!!! The nickname alice is not registered; /register PASSWORD does that."
+    ]
+    alice.send(b"/register first-password\n")
+    alice.output()
+    alice.send(b"/identify first-password\n")
+    assert alice.lines() == ["*** You are identified as alice already."]
+    alice.send(b"/password wrong-password second-password\n")
+    clock.advance(1)
+    assert alice.lines() == ["!!! Wrong password."]
+    alice.send(b"/password first-password second-password\n")
+    assert alice.lines() == ["*** Your password has been changed."]
+    alice.send(b"/quit\n")
+    client = FakeClient(factory)
+    client.send(b"alice\nfirst-password\n")
+    clock.advance(1)
+    client.output()
+    client.send(b"second-password\n")
+    assert client.chat.nickname == "alice"
+
+
+def test_passwords_never_logged_or_shown() -> None:
+    """
+    Passwords never appear in the log, in other users' output, or in the
+    history.
+    """
+    from twistedchat.history import History
+
+    clock = Clock()
+    history = History(None, clock)
+    accounts = Accounts(None, clock, hasher=CHEAP, run_in_thread=in_this_thread)
+    factory = make_factory(clock, accounts=accounts, history=history, flood_rate=0)
+    with capturedLogs() as events:
+        alice, bob = chatters(factory, "alice", "bob")
+        alice.send(b"/register hunter2-secret\n/password hunter2-secret hunter3-secret\n")
+        alice.send(b"/quit\n")
+        client = FakeClient(factory)
+        client.send(b"alice\nhunter3-secret\n")
+        bob.send(b"/nick alice wrong-secret\n")
+        clock.advance(1)
+    text = "\n".join(formatEvent(event) for event in events)
+    assert "secret" not in text
+    assert "alice registered an account" in text
+    assert "secret" not in bob.output().decode()
+    assert not any("secret" in repr(record) for record in history.recent(200))
+
+
+@pytest_twisted.ensureDeferred
+async def test_accounts_stored_and_checked_through_cred(tmp_path: Path) -> None:
+    """
+    Accounts are stored in the database as Argon2id hashes (hashed in
+    Twisted's thread pool), read back at start-up, and checked through a
+    twisted.cred portal that answers IAccount avatars or UnauthorizedLogin.
+    """
+    path = str(tmp_path / "chat.sqlite3")
+    open_database(path)
+    pool = make_pool(path, reactor)
+    accounts = Accounts(pool, Clock(), hasher=CHEAP)
+    await accounts.register("Alice", "correct-horse")
+    pool.close()
+    (hashes,) = open_database(path, load_accounts)
+    assert list(hashes) == ["alice"]
+    assert hashes["alice"].startswith("$argon2id$")
+    portal = make_portal(Accounts(None, Clock(), hashes, hasher=CHEAP))
+    interface, avatar, logout = await portal.login(
+        UsernamePassword(b"ALICE", b"correct-horse"), None, IAccount
+    )
+    assert (interface, avatar) == (IAccount, Account("alice"))
+    with pytest.raises(UnauthorizedLogin):
+        await portal.login(UsernamePassword(b"alice", b"wrong"), None, IAccount)
+    with pytest.raises(UnauthorizedLogin):
+        await portal.login(UsernamePassword(b"nobody", b"correct-horse"), None, IAccount)
