@@ -25,6 +25,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -37,12 +38,20 @@ PAYLOAD = re.compile(rb"\|(\d+)\|(\d+)\|(\d+)\|")
 
 def server_command(name: str, extra: list[str]) -> list[str]:
     """
-    The command line that starts server C{name} on a free loopback port;
+    The command line that starts server C{name} on a free loopback port:
+    C{howto}, C{twistedchat} (history in memory only, C{--database
+    :memory:}) or C{twistedchat-db} (history written to a new SQLite file).
     twistedchat runs without flood control and per-address limit, since
     every client comes from 127.0.0.1 and sends as fast as it can.
     """
     if name == "howto":
         return [sys.executable, str(HERE / "howto_server.py"), "0"]
+    if name == "twistedchat-db":
+        database = tempfile.mkdtemp(prefix="twistedchat-bench-") + "/bench.sqlite3"
+    elif name == "twistedchat":
+        database = ":memory:"
+    else:
+        raise SystemExit(f"unknown server {name!r}")
     return [
         str(BIN / "twistd"),
         "-n",
@@ -55,6 +64,8 @@ def server_command(name: str, extra: list[str]) -> list[str]:
         "0",
         "--max-per-ip",
         "0",
+        "--database",
+        database,
         *extra,
     ]
 

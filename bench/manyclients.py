@@ -103,6 +103,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1000, help="clients per growth step")
     parser.add_argument("--timeout", type=float, default=600, help="seconds per phase at most")
     parser.add_argument("--broadcasts", type=int, default=3, help="broadcasts to time")
+    parser.add_argument(
+        "--server", default="twistedchat", help="twistedchat or twistedchat-db (see loadgen.py)"
+    )
+    parser.add_argument(
+        "--server-option", action="append", default=[], help="extra option for twistd chat"
+    )
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
