@@ -107,3 +107,44 @@ def test_corrupt_database_stops_start_up(tmp_path: Path) -> None:
     output = result.stdout + result.stderr
     assert f"cannot use the database {database}: file is not a database" in output
     assert "Traceback" not in output
+
+
+def test_registered_nickname_survives_restart(tmp_path: Path) -> None:
+    """
+    A nickname registered with /register is stored; after a restart nobody
+    can take it without its password (three wrong tries close the
+    connection), and the right password gets it.
+    """
+    database = tmp_path / "chat.sqlite3"
+    server = ChatServer(tmp_path, "--database", str(database))
+    try:
+        alice = join(server, "alice")
+        alice.send("/register open-sesame")
+        assert alice.expect("registered") == (
+            "*** The nickname alice is now registered to you; from now on it needs this password."
+        )
+        alice.send("/quit")
+        alice.read_until_closed()
+    finally:
+        server.terminate()
+
+    restarted = ChatServer(tmp_path, "--database", str(database))
+    try:
+        mallory = LineClient(restarted.port)
+        mallory.send("Alice")
+        mallory.expect("is registered. Send its password")
+        for guess in ("password1", "letmein99"):
+            mallory.send(guess)
+            assert mallory.expect("!!!") == "!!! Wrong password."
+        mallory.send("qwertyuiop")
+        assert mallory.expect("!!!") == "!!! Wrong password 3 times; goodbye."
+        assert mallory.read_until_closed() == []
+        owner = LineClient(restarted.port)
+        owner.send("alice")
+        owner.expect("is registered. Send its password")
+        owner.send("open-sesame")
+        owner.expect("*** Welcome, alice!")
+        owner.close()
+        assert "open-sesame" not in restarted.log
+    finally:
+        restarted.stop()
