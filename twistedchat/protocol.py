@@ -24,7 +24,15 @@ from collections.abc import Callable
 from enum import Enum, auto
 from typing import TYPE_CHECKING, Any
 
-from twisted.conch.telnet import IAC, TelnetProtocol, TelnetTransport
+from twisted.conch.telnet import (
+    DO,
+    DONT,
+    IAC,
+    WILL,
+    WONT,
+    TelnetProtocol,
+    TelnetTransport,
+)
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
@@ -826,6 +834,30 @@ class ChatTelnetTransport(TelnetTransport):
     protocolFactory = ChatProtocol
     protocolArgs = ()
     protocolKwArgs: dict[str, object] = {}
+
+    # Telnet.__init__ builds, for every connection, a dict of four bound
+    # methods for the option commands (about 500 bytes); this looks them up
+    # by name instead (see commandReceived).
+    _OPTION_COMMANDS = {
+        WILL: "telnet_WILL",
+        WONT: "telnet_WONT",
+        DO: "telnet_DO",
+        DONT: "telnet_DONT",
+    }
+
+    def __init__(self) -> None:
+        self.options: dict[bytes, object] = {}
+        self.negotiationMap: dict[bytes, Callable[[list[bytes]], None]] = {}
+
+    def commandReceived(self, command: bytes, argument: bytes | None) -> None:
+        """
+        Dispatch a telnet command as L{Telnet.commandReceived} does.
+        """
+        name = self._OPTION_COMMANDS.get(command)
+        if name is None:
+            self.unhandledCommand(command, argument)
+        else:
+            getattr(self, name)(argument)
 
     def dataReceived(self, data: bytes) -> None:
         """
