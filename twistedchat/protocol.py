@@ -177,6 +177,11 @@ def describe_address(address: IAddress) -> str:
     return str(address)
 
 
+# Shared by every connection that is not paused (each frozenset() call
+# makes a new object).
+_NOT_PAUSED: frozenset[str] = frozenset()
+
+
 class State(Enum):
     """
     Where a connection is in its life.
@@ -243,7 +248,7 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
         # Input that followed an over-long line in the same chunk.
         self._after_long_line = b""
         # Why reading is paused: "flood", "congestion" (empty: it is not).
-        self._paused_for: frozenset[str] = frozenset()
+        self._paused_for = _NOT_PAUSED
         self._tokens = 0.0
         self._tokens_at = 0.0
         # The registered nickname whose password is awaited, and the
