@@ -83,8 +83,7 @@ def test_unopenable_database_refused(tmp_path: Path) -> None:
 async def test_events_reach_disk_and_come_back(tmp_path: Path) -> None:
     """
     Recorded events are written in a batch, in a pool thread, and read back
-    in order at the next start-up; private messages are stored but not
-    among the public events replayed.
+    in order at the next start-up, private messages included.
     """
     path = str(tmp_path / "chat.sqlite3")
     open_history(path, 20)
@@ -106,7 +105,7 @@ async def test_events_reach_disk_and_come_back(tmp_path: Path) -> None:
     rows = sqlite3.connect(path).execute("SELECT kind, text FROM events ORDER BY id").fetchall()
     assert [kind for kind, _ in rows] == ["join", "chat", "action", "private", "nick", "leave"]
     again = open_history(path, 20)
-    assert [record.event for record in again] == [e for e in events if e != events[3]]
+    assert [record.event for record in again] == events
     assert again[1] == Record(1_700_000_001.0, ChatLine("alice", "hello"))
 
 
@@ -225,3 +224,35 @@ def test_history_options(tmp_path: Path) -> None:
         Options().parseOptions(
             ["--database", ":memory:", "--history-on-join", "50", "--history-max", "10"]
         )
+
+
+def test_private_messages_replayed_only_to_their_identified_participants() -> None:
+    """
+    Private messages in the history are shown to a viewer who proved they
+    own the sender's or the recipient's registered nickname (the sender
+    sees it as sent), and to nobody else.
+    """
+    from test_accounts import CHEAP, in_this_thread
+
+    from twistedchat.accounts import Accounts
+
+    clock = Clock()
+    accounts = Accounts(None, clock, hasher=CHEAP, run_in_thread=in_this_thread)
+    factory = make_factory(
+        clock, history=memory_history(clock), accounts=accounts, flood_rate=0, history_on_join=5
+    )
+    alice, bob, carol = chatters(factory, "alice", "bob", "carol")
+    alice.send(b"/register alice-password\n")
+    bob.send(b"/register bob-password\n")
+    alice.send(b"/msg bob meet at noon\n")
+    for client in (alice, bob, carol):
+        client.send(b"/quit\n")
+
+    def replay(nickname: bytes, password: bytes | None) -> list[str]:
+        client = FakeClient(factory)
+        client.send(nickname + b"\n" + (password + b"\n" if password else b""))
+        return [line.split("] ", 1)[1] for line in client.lines() if line.startswith("[")]
+
+    assert "-> *bob* meet at noon" in replay(b"alice", b"alice-password")
+    assert "*alice* meet at noon" in replay(b"bob", b"bob-password")
+    assert not any("noon" in line for line in replay(b"carol", None))

@@ -9,8 +9,10 @@ for the disk; they are batched every half second, so what a user saw is
 on disk within a second (WAL journal; a killed server loses at most the
 last batch).
 
-Private messages are stored for their two participants' own replay and
-never shown to anyone else.
+Private messages are stored for their two participants' own replay: they
+are shown only to a viewer who proved (with a password) that they own the
+sender's or the recipient's registered nickname, and never to anyone
+else.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from twistedchat.events import (
     NicknameChanged,
     PrivateMessage,
 )
+from twistedchat.nicknames import nickname_key
 
 #: Seconds between batched writes.
 FLUSH_INTERVAL = 0.5
@@ -88,11 +91,11 @@ def _record(at: float, kind: str, nickname: str, target: str | None, text: str |
 
 def load_recent(connection: Any, keep: int) -> list[Record]:
     """
-    Read the last C{keep} public events, oldest first (at start-up).
+    Read the last C{keep} events, private messages included, oldest first
+    (at start-up).
     """
     rows = connection.execute(
-        "SELECT at, kind, nickname, target, text FROM events"
-        " WHERE kind != 'private' ORDER BY id DESC LIMIT ?",
+        "SELECT at, kind, nickname, target, text FROM events ORDER BY id DESC LIMIT ?",
         (keep,),
     ).fetchall()
     return [_record(*row) for row in reversed(rows)]
@@ -165,17 +168,26 @@ class History:
         """
         record = Record(self._clock.seconds(), event)
         self._pending.append(record)
-        if not isinstance(event, PrivateMessage):
-            self._recent.append(record)
+        self._recent.append(record)
 
-    def recent(self, count: int) -> list[Record]:
+    def recent(self, count: int, viewer: str | None = None) -> list[Record]:
         """
-        Return the last C{count} public events (at most C{cap}), oldest
-        first.
+        Return the last C{count} events (at most C{cap}) that C{viewer} may
+        see, oldest first: every public event, and the private messages
+        C{viewer} sent or received.
+
+        @param viewer: the nickname key of the account the viewer proved
+            it owns, or C{None}, who sees no private messages.
         """
         if count <= 0:
             return []
-        return list(self._recent)[-count:]
+        visible = [
+            record
+            for record in self._recent
+            if not isinstance(record.event, PrivateMessage)
+            or viewer in (nickname_key(record.event.sender), nickname_key(record.event.recipient))
+        ]
+        return visible[-count:]
 
     def flush(self) -> Deferred[None]:
         """

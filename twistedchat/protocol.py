@@ -125,13 +125,19 @@ def render_line(event: Event) -> bytes:
     return line.encode("utf-8") + b"\r\n"
 
 
-def render_history(record: Record) -> bytes:
+def render_history(record: Record, viewer: str | None = None) -> bytes:
     """
     Format a past event as one telnet line: its UTC time in brackets, then
-    the line as it was shown live.
+    the line as it was shown live (a private message that C{viewer}, a
+    nickname key, sent as its sender saw it).
     """
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(record.at))
-    return f"[{when} UTC] ".encode() + render_line(record.event)
+    event = record.event
+    if isinstance(event, PrivateMessage) and viewer == nickname_key(event.sender):
+        line = f"-> *{event.recipient}* {event.text}\r\n".encode()
+    else:
+        line = render_line(event)
+    return f"[{when} UTC] ".encode() + line
 
 
 def parse_command(text: str) -> tuple[str, str] | None:
@@ -576,7 +582,11 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
     def _register(self, nickname: str, identified: bool = False) -> None:
         history = self.factory.history
         # Taken before joining, so the replay ends where live traffic starts.
-        past = history.recent(self.factory.history_on_join) if history is not None else []
+        past = (
+            history.recent(self.factory.history_on_join, self._identified)
+            if history is not None
+            else []
+        )
         self.factory.register(self, nickname, identified)
         self.state = State.CHATTING
         self._log.info("{peer} registered as {nickname}", peer=self._peer, nickname=nickname)
@@ -603,7 +613,7 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
         lines = "line" if len(records) == 1 else f"{len(records)} lines"
         self._notice(f"The last {lines} said here:")
         for record in records:
-            self._output.write(render_history(record))
+            self._output.write(render_history(record, self._identified))
         self._notice("End of history.")
 
     # Chatting
@@ -652,7 +662,7 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
         if argument and not argument.isdigit():
             self._error(f"Usage: /history [N], N from 1 to {history.cap}")
             return
-        records = history.recent(min(int(argument or 20), history.cap))
+        records = history.recent(min(int(argument or 20), history.cap), self._identified)
         if not records:
             self._notice("Nothing has been said here yet.")
         self._replay(records)
