@@ -256,3 +256,41 @@ def test_private_messages_replayed_only_to_their_identified_participants() -> No
     assert "-> *bob* meet at noon" in replay(b"alice", b"alice-password")
     assert "*alice* meet at noon" in replay(b"bob", b"bob-password")
     assert not any("noon" in line for line in replay(b"carol", None))
+
+
+def test_replay_respects_retention() -> None:
+    """
+    With a retention, lines older than it are no longer replayed, even
+    before the database is pruned.
+    """
+    clock = Clock()
+    history = History(None, clock, retention=1)
+    history.record(ChatLine("alice", "old"))
+    history.record(PrivateMessage("alice", "bob", "old secret"))
+    clock.advance(2 * 86400)
+    history.record(ChatLine("alice", "new"))
+    assert [record.event for record in history.recent(10, "bob")] == [ChatLine("alice", "new")]
+
+
+def test_schema_upgrade_from_version_1(tmp_path: Path) -> None:
+    """
+    A database of schema version 1 (history only) is upgraded on start-up:
+    its events are kept and the accounts table is added.
+    """
+    path = tmp_path / "v1.sqlite3"
+    connection = sqlite3.connect(path)
+    connection.execute(
+        "CREATE TABLE events (id INTEGER PRIMARY KEY, at REAL NOT NULL, kind TEXT NOT NULL,"
+        " nickname TEXT NOT NULL, target TEXT, text TEXT)"
+    )
+    connection.execute("CREATE INDEX events_at ON events (at)")
+    connection.execute(
+        "INSERT INTO events (at, kind, nickname, text) VALUES (5, 'chat', 'al', 'hi')"
+    )
+    connection.execute("PRAGMA user_version = 1")
+    connection.commit()
+    connection.close()
+    assert open_history(str(path), 20) == [Record(5.0, ChatLine("al", "hi"))]
+    connection = sqlite3.connect(path)
+    assert connection.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+    assert connection.execute("SELECT count(*) FROM accounts").fetchone() == (0,)

@@ -174,18 +174,23 @@ class History:
         """
         Return the last C{count} events (at most C{cap}) that C{viewer} may
         see, oldest first: every public event, and the private messages
-        C{viewer} sent or received.
+        C{viewer} sent or received; none older than the retention.
 
         @param viewer: the nickname key of the account the viewer proved
             it owns, or C{None}, who sees no private messages.
         """
         if count <= 0:
             return []
+        oldest = self._clock.seconds() - self._retention * 86400 if self._retention else 0
         visible = [
             record
             for record in self._recent
-            if not isinstance(record.event, PrivateMessage)
-            or viewer in (nickname_key(record.event.sender), nickname_key(record.event.recipient))
+            if record.at >= oldest
+            and (
+                not isinstance(record.event, PrivateMessage)
+                or viewer
+                in (nickname_key(record.event.sender), nickname_key(record.event.recipient))
+            )
         ]
         return visible[-count:]
 
