@@ -321,7 +321,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--servers", default="howto,twistedchat", help="comma-separated: howto, twistedchat, twistedchat-db"
+        "--servers",
+        default="howto,twistedchat",
+        help="comma-separated: howto, twistedchat, twistedchat-db",
     )
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--senders", type=int, default=20)

@@ -181,6 +181,19 @@ class LineClient:
         self.sock.close()
 
 
+def register(server: ChatServer, nickname: str, receive_buffer: int = 0) -> LineClient:
+    """
+    Connect to C{server} and register as C{nickname}; with
+    C{receive_buffer}, first shrink the socket's receive buffer to that
+    many bytes.
+    """
+    client = LineClient(server.port, receive_buffer=receive_buffer)
+    client.expect("*** Choose a nickname")
+    client.send(nickname)
+    client.expect(f"*** Welcome, {nickname}!")
+    return client
+
+
 def environment() -> dict[str, str]:
     """
     The environment for spawned programs: this virtual environment's

@@ -9,18 +9,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from realserver import TIMEOUT, ChatServer, LineClient
-
-
-def join(server: ChatServer, nickname: str) -> LineClient:
-    """
-    Connect and register as C{nickname}.
-    """
-    client = LineClient(server.port)
-    client.expect("*** Choose a nickname")
-    client.send(nickname)
-    client.expect(f"*** Welcome, {nickname}!")
-    return client
+from realserver import TIMEOUT, ChatServer, LineClient, register
 
 
 def stored_lines(path: Path) -> list[str]:
@@ -47,7 +36,7 @@ def test_history_survives_kill_and_restart(tmp_path: Path) -> None:
     database = tmp_path / "chat.sqlite3"
     server = ChatServer(tmp_path, "--database", str(database))
     try:
-        alice, bob = join(server, "alice"), join(server, "bob")
+        alice, bob = register(server, "alice"), register(server, "bob")
         lines = [f"line {i}" for i in range(5)]
         for line in lines:
             alice.send(line)
@@ -118,7 +107,7 @@ def test_registered_nickname_survives_restart(tmp_path: Path) -> None:
     database = tmp_path / "chat.sqlite3"
     server = ChatServer(tmp_path, "--database", str(database))
     try:
-        alice = join(server, "alice")
+        alice = register(server, "alice")
         alice.send("/register open-sesame")
         assert alice.expect("registered") == (
             "*** The nickname alice is now registered to you; from now on it needs this password."

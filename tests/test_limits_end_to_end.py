@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from realserver import ChatServer, LineClient
+from realserver import ChatServer, LineClient, register
 
 
 @pytest.fixture
@@ -27,27 +27,15 @@ def server(tmp_path: Path) -> Iterator[ChatServer]:
     running.stop()
 
 
-def join(server: ChatServer, nickname: str, receive_buffer: int = 0) -> LineClient:
-    """
-    Connect and register as C{nickname}; with C{receive_buffer}, first
-    shrink the socket's receive buffer to that many bytes.
-    """
-    client = LineClient(server.port, receive_buffer=receive_buffer)
-    client.expect("*** Choose a nickname")
-    client.send(nickname)
-    client.expect(f"*** Welcome, {nickname}!")
-    return client
-
-
 def test_stalled_reader_cut_off_others_get_everything(server: ChatServer) -> None:
     """
     A client that never reads while others chat is cut off with "SendQ
     exceeded"; the reading client gets every line, in order.
     """
-    reader = join(server, "reader")
-    stalled = join(server, "stalled", receive_buffer=4096)
+    reader = register(server, "reader")
+    stalled = register(server, "stalled", receive_buffer=4096)
     reader.expect("*** stalled has joined")
-    sender = join(server, "sender")
+    sender = register(server, "sender")
     reader.expect("*** sender has joined")
     count = 3000
     lines = [f"line {i:05d} " + "x" * 1000 for i in range(count)]
@@ -81,14 +69,14 @@ def test_reset_mid_line_and_half_close(server: ChatServer) -> None:
     and then half-closes, leave no entry behind and never break delivery to
     the others; the half-closed client's last line still arrives.
     """
-    alice = join(server, "alice")
-    resetter = join(server, "resetter")
+    alice = register(server, "alice")
+    resetter = register(server, "resetter")
     alice.expect("*** resetter has joined")
     resetter.sock.sendall(b"half a li")
     resetter.reset()
     assert alice.expect("has left") == "*** resetter has left (connection lost)"
 
-    closer = join(server, "closer")
+    closer = register(server, "closer")
     alice.expect("*** closer has joined")
     closer.send("last words")
     closer.sock.shutdown(socket.SHUT_WR)
@@ -102,7 +90,7 @@ def test_reset_mid_line_and_half_close(server: ChatServer) -> None:
 
     alice.send("/who")
     assert alice.expect("online") == "*** 1 user online: alice"
-    bob = join(server, "bob")
+    bob = register(server, "bob")
     bob.send("hello")
     assert alice.expect("<bob>") == "<bob> hello"
     for client in (alice, bob, closer):
