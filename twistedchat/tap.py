@@ -234,7 +234,7 @@ class Options(usage.Options):
         self["port"] = []
 
     def opt_port(self, value: str) -> None:
-        """Where to listen: a port number (tcp:PORT) or a Twisted server endpoint description such as tcp:12345:interface=127.0.0.1 or unix:/path/chat.sock; may be given several times. [default: tcp:12345]"""  # noqa: E501
+        """Where to listen: a port number (tcp:PORT) or a Twisted server endpoint description such as tcp:12345:interface=127.0.0.1, unix:/path/chat.sock or ssl:6697:privateKey=key.pem:certKey=cert.pem; may be given several times. [default: tcp:12345]"""  # noqa: E501
         description = endpoint_description(value)
         try:
             serverFromString(None, description)
@@ -373,6 +373,8 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     for description in options["port"]:
         endpoint = _LoggingEndpoint(serverFromString(reactor, description))
         listener = StreamServerEndpointService(endpoint, factory)
+        # As twisted.application.strports.service does: a port that cannot
+        # be bound stops twistd at start-up instead of being logged later.
         listener._raiseSynchronously = True
         listener.setServiceParent(top)
     return top
