@@ -78,15 +78,23 @@ def _record(at: float, kind: str, nickname: str, target: str | None, text: str |
     """
     Turn a row of the events table back into a L{Record}.
     """
-    events: dict[str, Any] = {
-        "chat": lambda: ChatLine(nickname, text or ""),
-        "action": lambda: Action(nickname, text or ""),
-        "join": lambda: Joined(nickname),
-        "leave": lambda: Left(nickname, text or ""),
-        "nick": lambda: NicknameChanged(nickname, target or ""),
-        "private": lambda: PrivateMessage(nickname, target or "", text or ""),
-    }
-    return Record(at, events[kind]())
+    event: Event
+    match kind:
+        case "chat":
+            event = ChatLine(nickname, text or "")
+        case "action":
+            event = Action(nickname, text or "")
+        case "join":
+            event = Joined(nickname)
+        case "leave":
+            event = Left(nickname, text or "")
+        case "nick":
+            event = NicknameChanged(nickname, target or "")
+        case "private":
+            event = PrivateMessage(nickname, target or "", text or "")
+        case _:
+            raise ValueError(f"unknown event kind {kind!r}")
+    return Record(at, event)
 
 
 def load_recent(connection: Any, keep: int) -> list[Record]:
