@@ -78,7 +78,7 @@ def test_register_and_join_event() -> None:
     assert bob.nickname == "bob"
     assert alice.events == [Joined("bob")]
     assert bob.events == []
-    assert factory.is_registered(bob)
+    assert factory.is_joined(bob)
 
 
 def test_register_refusals() -> None:
@@ -94,7 +94,7 @@ def test_register_refusals() -> None:
     with pytest.raises(NicknameInUse):
         factory.register(bob, "ALICE")
     assert bob.nickname is None
-    assert not factory.is_registered(bob)
+    assert not factory.is_joined(bob)
 
 
 def test_broadcast_is_one_event_object() -> None:

@@ -263,7 +263,7 @@ class ChatFactory(ServerFactory):
         """
         return sorted((p.nickname for p in self._participants.values()), key=nickname_key)
 
-    def is_registered(self, participant: IParticipant) -> bool:
+    def is_joined(self, participant: IParticipant) -> bool:
         """
         Return whether C{participant} is in the chat.
         """
@@ -335,7 +335,7 @@ class ChatFactory(ServerFactory):
         Take C{participant} out of the chat, if it is in, and announce that
         it left for C{reason}, unless the server is shutting down.
         """
-        if not self.is_registered(participant):
+        if not self.is_joined(participant):
             return
         nickname = participant.nickname
         assert nickname is not None
