@@ -114,7 +114,11 @@ def main() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if args.clients + 100 > hard:
         raise SystemExit(f"{args.clients} clients need more than {hard} open files")
-    server = Server(server_command("twistedchat", ["--max-clients", "0", "--sendq-timeout", "120"]))
+    server = Server(
+        server_command(
+            args.server, ["--max-clients", "0", "--sendq-timeout", "120", *args.server_option]
+        )
+    )
     crowd = Crowd(server.port)
     try:
         rss_empty, _ = server.memory()
