@@ -20,7 +20,15 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent
 
-from twistedchat.accounts import Account, Accounts, IAccount, load_accounts, make_portal
+from twistedchat.accounts import (
+    CONCURRENT_HASHES,
+    Account,
+    Accounts,
+    IAccount,
+    StoredAccount,
+    load_accounts,
+    make_portal,
+)
 from twistedchat.database import make_pool, open_database
 from twistedchat.factory import ChatFactory
 from twistedchat.protocol import PROMPT, State
@@ -145,8 +153,8 @@ def test_random_nickname_avoids_registered() -> None:
     Random nicknames never hand out a registered nickname.
     """
     clock = Clock()
-    hashes = {f"guest{number}": "x" for number in range(1000, 10000)}
-    accounts = Accounts(None, clock, hashes, hasher=CHEAP, run_in_thread=in_this_thread)
+    stored = {f"guest{number}": StoredAccount("x", 0.0) for number in range(1000, 10000)}
+    accounts = Accounts(None, clock, stored, hasher=CHEAP, run_in_thread=in_this_thread)
     factory = make_factory(clock, accounts=accounts)
     nickname = factory.free_random_nickname()
     assert nickname.startswith("Guest")
@@ -237,13 +245,19 @@ async def test_accounts_stored_and_checked_through_cred(tmp_path: Path) -> None:
     path = str(tmp_path / "chat.sqlite3")
     open_database(path)
     pool = make_pool(path, reactor)
-    accounts = Accounts(pool, Clock(), hasher=CHEAP)
+    clock = Clock()
+    clock.advance(1_700_000_000)
+    accounts = Accounts(pool, clock, hasher=CHEAP)
     await accounts.register("Alice", "correct-horse")
     pool.close()
-    (hashes,) = open_database(path, load_accounts)
-    assert list(hashes) == ["alice"]
-    assert hashes["alice"].startswith("$argon2id$")
-    portal = make_portal(Accounts(None, Clock(), hashes, hasher=CHEAP))
+    (stored,) = open_database(path, load_accounts)
+    assert list(stored) == ["alice"]
+    assert stored["alice"].password_hash.startswith("$argon2id$")
+    assert stored["alice"].created_at == 1_700_000_000
+    loaded = Accounts(None, Clock(), stored, hasher=CHEAP)
+    assert loaded.registered_at("alice") == 1_700_000_000
+    assert loaded.registered_at("bob") is None
+    portal = make_portal(loaded)
     interface, avatar, logout = await portal.login(
         UsernamePassword(b"ALICE", b"correct-horse"), None, IAccount
     )
@@ -252,3 +266,33 @@ async def test_accounts_stored_and_checked_through_cred(tmp_path: Path) -> None:
         await portal.login(UsernamePassword(b"alice", b"wrong"), None, IAccount)
     with pytest.raises(UnauthorizedLogin):
         await portal.login(UsernamePassword(b"nobody", b"correct-horse"), None, IAccount)
+
+
+def test_hashes_run_two_at_a_time() -> None:
+    """
+    However many password checks and registrations arrive at once, at most
+    CONCURRENT_HASHES (2) hashes run in the thread pool; the others start,
+    in order, as those finish, and every caller gets its answer.
+    """
+    started: list[Deferred[Any]] = []
+
+    def held(function: Any, *args: Any) -> Deferred[Any]:
+        d: Deferred[Any] = Deferred()
+        d.addCallback(lambda _: function(*args))
+        started.append(d)
+        return d
+
+    accounts = Accounts(None, Clock(), hasher=CHEAP, run_in_thread=held)
+    registrations = [
+        Deferred.fromCoroutine(accounts.register(f"user{n}", "long-password")) for n in range(5)
+    ]
+    assert CONCURRENT_HASHES == 2
+    assert len(started) == 2
+    for done in range(5):
+        started[done].callback(None)
+        assert len(started) == min(done + 3, 5)
+    results: list[Any] = []
+    for registration in registrations:
+        registration.addCallback(results.append)
+    assert results == [None] * 5
+    assert all(accounts.is_registered(f"user{n}") for n in range(5))

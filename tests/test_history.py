@@ -258,6 +258,41 @@ def test_private_messages_replayed_only_to_their_identified_participants() -> No
     assert not any("noon" in line for line in replay(b"carol", None))
 
 
+def test_private_messages_before_registration_not_replayed() -> None:
+    """
+    Private messages sent to or by a nickname before it was registered are
+    not replayed to the account's owner: until then the nickname was
+    anyone's. Those sent after registration are.
+    """
+    from test_accounts import CHEAP, in_this_thread
+
+    from twistedchat.accounts import Accounts
+
+    clock = Clock()
+    accounts = Accounts(None, clock, hasher=CHEAP, run_in_thread=in_this_thread)
+    factory = make_factory(
+        clock, history=memory_history(clock), accounts=accounts, flood_rate=0, history_on_join=5
+    )
+    alice, someone = chatters(factory, "alice", "bob")
+    alice.send(b"/msg bob for the first bob only\n")
+    someone.send(b"/quit\n")
+    clock.advance(60)
+    (bob,) = chatters(factory, "bob")
+    bob.send(b"/register bob-password\n")
+    clock.advance(1)
+    alice.send(b"/msg bob for the owner\n")
+    bob.send(b"/quit\n")
+
+    client = FakeClient(factory)
+    client.send(b"bob\nbob-password\n")
+    replayed = [line for line in client.lines() if line.startswith("[")]
+    assert [line.split("] ", 1)[1] for line in replayed if "*alice*" in line] == [
+        "*alice* for the owner"
+    ]
+    client.send(b"/history 200\n")
+    assert not any("first bob" in line for line in client.lines())
+
+
 def test_replay_respects_retention() -> None:
     """
     With a retention, lines older than it are no longer replayed, even

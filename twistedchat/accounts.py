@@ -10,6 +10,10 @@ can plug in later.
 The hashes are read at start-up (L{load_accounts}) and kept in memory, so
 "is this nickname registered?" never waits; changes are written through
 the database's C{adbapi} pool.
+
+Argon2id with argon2-cffi's defaults takes 64 MiB and about 0.1 s per
+hash, so at most L{CONCURRENT_HASHES} run at once; more wait their turn,
+in order, instead of taking the server's memory with them.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from twisted.cred.credentials import IUsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.portal import IRealm, Portal
 from twisted.enterprise.adbapi import ConnectionPool
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredSemaphore
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.threads import deferToThread
 from zope.interface import Attribute, Interface, implementer
@@ -34,6 +38,10 @@ from twistedchat.nicknames import nickname_key
 
 #: Shortest password accepted, in characters.
 MINIMUM_PASSWORD_LENGTH = 8
+
+#: Password hashes computed at the same time, at most (each takes 64 MiB
+#: with argon2-cffi's default, RFC 9106 "low memory" parameters).
+CONCURRENT_HASHES = 2
 
 
 class AccountError(ValueError):
@@ -75,11 +83,29 @@ class AccountRealm:
         return IAccount, Account(avatarId.decode("utf-8")), lambda: None
 
 
-def load_accounts(connection: Any) -> dict[str, str]:
+@dataclass(frozen=True)
+class StoredAccount:
     """
-    Read every account's password hash, by nickname key (at start-up).
+    What is kept of an account.
+
+    @ivar password_hash: Argon2id, in the PHC string format.
+    @ivar created_at: when it was registered, in seconds since the epoch.
     """
-    return dict(connection.execute("SELECT nickname_key, password_hash FROM accounts"))
+
+    password_hash: str
+    created_at: float
+
+
+def load_accounts(connection: Any) -> dict[str, StoredAccount]:
+    """
+    Read every account, by nickname key (at start-up).
+    """
+    return {
+        key: StoredAccount(password_hash, created_at)
+        for key, password_hash, created_at in connection.execute(
+            "SELECT nickname_key, password_hash, created_at FROM accounts"
+        )
+    }
 
 
 class Accounts:
@@ -91,34 +117,51 @@ class Accounts:
         self,
         pool: ConnectionPool | None,
         clock: IReactorTime,
-        hashes: dict[str, str] | None = None,
+        accounts: dict[str, StoredAccount] | None = None,
         hasher: PasswordHasher | None = None,
         run_in_thread: Callable[..., Deferred[Any]] = deferToThread,
     ) -> None:
         """
         @param pool: the database pool, or C{None} to keep accounts in
             memory only (C{--database :memory:}).
-        @param hashes: password hashes by nickname key, from L{load_accounts}.
+        @param accounts: the accounts by nickname key, from L{load_accounts}.
         @param hasher: Argon2id with argon2-cffi's default (RFC 9106)
             parameters unless given.
         @param run_in_thread: runs a function in a thread, returning a
-            L{Deferred}; Twisted's thread pool by default.
+            L{Deferred}; Twisted's thread pool by default. At most
+            L{CONCURRENT_HASHES} calls run at once.
         """
         self._pool = pool
         self._clock = clock
-        self._hashes = dict(hashes or {})
+        self._accounts = dict(accounts or {})
         self._hasher = hasher or PasswordHasher()
         self._run_in_thread = run_in_thread
+        self._hashing = DeferredSemaphore(CONCURRENT_HASHES)
 
     def __contains__(self, key: object) -> bool:
-        return key in self._hashes
+        return key in self._accounts
+
+    def _hash(self, function: Callable[..., Any], *args: Any) -> Deferred[Any]:
+        """
+        Run C{function(*args)} in a thread once fewer than
+        L{CONCURRENT_HASHES} hashes are running.
+        """
+        return self._hashing.run(self._run_in_thread, function, *args)
 
     def is_registered(self, nickname: str) -> bool:
         """
         Return whether C{nickname} (compared case-insensitively) is
         registered.
         """
-        return nickname_key(nickname) in self._hashes
+        return nickname_key(nickname) in self._accounts
+
+    def registered_at(self, key: str) -> float | None:
+        """
+        Return when the account with nickname key C{key} was registered, in
+        seconds since the epoch, or C{None} if there is none.
+        """
+        account = self._accounts.get(key)
+        return account.created_at if account is not None else None
 
     async def register(self, nickname: str, password: str) -> None:
         """
@@ -128,18 +171,19 @@ class Accounts:
             too short.
         """
         key = nickname_key(nickname)
-        if key in self._hashes:
+        if key in self._accounts:
             raise AccountError(f"The nickname {nickname} is registered already.")
         _check_strength(password)
-        hashed = await self._run_in_thread(self._hasher.hash, password)
-        if key in self._hashes:
+        hashed = await self._hash(self._hasher.hash, password)
+        if key in self._accounts:
             raise AccountError(f"The nickname {nickname} is registered already.")
-        self._hashes[key] = hashed
+        account = StoredAccount(hashed, self._clock.seconds())
+        self._accounts[key] = account
         if self._pool is not None:
             await self._pool.runOperation(
                 "INSERT INTO accounts (nickname_key, nickname, password_hash, created_at)"
                 " VALUES (?, ?, ?, ?)",
-                (key, nickname, hashed, self._clock.seconds()),
+                (key, nickname, hashed, account.created_at),
             )
 
     async def verify(self, nickname: str, password: str) -> bool:
@@ -147,11 +191,11 @@ class Accounts:
         Return whether C{password} is the password of C{nickname}; C{False}
         for a nickname that is not registered.
         """
-        hashed = self._hashes.get(nickname_key(nickname))
-        if hashed is None:
+        account = self._accounts.get(nickname_key(nickname))
+        if account is None:
             return False
         try:
-            return bool(await self._run_in_thread(self._hasher.verify, hashed, password))
+            return bool(await self._hash(self._hasher.verify, account.password_hash, password))
         except (VerificationError, InvalidHashError):
             return False
 
@@ -163,8 +207,8 @@ class Accounts:
         """
         _check_strength(password)
         key = nickname_key(nickname)
-        hashed = await self._run_in_thread(self._hasher.hash, password)
-        self._hashes[key] = hashed
+        hashed = await self._hash(self._hasher.hash, password)
+        self._accounts[key] = StoredAccount(hashed, self._accounts[key].created_at)
         if self._pool is not None:
             await self._pool.runOperation(
                 "UPDATE accounts SET password_hash = ? WHERE nickname_key = ?", (hashed, key)

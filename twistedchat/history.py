@@ -178,14 +178,18 @@ class History:
         self._pending.append(record)
         self._recent.append(record)
 
-    def recent(self, count: int, viewer: str | None = None) -> list[Record]:
+    def recent(self, count: int, viewer: str | None = None, since: float = 0.0) -> list[Record]:
         """
         Return the last C{count} events (at most C{cap}) that C{viewer} may
         see, oldest first: every public event, and the private messages
-        C{viewer} sent or received; none older than the retention.
+        C{viewer} sent or received from C{since} on; none older than the
+        retention.
 
         @param viewer: the nickname key of the account the viewer proved
             it owns, or C{None}, who sees no private messages.
+        @param since: seconds since the epoch: when the viewer's account
+            was registered. Before that the nickname was anyone's, so its
+            private messages were someone else's.
         """
         if count <= 0:
             return []
@@ -196,8 +200,11 @@ class History:
             if record.at >= oldest
             and (
                 not isinstance(record.event, PrivateMessage)
-                or viewer
-                in (nickname_key(record.event.sender), nickname_key(record.event.recipient))
+                or (
+                    record.at >= since
+                    and viewer
+                    in (nickname_key(record.event.sender), nickname_key(record.event.recipient))
+                )
             )
         ]
         return visible[-count:]

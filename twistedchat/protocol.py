@@ -582,11 +582,7 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
     def _register(self, nickname: str, identified: bool = False) -> None:
         history = self.factory.history
         # Taken before joining, so the replay ends where live traffic starts.
-        past = (
-            history.recent(self.factory.history_on_join, self._identified)
-            if history is not None
-            else []
-        )
+        past = self._recent_history(self.factory.history_on_join) if history is not None else []
         self.factory.register(self, nickname, identified)
         self.state = State.CHATTING
         self._log.info("{peer} registered as {nickname}", peer=self._peer, nickname=nickname)
@@ -662,10 +658,25 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
         if argument and not argument.isdigit():
             self._error(f"Usage: /history [N], N from 1 to {history.cap}")
             return
-        records = history.recent(min(int(argument or 20), history.cap), self._identified)
+        records = self._recent_history(min(int(argument or 20), history.cap))
         if not records:
             self._notice("Nothing has been said here yet.")
         self._replay(records)
+
+    def _recent_history(self, count: int) -> list[Record]:
+        """
+        Return the last C{count} events of the history this connection may
+        see: private messages only of the account it proved it owns, and
+        only since that account was registered.
+        """
+        assert self.factory.history is not None
+        accounts = self.factory.accounts
+        since = None
+        if self._identified is not None and accounts is not None:
+            since = accounts.registered_at(self._identified)
+        if since is None:
+            return self.factory.history.recent(count)
+        return self.factory.history.recent(count, self._identified, since)
 
     def _me(self, argument: str) -> None:
         if not argument:
