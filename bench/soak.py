@@ -35,13 +35,18 @@ def main() -> None:
     parser.add_argument("--churn", type=float, default=20, help="short-lived connections/s")
     parser.add_argument("--timeout", type=float, default=120, help="seconds to drain at most")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--server",
+        default="twistedchat",
+        help="twistedchat (history in memory) or twistedchat-db (on disk); see loadgen.py",
+    )
     args = parser.parse_args()
     rng = random.Random(args.seed)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
     # Flood control stays on (steady clients send far below it).
-    server = Server(server_command("twistedchat", ["--flood-rate", "2", "--max-clients", "0"]))
+    server = Server(server_command(args.server, ["--flood-rate", "2", "--max-clients", "0"]))
     poller = select.epoll()
     steady: list[socket.socket] = []
     by_fd: dict[int, int] = {}
@@ -138,7 +143,10 @@ def main() -> None:
         extra = sum(max(0, r - e) for e, r in zip(expected, received, strict=True))
         tracebacks = sum("Traceback" in line or "Unhandled" in line for line in server.log)
         assert rss_warm is not None
-        print(f"{args.clients} steady clients, {load_seconds:.0f} s of load, seed {args.seed}")
+        print(
+            f"{args.server}: {args.clients} steady clients, {load_seconds:.0f} s of load, "
+            f"seed {args.seed}"
+        )
         print(f"lines sent by steady clients: {total:,} ({total / load_seconds:.0f}/s)")
         print(f"deliveries expected: {sum(expected):,}; delivered: {sum(received):,}")
         print(f"lost: {lost:,}; unexpected extra: {extra:,}")
