@@ -296,3 +296,37 @@ def test_hashes_run_two_at_a_time() -> None:
         registration.addCallback(results.append)
     assert results == [None] * 5
     assert all(accounts.is_registered(f"user{n}") for n in range(5))
+
+
+def test_wrong_passwords_by_command_count_toward_the_limit() -> None:
+    """
+    Wrong passwords given with /password and /nick NICK PASSWORD count
+    toward the same limit of 3 per connection as the nickname prompt
+    (a right one in between does not reset it): the third closes the
+    connection, and the others see the user leave for "too many wrong
+    passwords".
+    """
+    clock = Clock()
+    factory = accounts_factory(clock)
+    registered(factory, "carol", "carol-password")
+    (alice, bob) = chatters(factory, "alice", "bob")
+    alice.send(b"/register alice-password\n")
+    alice.output()
+    bob.output()
+    chat = alice.chat
+    alice.send(b"/nick carol wrong-password\n")
+    clock.advance(1)
+    assert alice.lines() == ["!!! Wrong password for carol."]
+    alice.send(b"/identify alice-password\n")
+    assert alice.lines() == ["*** You are identified as alice already."]
+    alice.send(b"/password wrong-password new-password\n")
+    clock.advance(1)
+    assert alice.lines() == ["!!! Wrong password."]
+    assert chat.state is State.CHATTING
+    alice.send(b"/nick carol still-wrong\n")
+    clock.advance(1)
+    assert alice.lines() == ["!!! Wrong password 3 times; goodbye."]
+    assert chat.state is State.CLOSED
+    assert not alice.transport.connected
+    assert bob.lines() == ["*** alice has left (too many wrong passwords)"]
+    assert factory.nicknames() == ["bob"]

@@ -92,7 +92,8 @@ Any other line goes to everyone as <yournick> TEXT."""
 
 PROMPT = "Choose a nickname (or send an empty line for a random one):"
 
-#: Wrong passwords at the nickname prompt before the connection is closed.
+#: Wrong passwords on one connection (at the nickname prompt, or with
+#: /identify, /password or /nick NICK PASSWORD) before it is closed.
 MAX_WRONG_PASSWORDS = 3
 #: Seconds before a wrong password is answered, to slow down guessing.
 WRONG_PASSWORD_DELAY = 1.0
@@ -540,13 +541,25 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
                 self._notice(PROMPT)
             self._resume_input("password")
             return
-        if self._wrong_passwords >= MAX_WRONG_PASSWORDS:
-            self._error(f"Wrong password {MAX_WRONG_PASSWORDS} times; goodbye.")
-            self._close()
+        if self._closed_for_wrong_passwords():
             return
         self._error("Wrong password.")
         self._notice(self._password_prompt())
         self._resume_input("password")
+
+    def _closed_for_wrong_passwords(self) -> bool:
+        """
+        After the L{MAX_WRONG_PASSWORDS}th wrong password on this
+        connection, say why, leave the chat and close; return whether it
+        did. A right password does not reset the count, so nobody can
+        guess at one account while proving they own another.
+        """
+        if self._wrong_passwords < MAX_WRONG_PASSWORDS:
+            return False
+        self._error(f"Wrong password {MAX_WRONG_PASSWORDS} times; goodbye.")
+        self.factory.leave(self, "too many wrong passwords")
+        self._close()
+        return True
 
     def _check_password(self, nickname: str, password: str) -> Deferred[bool]:
         """
@@ -706,6 +719,8 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
                 self._rename(new, True)
             except NicknameRegistered:
                 pass  # cannot happen once identified
+        elif self._closed_for_wrong_passwords():
+            return
         else:
             self._error(f"Wrong password for {new}.")
         self._resume_input("password")
@@ -784,6 +799,8 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
         self._pause_input("password")
 
         def checked(correct: bool) -> None:
+            if self.state is State.CLOSED or self._closed_for_wrong_passwords():
+                return
             if correct:
                 self._notice(f"You are identified as {nickname}.")
             else:
@@ -805,7 +822,10 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
         self._pause_input("password")
 
         async def change() -> None:
-            if not await self._check_password(nickname, old):
+            correct = await self._check_password(nickname, old)
+            if self.state is State.CLOSED or self._closed_for_wrong_passwords():
+                return
+            if not correct:
                 self._error("Wrong password.")
                 return
             await accounts.change_password(nickname, new)
