@@ -270,9 +270,10 @@ async def test_accounts_stored_and_checked_through_cred(tmp_path: Path) -> None:
 
 def test_hashes_run_two_at_a_time() -> None:
     """
-    However many password checks and registrations arrive at once, at most
-    CONCURRENT_HASHES (2) hashes run in the thread pool; the others start,
-    in order, as those finish, and every caller gets its answer.
+    However many hashes are asked for at once (here five registrations;
+    password checks share the queue), at most CONCURRENT_HASHES (2) run in
+    the thread pool; the others start, in order, as those finish, and
+    every caller gets its answer.
     """
     started: list[Deferred[Any]] = []
 

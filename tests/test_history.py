@@ -275,7 +275,7 @@ def test_private_messages_before_registration_not_replayed() -> None:
     )
     alice, someone = chatters(factory, "alice", "bob")
     alice.send(b"/msg bob for the first bob only\n")
-    someone.send(b"/quit\n")
+    someone.send(b"/msg alice from the first bob\n/quit\n")
     clock.advance(60)
     (bob,) = chatters(factory, "bob")
     bob.send(b"/register bob-password\n")
@@ -291,6 +291,7 @@ def test_private_messages_before_registration_not_replayed() -> None:
     ]
     client.send(b"/history 200\n")
     assert not any("first bob" in line for line in client.lines())
+    assert "first bob" in " ".join(alice.lines())
 
 
 def test_replay_respects_retention() -> None:
