@@ -72,7 +72,7 @@ class Crowd:
             for fd, _ in self.poller.poll(1):
                 index = self.by_fd[fd]
                 try:
-                    data = self.sockets[index].recv(1 << 20)
+                    data = self.sockets[index].recv(65536)
                 except BlockingIOError:
                     continue
                 if not data:

@@ -59,7 +59,7 @@ def main() -> None:
         for fd, _ in poller.poll(timeout):
             index = by_fd[fd]
             try:
-                data = steady[index].recv(1 << 20)
+                data = steady[index].recv(65536)
             except BlockingIOError:
                 continue
             if not data:
