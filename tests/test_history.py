@@ -330,3 +330,20 @@ def test_schema_upgrade_from_version_1(tmp_path: Path) -> None:
     connection = sqlite3.connect(path)
     assert connection.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
     assert connection.execute("SELECT count(*) FROM accounts").fetchone() == (0,)
+
+
+def test_history_line_formatted_once_for_all_viewers() -> None:
+    """
+    A past event is formatted once and the same bytes replayed to every
+    viewer who sees it alike; a private message replayed to its sender is
+    shown as sent.
+    """
+    from twistedchat.protocol import render_history
+
+    public = Record(0.0, ChatLine("alice", "hi"))
+    first = render_history(public, None)
+    assert first == b"[1970-01-01 00:00:00 UTC] <alice> hi\r\n"
+    assert render_history(public, "bob") is first
+    private = Record(60.0, PrivateMessage("alice", "bob", "psst"))
+    assert render_history(private, "bob") == b"[1970-01-01 00:01:00 UTC] *alice* psst\r\n"
+    assert render_history(private, "alice") == b"[1970-01-01 00:01:00 UTC] -> *bob* psst\r\n"

@@ -13,32 +13,43 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
-class Event:
+class Renderable:
     """
-    Base class of everything a participant can be told about.
+    Something shown to many participants alike, which keeps the bytes each
+    wire format made of it, so that it is formatted once, not once per
+    recipient.
 
-    @ivar _rendered: bytes already produced for this event, by renderer.
+    @ivar _rendered: bytes already produced, by renderer.
     """
 
-    _rendered: dict[Callable[[Event], bytes], bytes] = field(
+    _rendered: dict[Callable[[Any], bytes], bytes] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
 
-    def render(self, renderer: Callable[[Event], bytes]) -> bytes:
+    def render(self, renderer: Callable[[Any], bytes]) -> bytes:
         """
         Return C{renderer(self)}, calling C{renderer} only the first time
-        for this event.
+        for this object.
 
-        @param renderer: turns an event into the bytes of one wire format.
+        @param renderer: turns this object into the bytes of one wire
+            format.
         """
         try:
             return self._rendered[renderer]
         except KeyError:
             data = self._rendered[renderer] = renderer(self)
             return data
+
+
+@dataclass
+class Event(Renderable):
+    """
+    Base class of everything a participant can be told about.
+    """
 
 
 @dataclass

@@ -36,6 +36,7 @@ from twistedchat.events import (
     Left,
     NicknameChanged,
     PrivateMessage,
+    Renderable,
 )
 from twistedchat.nicknames import nickname_key
 
@@ -43,10 +44,12 @@ from twistedchat.nicknames import nickname_key
 FLUSH_INTERVAL = 0.5
 
 
-@dataclass(frozen=True)
-class Record:
+@dataclass
+class Record(Renderable):
     """
     One stored event and when it happened (seconds since the epoch, UTC).
+    A front end renders it once for everyone it replays it to (see
+    L{Renderable.render}).
     """
 
     at: float
@@ -111,8 +114,7 @@ def load_recent(connection: Any, keep: int) -> list[Record]:
 
 class History:
     """
-    The chat's history: the recent public events in memory, everything on
-    disk.
+    The chat's history: the recent events in memory, everything on disk.
 
     @ivar cap: how many recent events are kept in memory and can be
         replayed (the most C{/history} shows).
@@ -191,23 +193,23 @@ class History:
             was registered. Before that the nickname was anyone's, so its
             private messages were someone else's.
         """
-        if count <= 0:
-            return []
         oldest = self._clock.seconds() - self._retention * 86400 if self._retention else 0
-        visible = [
-            record
-            for record in self._recent
-            if record.at >= oldest
-            and (
-                not isinstance(record.event, PrivateMessage)
+        visible: list[Record] = []
+        # Newest first, stopping at count: every joiner asks for this.
+        for record in reversed(self._recent):
+            if len(visible) >= count:
+                break
+            event = record.event
+            if record.at >= oldest and (
+                not isinstance(event, PrivateMessage)
                 or (
                     record.at >= since
-                    and viewer
-                    in (nickname_key(record.event.sender), nickname_key(record.event.recipient))
+                    and viewer in (nickname_key(event.sender), nickname_key(event.recipient))
                 )
-            )
-        ]
-        return visible[-count:]
+            ):
+                visible.append(record)
+        visible.reverse()
+        return visible
 
     def flush(self) -> Deferred[None]:
         """

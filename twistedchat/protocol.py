@@ -126,19 +126,33 @@ def render_line(event: Event) -> bytes:
     return line.encode("utf-8") + b"\r\n"
 
 
+def render_sent(recipient: str, text: str) -> bytes:
+    """
+    Format a private message as its sender sees it: C{-> *recipient* text}.
+    """
+    return f"-> *{recipient}* {text}\r\n".encode()
+
+
 def render_history(record: Record, viewer: str | None = None) -> bytes:
     """
     Format a past event as one telnet line: its UTC time in brackets, then
     the line as it was shown live (a private message that C{viewer}, a
-    nickname key, sent as its sender saw it).
+    nickname key, sent as its sender saw it). Each record is formatted
+    once for every viewer who sees it alike.
     """
-    when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(record.at))
     event = record.event
     if isinstance(event, PrivateMessage) and viewer == nickname_key(event.sender):
-        line = f"-> *{event.recipient}* {event.text}\r\n".encode()
-    else:
-        line = render_line(event)
-    return f"[{when} UTC] ".encode() + line
+        return _timestamp(record) + render_sent(event.recipient, event.text)
+    return record.render(_render_past)
+
+
+def _render_past(record: Record) -> bytes:
+    return _timestamp(record) + record.event.render(render_line)
+
+
+def _timestamp(record: Record) -> bytes:
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(record.at))
+    return f"[{when} UTC] ".encode()
 
 
 def parse_command(text: str) -> tuple[str, str] | None:
@@ -604,12 +618,7 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
             self._registration_timer = None
         if self.factory.idle_timeout:
             self.setTimeout(self.factory.idle_timeout)
-        online = self.factory.nicknames()
-        people = "user" if len(online) == 1 else "users"
-        self._notice(
-            f"Welcome, {nickname}! {len(online)} {people} online: "
-            f"{', '.join(online)}. Type /help for the commands."
-        )
+        self._notice(f"Welcome, {nickname}! {self._online()}. Type /help for the commands.")
         self._replay(past)
 
     def _replay(self, records: list[Record]) -> None:
@@ -646,9 +655,15 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
             self._notice(line)
 
     def _who(self, argument: str) -> None:
+        self._notice(self._online())
+
+    def _online(self) -> str:
+        """
+        Say who is online: C{2 users online: alice, bob}.
+        """
         online = self.factory.nicknames()
         people = "user" if len(online) == 1 else "users"
-        self._notice(f"{len(online)} {people} online: {', '.join(online)}")
+        return f"{len(online)} {people} online: {', '.join(online)}"
 
     def _msg(self, argument: str) -> None:
         recipient, _, text = argument.partition(" ")
@@ -661,7 +676,8 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
         except NoSuchNickname:
             self._error(f"No such nickname: {recipient}. /who lists who is online.")
         else:
-            self._write(f"-> *{recipient}* {text}")
+            assert self._output is not None
+            self._output.write(render_sent(recipient, text))
 
     def _history(self, argument: str) -> None:
         history = self.factory.history
