@@ -1,11 +1,13 @@
 """
 Tests for L{twistedchat.history} and history in the chat: storage, schema
-upgrades, start-up errors, replay on joining and /history.
+upgrades, start-up errors, writes that fail and are retried, replay on
+joining and /history, and what replay counts.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -13,10 +15,19 @@ import pytest_twisted
 from fakeclients import FakeClient, chatters, make_factory
 from twisted.internet import reactor
 from twisted.internet.task import Clock
+from twisted.logger import LogEvent, LogLevel, capturedLogs, formatEvent
 
 from twistedchat.database import SCHEMA_VERSION, DatabaseError, make_pool, open_database
-from twistedchat.events import Action, ChatLine, Joined, Left, NicknameChanged, PrivateMessage
-from twistedchat.history import History, Record, load_recent
+from twistedchat.events import (
+    Action,
+    ChatLine,
+    Event,
+    Joined,
+    Left,
+    NicknameChanged,
+    PrivateMessage,
+)
+from twistedchat.history import FLUSH_INTERVAL, MAX_UNWRITTEN, History, Record, load_recent
 
 
 def open_history(path: str, keep: int) -> list[Record]:
@@ -347,3 +358,402 @@ def test_history_line_formatted_once_for_all_viewers() -> None:
     private = Record(60.0, PrivateMessage("alice", "bob", "psst"))
     assert render_history(private, "bob") == b"[1970-01-01 00:01:00 UTC] *alice* psst\r\n"
     assert render_history(private, "alice") == b"[1970-01-01 00:01:00 UTC] -> *bob* psst\r\n"
+
+
+def stored_texts(path: str) -> list[str | None]:
+    """
+    The texts of the events in the database at C{path}, in the order
+    written, read through a connection of its own.
+    """
+    connection = sqlite3.connect(path)
+    try:
+        return [text for (text,) in connection.execute("SELECT text FROM events ORDER BY id")]
+    finally:
+        connection.close()
+
+
+def write_lock(path: str) -> sqlite3.Connection:
+    """
+    Hold the write lock of the database at C{path}, as another process
+    would (BEGIN IMMEDIATE); roll back the returned connection to release
+    it.
+    """
+    connection = sqlite3.connect(path, isolation_level=None)
+    connection.execute("BEGIN IMMEDIATE")
+    return connection
+
+
+def messages(events: Sequence[LogEvent], level: LogLevel | None = None) -> list[str]:
+    """
+    The text of the captured log C{events} from L{History}, optionally only
+    those of C{level}.
+    """
+    return [
+        formatEvent(event)
+        for event in events
+        if event.get("log_namespace", "").startswith("twistedchat.history")
+        and (level is None or event["log_level"] == level)
+    ]
+
+
+def file_history(tmp_path: Path, max_unwritten: int = MAX_UNWRITTEN) -> tuple[str, History]:
+    """
+    A new database in C{tmp_path} and a history writing to it through a
+    real pool whose connection gives up on a locked database after 10 ms
+    (fast, for tests), keeping at most C{max_unwritten} events unwritten.
+    """
+    path = str(tmp_path / "chat.sqlite3")
+    open_history(path, 20)
+    pool = make_pool(path, reactor, busy_timeout=0.01)
+    return path, History(pool, Clock(), max_unwritten=max_unwritten)
+
+
+@pytest_twisted.ensureDeferred
+async def test_locked_database_batch_kept_and_retried_in_order(tmp_path: Path) -> None:
+    """
+    While another connection holds the write lock, a flush fails after the
+    busy timeout; its events are kept, not lost, and the failure is logged
+    once however many flushes fail. Once the lock is released the next
+    flush writes them all, older before newer, and logs that writing
+    resumed.
+    """
+    path, history = file_history(tmp_path)
+    lock = write_lock(path)
+    with capturedLogs() as events:
+        history.record(ChatLine("alice", "one"))
+        history.record(ChatLine("alice", "two"))
+        await history.flush()
+        history.record(ChatLine("alice", "three"))
+        await history.flush()
+        assert stored_texts(path) == []
+        lock.execute("ROLLBACK")
+        history.record(ChatLine("alice", "four"))
+        await history.flush()
+        assert stored_texts(path) == ["one", "two", "three", "four"]
+        await history.stop()
+    lock.close()
+    assert messages(events, LogLevel.critical) == [
+        "Could not write 2 history events; keeping them to try again"
+    ]
+    failure = next(event for event in events if "log_failure" in event)
+    assert "database is locked" in str(failure["log_failure"].value)
+    assert messages(events, LogLevel.info) == ["Wrote 4 history events after 2 failed attempts"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_one_write_at_a_time(tmp_path: Path) -> None:
+    """
+    While a batch is being written, a flush starts no second write: it
+    waits for the first to end, and what was recorded since goes with the
+    next flush, after it.
+    """
+    path, history = file_history(tmp_path)
+    history.record(ChatLine("alice", "one"))
+    first = history.flush()
+    history.record(ChatLine("alice", "two"))
+    second = history.flush()
+    assert not second.called
+    await second
+    assert first.called
+    assert stored_texts(path) == ["one"]
+    await history.flush()
+    assert stored_texts(path) == ["one", "two"]
+    await history.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_ticks_do_not_overlap_a_slow_write(tmp_path: Path) -> None:
+    """
+    A tick of the flush timer that comes while a write is still under way
+    starts no second one; what was recorded meanwhile is written later.
+    """
+    path = str(tmp_path / "chat.sqlite3")
+    open_history(path, 20)
+    clock = Clock()
+    history = History(make_pool(path, reactor), clock)
+    history.start()
+    history.record(ChatLine("alice", "one"))
+    clock.advance(FLUSH_INTERVAL)
+    history.record(ChatLine("alice", "two"))
+    clock.advance(FLUSH_INTERVAL)
+    under_way = history.flush()
+    assert not under_way.called
+    await under_way
+    assert stored_texts(path) == ["one"]
+    await history.stop()
+    assert stored_texts(path) == ["one", "two"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_overflow_drops_oldest_and_logs_once(tmp_path: Path) -> None:
+    """
+    When more events wait to be written than the bound, the oldest are
+    dropped: the first drop logs a warning, the others none, and the
+    write that ends the episode logs how many were dropped. The newest
+    events are written, in order.
+    """
+    path, history = file_history(tmp_path, max_unwritten=3)
+    lock = write_lock(path)
+    with capturedLogs() as events:
+        history.record(ChatLine("alice", "1"))
+        history.record(ChatLine("alice", "2"))
+        await history.flush()
+        for text in "345":
+            history.record(ChatLine("alice", text))
+        await history.flush()
+        history.record(ChatLine("alice", "6"))
+        lock.execute("ROLLBACK")
+        await history.flush()
+        await history.stop()
+    lock.close()
+    assert stored_texts(path) == ["4", "5", "6"]
+    assert messages(events, LogLevel.warn) == [
+        "History cannot be written and 3 events are waiting: dropping the oldest until it can",
+        "Dropped 3 history events that could not be written",
+    ]
+
+
+@pytest_twisted.ensureDeferred
+async def test_events_being_written_are_not_dropped(tmp_path: Path) -> None:
+    """
+    An overflow while a batch is being written drops the oldest event not
+    in that batch; if the batch fails it is kept, ahead of the rest.
+    """
+    path, history = file_history(tmp_path, max_unwritten=3)
+    lock = write_lock(path)
+    history.record(ChatLine("alice", "1"))
+    history.record(ChatLine("alice", "2"))
+    writing = history.flush()
+    history.record(ChatLine("alice", "3"))
+    history.record(ChatLine("alice", "4"))
+    await writing
+    lock.execute("ROLLBACK")
+    lock.close()
+    await history.stop()
+    assert stored_texts(path) == ["1", "2", "4"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_stop_waits_for_a_write_and_writes_the_rest(tmp_path: Path) -> None:
+    """
+    stop() lets a write under way end, then writes what came since and
+    what an earlier failure kept.
+    """
+    path, history = file_history(tmp_path)
+    lock = write_lock(path)
+    history.record(ChatLine("alice", "kept"))
+    await history.flush()
+    lock.execute("ROLLBACK")
+    lock.close()
+    history.record(ChatLine("alice", "one"))
+    history.flush()
+    history.record(ChatLine("alice", "two"))
+    await history.stop()
+    assert stored_texts(path) == ["kept", "one", "two"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_stop_logs_what_could_not_be_written(tmp_path: Path) -> None:
+    """
+    If the database is still locked when the server stops, stop() tries
+    once more, then logs how many events are lost, and still fires.
+    """
+    path, history = file_history(tmp_path, max_unwritten=2)
+    lock = write_lock(path)
+    with capturedLogs() as events:
+        for text in "123":
+            history.record(ChatLine("alice", text))
+        await history.stop()
+    lock.execute("ROLLBACK")
+    lock.close()
+    assert stored_texts(path) == []
+    assert messages(events, LogLevel.error) == [
+        "Stopping with 2 history events not written; 1 more were dropped earlier"
+    ]
+
+
+@pytest_twisted.ensureDeferred
+async def test_unwritten_events_bounded_by_default(tmp_path: Path) -> None:
+    """
+    By default at most MAX_UNWRITTEN (ten thousand) events wait to be
+    written: one more drops the oldest, with a warning.
+    """
+    path, history = file_history(tmp_path)
+    assert MAX_UNWRITTEN == 10_000
+    with capturedLogs() as events:
+        for i in range(MAX_UNWRITTEN):
+            history.record(ChatLine("alice", str(i)))
+        assert messages(events) == []
+        history.record(ChatLine("alice", "one more"))
+        assert messages(events) == [
+            "History cannot be written and 10000 events are waiting:"
+            " dropping the oldest until it can"
+        ]
+        await history.stop()
+    texts = stored_texts(path)
+    assert (len(texts), texts[0], texts[-1]) == (MAX_UNWRITTEN, "1", "one more")
+
+
+def storm(history: History, pairs: int) -> None:
+    """
+    Record C{pairs} joins and leaves of a spammer in C{history}.
+    """
+    for i in range(pairs):
+        history.record(Joined(f"spam{i}"))
+        history.record(Left(f"spam{i}", "quit"))
+
+
+def test_join_storm_does_not_push_out_the_conversation() -> None:
+    """
+    After a few chat lines, 24,000 joins and leaves still leave those lines
+    in the replay and in /history 200; the notices shown with them are the
+    most recent ones, no more than the count asked for.
+    """
+    clock = Clock()
+    history = memory_history(clock)
+    said = [ChatLine("alice", "hello"), Action("bob", "waves"), ChatLine("carol", "hi")]
+    for event in said:
+        history.record(event)
+    storm(history, 12_000)
+    for count in (20, 200):
+        replay = [record.event for record in history.recent(count)]
+        assert replay[:3] == said
+        assert replay[3:] == [
+            event
+            for i in range(12_000 - count // 2, 12_000)
+            for event in (Joined(f"spam{i}"), Left(f"spam{i}", "quit"))
+        ]
+
+
+def test_notices_among_the_lines_included_and_bounded() -> None:
+    """
+    recent(count) returns the last count conversation events and, of the
+    notices since the oldest of them, at most count, the most recent;
+    notices before it are not shown.
+    """
+    clock = Clock()
+    history = memory_history(clock)
+    events: list[Event] = [
+        ChatLine("al", "1"),
+        Joined("bo"),
+        ChatLine("al", "2"),
+        NicknameChanged("bo", "bob"),
+        Joined("cy"),
+        Action("al", "3"),
+        Left("cy", "quit"),
+    ]
+    for event in events:
+        history.record(event)
+    assert [record.event for record in history.recent(2)] == [
+        ChatLine("al", "2"),
+        Joined("cy"),
+        Action("al", "3"),
+        Left("cy", "quit"),
+    ]
+    assert [record.event for record in history.recent(3)] == [
+        ChatLine("al", "1"),
+        ChatLine("al", "2"),
+        NicknameChanged("bo", "bob"),
+        Joined("cy"),
+        Action("al", "3"),
+        Left("cy", "quit"),
+    ]
+    assert [record.event for record in history.recent(10)] == events
+    assert history.recent(0) == []
+
+
+def test_only_visible_private_messages_count() -> None:
+    """
+    A private message counts toward recent(count) only for a viewer who may
+    see it; for anyone else the line before it is shown instead.
+    """
+    clock = Clock()
+    history = memory_history(clock)
+    for event in (
+        ChatLine("al", "1"),
+        PrivateMessage("al", "bob", "psst"),
+        ChatLine("al", "2"),
+    ):
+        history.record(event)
+    assert [record.event for record in history.recent(2)] == [
+        ChatLine("al", "1"),
+        ChatLine("al", "2"),
+    ]
+    assert [record.event for record in history.recent(2, "bob")] == [
+        PrivateMessage("al", "bob", "psst"),
+        ChatLine("al", "2"),
+    ]
+
+
+def test_notices_forgotten_with_the_conversation_they_were_among() -> None:
+    """
+    When older conversation has left memory (cap reached), notices from
+    before the oldest line kept are not replayed, even to a viewer who
+    sees fewer lines than asked for.
+    """
+    clock = Clock()
+    history = memory_history(clock, cap=2)
+    for event in (
+        Joined("old"),
+        ChatLine("al", "1"),
+        Joined("bo"),
+        PrivateMessage("al", "cy", "2"),
+        ChatLine("al", "3"),
+    ):
+        history.record(event)
+    assert [record.event for record in history.recent(2)] == [ChatLine("al", "3")]
+
+
+def test_join_storm_replay_on_join() -> None:
+    """
+    A user who joins after a join and quit storm is still shown the lines
+    said before it, with the most recent joins and leaves among them.
+    """
+    clock = Clock()
+    factory = make_factory(clock, history=memory_history(clock), history_on_join=3)
+    (alice,) = chatters(factory, "alice")
+    alice.send(b"before the storm\n")
+    for _ in range(300):
+        (spammer,) = chatters(factory, "spammer")
+        spammer.send(b"/quit\n")
+    carol = FakeClient(factory)
+    carol.output()
+    carol.send(b"carol\n")
+    replayed = [line.split("] ", 1)[1] for line in carol.lines() if line.startswith("[")]
+    assert replayed == [
+        "<alice> before the storm",
+        "*** spammer has left (quit)",
+        "*** spammer has joined",
+        "*** spammer has left (quit)",
+    ]
+
+
+@pytest_twisted.ensureDeferred
+async def test_restart_after_join_storm_keeps_the_conversation(tmp_path: Path) -> None:
+    """
+    At start-up, load_recent reads the last keep conversation lines however
+    many joins and leaves followed them, and the last keep notices since
+    the oldest of those lines, in order.
+    """
+    path = str(tmp_path / "chat.sqlite3")
+    open_history(path, 20)
+    history = History(make_pool(path, reactor), Clock())
+    history.record(Joined("early"))
+    lines = [ChatLine("alice", str(i)) for i in range(30)]
+    for event in lines:
+        history.record(event)
+    storm(history, 2_500)
+    await history.stop()
+
+    again = [record.event for record in open_history(path, 20)]
+    assert again[:20] == lines[10:]
+    assert again[20:] == [
+        event
+        for i in range(2_490, 2_500)
+        for event in (Joined(f"spam{i}"), Left(f"spam{i}", "quit"))
+    ]
+    few = [record.event for record in open_history(path, 40)]
+    assert few[:30] == lines
+    assert len(few) == 30 + 40
+    restarted = History(None, Clock(), open_history(path, 20), cap=20)
+    assert [record.event for record in restarted.recent(5)][:5] == lines[-5:]

@@ -1,10 +1,12 @@
 """
 End-to-end history: lines reach the disk within a second of delivery,
-survive kill -9 and a restart, and are replayed to the next user.
+survive kill -9 and a restart, and are replayed to the next user; the
+database files are readable by the server's user only.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from pathlib import Path
@@ -66,12 +68,71 @@ def test_history_survives_kill_and_restart(tmp_path: Path) -> None:
         ]
         assert carol.expect("***") == "*** End of history."
         carol.send("/history 2")
-        assert carol.expect("said here") == "*** The last 2 lines said here:"
+        assert carol.expect("said here") == "*** The last 3 lines said here:"
+        assert carol.expect("UTC]").endswith("<alice> line 3")
         assert carol.expect("UTC]").endswith("<alice> line 4")
         assert carol.expect("UTC]").endswith("*** carol has joined")
         carol.close()
     finally:
         restarted.stop()
+
+
+def wait_for_lines(path: Path, lines: list[str]) -> None:
+    """
+    Wait until the chat texts in the database at C{path} are C{lines}
+    (the server writes them within a second).
+    """
+    deadline = time.monotonic() + TIMEOUT
+    while stored_lines(path) != lines:
+        assert time.monotonic() < deadline, stored_lines(path)
+        time.sleep(0.05)  # polling another process's file, not the reactor
+
+
+def test_database_files_are_private(tmp_path: Path) -> None:
+    """
+    Under the usual umask (022) the running server's database file and
+    its -wal and -shm files are mode 0600: only the server's user can read
+    the history and the password hashes.
+    """
+    database = tmp_path / "chat.sqlite3"
+    old_umask = os.umask(0o022)
+    try:
+        server = ChatServer(tmp_path, "--database", str(database))
+    finally:
+        os.umask(old_umask)
+    try:
+        alice = register(server, "alice")
+        alice.send("/register open-sesame")
+        alice.expect("is now registered")
+        alice.send("a line for the history")
+        wait_for_lines(database, ["a line for the history"])
+        modes = {
+            suffix: os.stat(f"{database}{suffix}").st_mode & 0o777
+            for suffix in ("", "-wal", "-shm")
+        }
+        assert modes == {"": 0o600, "-wal": 0o600, "-shm": 0o600}
+        alice.close()
+    finally:
+        server.stop()
+
+
+def test_readable_database_tightened_at_start_up(tmp_path: Path) -> None:
+    """
+    A database file other users can read (as earlier versions created it)
+    is made 0600 at start-up, and the server's log says so.
+    """
+    database = tmp_path / "chat.sqlite3"
+    database.touch()
+    os.chmod(database, 0o644)
+    server = ChatServer(tmp_path, "--database", str(database))
+    try:
+        assert os.stat(database).st_mode & 0o777 == 0o600
+        assert (
+            f"{database} could be read or written by other users (mode 0644);"
+            " it is now mode 0600" in server.log
+        )
+    finally:
+        server.stop()
 
 
 def test_corrupt_database_stops_start_up(tmp_path: Path) -> None:

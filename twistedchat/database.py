@@ -8,19 +8,43 @@ server keeps in memory, and stops start-up with L{DatabaseError} (one line
 naming the file) if the file cannot be used. While the server runs, every
 query goes through Twisted's C{adbapi} (a thread pool), so the reactor
 never waits for the disk.
+
+The database holds private messages and password hashes, so its file and
+SQLite's C{-wal} and C{-shm} files beside it are readable and writable by
+the server's user only (mode C{0600}, whatever the umask): L{protect}
+creates the file with that mode before SQLite opens it, and SQLite's unix
+VFS gives the C{-wal} and C{-shm} files it creates the mode of the database
+file. An existing file readable by other users is tightened, with a
+warning in the log.
+
+A connection that finds the database locked by another writer (another
+process, or a backup) waits up to L{BUSY_TIMEOUT} seconds for it; only
+C{adbapi}'s pool threads ever wait, never the reactor.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Callable
 from typing import Any
 
 from twisted.enterprise.adbapi import ConnectionPool
+from twisted.logger import Logger
 
 #: The schema this code writes; older databases are upgraded on start-up
 #: (C{PRAGMA user_version} holds the version of a database).
 SCHEMA_VERSION = 2
+
+#: Seconds a connection waits for another writer's lock before a query
+#: fails with "database is locked" (C{sqlite3.connect}'s C{timeout}, that
+#: is SQLite's C{busy_timeout}).
+BUSY_TIMEOUT = 5.0
+
+#: The mode of the database file and of its C{-wal} and C{-shm} files.
+FILE_MODE = 0o600
+
+_log = Logger()
 
 _MIGRATIONS: dict[int, list[str]] = {
     1: [
@@ -72,11 +96,59 @@ def upgrade(connection: sqlite3.Connection) -> int:
     return version
 
 
+def protect(path: str) -> None:
+    """
+    Make sure the database file at C{path} exists and that only its owner
+    can read or write it, before SQLite opens it.
+
+    A missing file is created empty with mode L{FILE_MODE} (C{0600}), which
+    SQLite then gives to the C{-wal} and C{-shm} files it creates beside
+    it. An existing database file, C{-wal} or C{-shm} file that other users
+    may read or write loses those permissions (the owner's are kept), and
+    a warning naming it and both modes is logged: it holds private
+    messages and password hashes. If that C{chmod} is not allowed (the file
+    is someone else's), a warning is logged and the file is used as it is.
+    C{":memory:"} and C{""} (SQLite's private temporary database) touch
+    nothing on disk.
+
+    @param path: the database file's name, as given to C{sqlite3.connect}.
+    @raise OSError: the file cannot be created or opened (for example, its
+        directory does not exist).
+    """
+    if path in (":memory:", ""):
+        return
+    os.close(os.open(path, os.O_RDONLY | os.O_CREAT, FILE_MODE))
+    for name in (path, path + "-wal", path + "-shm"):
+        try:
+            mode = os.stat(name).st_mode & 0o777
+        except FileNotFoundError:
+            continue
+        if mode & 0o077:
+            try:
+                os.chmod(name, mode & 0o700)
+            except OSError as e:
+                _log.warn(
+                    "{name} can be read or written by other users (mode {mode:04o}),"
+                    " and cannot be changed: {error}",
+                    name=name,
+                    mode=mode,
+                    error=e.strerror,
+                )
+            else:
+                _log.warn(
+                    "{name} could be read or written by other users (mode {mode:04o});"
+                    " it is now mode {new:04o}",
+                    name=name,
+                    mode=mode,
+                    new=mode & 0o700,
+                )
+
+
 def open_database(path: str, *readers: Callable[[sqlite3.Connection], Any]) -> list[Any]:
     """
     Check and upgrade the database at C{path}, synchronously (at start-up,
     before the reactor runs), and return what each of C{readers} reads from
-    it.
+    it. The file is created, or its mode tightened, by L{protect} first.
 
     @param readers: functions that read what the server keeps in memory
         (recent history, accounts) from an open connection.
@@ -84,7 +156,11 @@ def open_database(path: str, *readers: Callable[[sqlite3.Connection], Any]) -> l
         corrupt or is too new; the message is one line naming the file.
     """
     try:
-        connection = sqlite3.connect(path)
+        protect(path)
+    except OSError as e:
+        raise DatabaseError(f"cannot use the database {path}: {e.strerror}") from None
+    try:
+        connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT)
         try:
             (check,) = connection.execute("PRAGMA quick_check").fetchone()
             if check != "ok":
@@ -107,14 +183,25 @@ def configure(connection: sqlite3.Connection) -> None:
     upgrade(connection)
 
 
-def make_pool(path: str, reactor: Any = None) -> ConnectionPool:
+def make_pool(path: str, reactor: Any = None, busy_timeout: float = BUSY_TIMEOUT) -> ConnectionPool:
     """
     Return an C{adbapi} pool with one connection (SQLite has one writer) to
-    the database at C{path}, in WAL mode.
+    the database at C{path}, in WAL mode. The file is created, or its mode
+    tightened, by L{protect} first.
+
+    @param busy_timeout: seconds the pool's thread waits for another
+        writer's lock before a query fails with "database is locked".
+    @raise DatabaseError: the file cannot be created or opened; the message
+        is one line naming the file.
     """
+    try:
+        protect(path)
+    except OSError as e:
+        raise DatabaseError(f"cannot use the database {path}: {e.strerror}") from None
     return ConnectionPool(
         "sqlite3",
         path,
+        timeout=busy_timeout,
         check_same_thread=False,
         cp_min=1,
         cp_max=1,

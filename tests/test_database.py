@@ -1,0 +1,183 @@
+"""
+Tests for L{twistedchat.database}: the modes of the database files and
+the busy timeout of its connections. Schema upgrades and start-up errors
+are tested with the history, in C{test_history.py}.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import pytest_twisted
+from twisted.internet import reactor
+from twisted.logger import capturedLogs, formatEvent
+
+from twistedchat.database import BUSY_TIMEOUT, make_pool, open_database, protect
+
+
+def mode(path: Path | str) -> int:
+    """
+    The permission bits of the file at C{path}.
+    """
+    return os.stat(path).st_mode & 0o777
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    """
+    Run the test with the usual umask, 022, under which new files are
+    readable by every local user unless created otherwise.
+    """
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def test_new_database_and_its_wal_and_shm_are_private(tmp_path: Path, umask_022: None) -> None:
+    """
+    open_database creates a new database file with mode 0600 under umask
+    022, and SQLite creates the -wal and -shm files beside it with the
+    same mode.
+    """
+    path = tmp_path / "chat.sqlite3"
+    open_database(str(path))
+    assert mode(path) == 0o600
+    connection = sqlite3.connect(path)
+    try:
+        connection.execute("INSERT INTO events (at, kind, nickname) VALUES (0, 'join', 'al')")
+        connection.commit()
+        assert {suffix: mode(f"{path}{suffix}") for suffix in ("", "-wal", "-shm")} == {
+            "": 0o600,
+            "-wal": 0o600,
+            "-shm": 0o600,
+        }
+    finally:
+        connection.close()
+
+
+def test_make_pool_creates_a_private_file(tmp_path: Path, umask_022: None) -> None:
+    """
+    make_pool alone, without open_database first, also creates the file
+    with mode 0600 before SQLite opens it.
+    """
+    path = tmp_path / "pool.sqlite3"
+    pool = make_pool(str(path), reactor)
+    try:
+        assert mode(path) == 0o600
+    finally:
+        pool.close()
+
+
+def test_existing_wide_files_tightened_and_logged(tmp_path: Path, umask_022: None) -> None:
+    """
+    An existing database, -wal and -shm file readable by other users
+    (0644, as SQLite creates them itself under umask 022) become 0600,
+    with one warning for each naming the file and both modes; the
+    database's content is kept.
+    """
+    path = tmp_path / "old.sqlite3"
+    old = sqlite3.connect(path)
+    old.execute("PRAGMA journal_mode=WAL")
+    old.execute("CREATE TABLE kept (x)")
+    old.commit()
+    names = [str(path), f"{path}-wal", f"{path}-shm"]
+    assert [mode(name) for name in names] == [0o644] * 3
+    try:
+        with capturedLogs() as events:
+            protect(str(path))
+        assert [mode(name) for name in names] == [0o600] * 3
+        assert [formatEvent(event) for event in events] == [
+            f"{name} could be read or written by other users (mode 0644); it is now mode 0600"
+            for name in names
+        ]
+    finally:
+        old.close()
+    open_database(str(path))
+    assert mode(path) == 0o600
+    assert sqlite3.connect(path).execute("SELECT count(*) FROM kept").fetchone() == (0,)
+
+
+def test_private_files_left_alone(tmp_path: Path) -> None:
+    """
+    A database file that is already private keeps its mode, and nothing is
+    logged.
+    """
+    path = tmp_path / "chat.sqlite3"
+    path.touch(0o600)
+    os.chmod(path, 0o600)
+    with capturedLogs() as events:
+        open_database(str(path))
+    assert mode(path) == 0o600
+    assert list(events) == []
+
+
+def test_file_that_cannot_be_tightened_is_used_with_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    If the mode of a wide file cannot be changed (it is another user's),
+    a warning says so, and the database is used as it is.
+    """
+    path = tmp_path / "theirs.sqlite3"
+    path.touch()
+    os.chmod(path, 0o664)
+
+    def refuse(name: str, mode: int) -> None:
+        raise PermissionError(1, "Operation not permitted", name)
+
+    monkeypatch.setattr(os, "chmod", refuse)
+    with capturedLogs() as events:
+        open_database(str(path))
+    assert [formatEvent(event) for event in events] == [
+        f"{path} can be read or written by other users (mode 0664), and cannot be changed:"
+        " Operation not permitted"
+    ]
+    assert mode(path) == 0o664
+
+
+def test_memory_database_touches_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    ':memory:' creates no file, in the working directory or anywhere.
+    """
+    monkeypatch.chdir(tmp_path)
+    assert open_database(":memory:", lambda connection: 1) == [1]
+    protect(":memory:")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_open_database_waits_for_a_busy_database() -> None:
+    """
+    The start-up connection waits BUSY_TIMEOUT seconds (a few) for another
+    writer's lock instead of failing at once.
+    """
+    (timeout,) = open_database(
+        ":memory:", lambda connection: connection.execute("PRAGMA busy_timeout").fetchone()
+    )
+    assert timeout == (int(BUSY_TIMEOUT * 1000),)
+    assert 1 <= BUSY_TIMEOUT <= 10
+
+
+@pytest_twisted.ensureDeferred
+async def test_pool_connections_wait_for_a_busy_database(tmp_path: Path) -> None:
+    """
+    The pool's connection waits BUSY_TIMEOUT seconds for another writer's
+    lock (in its thread, not the reactor's), or as long as make_pool is
+    told.
+    """
+    path = str(tmp_path / "chat.sqlite3")
+    open_database(path)
+    for pool, expected in (
+        (make_pool(path, reactor), BUSY_TIMEOUT),
+        (make_pool(path, reactor, 0.25), 0.25),
+    ):
+        try:
+            rows = await pool.runQuery("PRAGMA busy_timeout")
+            assert rows == [(int(expected * 1000),)]
+        finally:
+            pool.close()
