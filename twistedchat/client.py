@@ -15,7 +15,12 @@ from OpenSSL import SSL
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import HostnameEndpoint, connectProtocol, wrapClientTLS
 from twisted.internet.error import ConnectError, DNSLookupError
-from twisted.internet.interfaces import IHalfCloseableProtocol, IStreamClientEndpoint
+from twisted.internet.interfaces import (
+    IConsumer,
+    IHalfCloseableProtocol,
+    IPushProducer,
+    IStreamClientEndpoint,
+)
 from twisted.internet.protocol import connectionDone
 from twisted.internet.ssl import Certificate, optionsForClientTLS, platformTrust
 from twisted.internet.stdio import StandardIO
@@ -80,7 +85,9 @@ class ServerConnection(LineReceiver):
     """
     The connection to the chat server: prints each line received on the
     terminal, with control characters removed, so a misbehaving server
-    cannot act on the user's terminal either.
+    cannot act on the user's terminal either. Once L{print_to} has named
+    the terminal, the connection reads from the server only as fast as the
+    terminal takes the lines.
 
     @ivar closed: fires with C{None} when the connection closes.
     @ivar reason: why it closed (a L{Failure}), once it has.
@@ -94,10 +101,39 @@ class ServerConnection(LineReceiver):
         self._nickname = nickname
         self.closed: Deferred[None] = Deferred()
         self.reason: Failure | None = None
+        self._producing_for: IConsumer | None = None
 
     def connectionMade(self) -> None:
         if self._nickname is not None:
             self.send_line(self._nickname.encode("utf-8", "surrogateescape"))
+
+    def print_to(self, terminal: IConsumer) -> None:
+        """
+        Print each line received from now on to C{terminal}, and read from
+        the server only while C{terminal} keeps up.
+
+        The connection's transport becomes C{terminal}'s streaming
+        producer (Twisted's producer/consumer API, L{IConsumer}):
+        L{StandardIO} pauses it, so nothing more is read from the socket,
+        while more than its C{bufferSize} (64 KiB) waits to be written to
+        standard output, for instance while the terminal is stopped with
+        Ctrl-S or nobody reads the pipe; it resumes it once everything is
+        written. What the server sends meanwhile waits in the kernel's
+        socket buffers and then the server's, so the client's memory stays
+        bounded. Over TLS the transport is a C{TLSMemoryBIOProtocol},
+        which passes the pause on to the TCP transport under it.
+        L{connectionLost} unregisters the producer again.
+
+        Call this once connected. If the terminal's output closes first,
+        L{StandardIO} stops the producer, which closes the connection.
+
+        @param terminal: where lines go; L{StandardIO} in
+            C{twistedchat-client}.
+        """
+        self._terminal = terminal
+        if self.reason is None:
+            terminal.registerProducer(IPushProducer(self.transport), True)
+            self._producing_for = terminal
 
     def lineReceived(self, line: bytes) -> None:
         self._terminal.write(clean_line(line).encode("utf-8") + b"\n")
@@ -114,6 +150,14 @@ class ServerConnection(LineReceiver):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self._buffer:
             self.lineReceived(self._buffer)
+        if self._producing_for is not None:
+            # While a producer is registered and paused, a ProcessWriter
+            # that drains its buffer resumes the producer instead of
+            # finishing loseConnection (twisted/internet/abstract.py,
+            # FileDescriptor.doWrite), so the final flush and the exit
+            # would never come.
+            self._producing_for.unregisterProducer()
+            self._producing_for = None
         self.reason = reason
         self.closed.callback(None)
 
@@ -124,12 +168,17 @@ class Keyboard(LineReceiver):
     Standard input: each line typed goes to the server; end of input
     (Ctrl-D) sends C{/quit}, while standard output stays open for the
     server's goodbye.
+
+    @ivar output_closed: fires with C{None} when standard output has
+        closed: after everything written to it was written out, once
+        C{loseWriteConnection} was called, or when it failed.
     """
 
     delimiter = b"\n"
 
     def __init__(self, server: ServerConnection) -> None:
         self._server = server
+        self.output_closed: Deferred[None] = Deferred()
 
     def lineReceived(self, line: bytes) -> None:
         self._server.send_line(line.rstrip(b"\r"))
@@ -139,13 +188,17 @@ class Keyboard(LineReceiver):
             self._server.send_line(b"/quit")
 
     def writeConnectionLost(self) -> None:
-        pass
+        if not self.output_closed.called:
+            self.output_closed.callback(None)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.writeConnectionLost()
 
 
 async def run(reactor: Any, options: Options) -> None:
     """
     Connect to the server in C{options} and chat until the connection
-    closes.
+    closes and everything received is written to standard output.
 
     @raise SystemExit: with code 1 when the connection cannot be made,
         after a one-line message on standard error.
@@ -162,10 +215,14 @@ async def run(reactor: Any, options: Options) -> None:
     except (ConnectError, DNSLookupError) as e:
         sys.stderr.write(f"twistedchat-client: cannot connect to {host} port {port}: {e}\n")
         raise SystemExit(1) from None
-    terminal = StandardIO(Keyboard(server), reactor=reactor)
-    server._terminal = terminal
+    keyboard = Keyboard(server)
+    terminal = StandardIO(keyboard, reactor=reactor)
+    server.print_to(terminal)
     await server.closed
+    # Stopping the reactor drops what StandardIO has not yet written, so
+    # wait until standard output has taken the last lines and closed.
     terminal.loseWriteConnection()
+    await keyboard.output_closed
     if server.reason is not None and server.reason.check(SSL.Error):
         sys.stderr.write(
             f"twistedchat-client: TLS with {host} port {port} failed: {server.reason.value}\n"
