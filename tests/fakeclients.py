@@ -20,10 +20,11 @@ def make_factory(clock: Clock | None = None, **options: Any) -> ChatFactory:
     """
     Return a L{ChatFactory} on C{clock} (a new L{Clock} if C{None}) that
     builds telnet connections, with seeded randomness and, unless
-    C{options} say otherwise, no per-address connection limit (all fake
-    clients come from 127.0.0.1).
+    C{options} say otherwise, no per-address connection limit or
+    connection throttle (all fake clients come from 127.0.0.1).
     """
     options.setdefault("max_per_ip", 0)
+    options.setdefault("connection_rate", 0)
     factory = ChatFactory(clock or Clock(), rng=random.Random(1234), **options)
     factory.protocol = ChatTelnetTransport
     return factory
@@ -31,14 +32,21 @@ def make_factory(clock: Clock | None = None, **options: Any) -> ChatFactory:
 
 class FakeClient:
     """
-    One connection to C{factory} over a L{StringTransportWithDisconnection}.
+    One connection to C{factory} over a L{StringTransportWithDisconnection}
+    (or the subclass C{transport}).
     """
 
-    def __init__(self, factory: ChatFactory, port: int = 50000, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        factory: ChatFactory,
+        port: int = 50000,
+        host: str = "127.0.0.1",
+        transport: type[StringTransportWithDisconnection] = StringTransportWithDisconnection,
+    ) -> None:
         self.factory = factory
         address = IPv4Address("TCP", host, port)
         self.protocol = factory.buildProtocol(address)
-        self.transport = StringTransportWithDisconnection(peerAddress=address)
+        self.transport = transport(peerAddress=address)
         self.transport.protocol = self.protocol
         self.protocol.makeConnection(self.transport)
 

@@ -24,12 +24,15 @@ class ChatServer:
     C{twistd -n chat} listening on a free loopback port, started from
     C{directory}, with C{options}; its log is collected in C{log_lines}.
     More C{--port} options in C{options} add listeners, whose ports follow
-    in C{ports}, in order.
+    in C{ports}, in order. Unless C{options} say otherwise, 127.0.0.1 is
+    exempt from the per-address limits (every test client comes from it,
+    and a test may connect more than --connection-rate times a minute).
     """
 
     def __init__(
         self, directory: Path, *options: str, port: str = "tcp:0:interface=127.0.0.1"
     ) -> None:
+        exempt = [] if "--exempt" in options else ["--exempt", "127.0.0.1"]
         command = [
             str(BIN / "twistd"),
             "-n",
@@ -38,6 +41,7 @@ class ChatServer:
             "chat",
             "--port",
             port,
+            *exempt,
             *options,
         ]
         self.process = subprocess.Popen(
@@ -47,7 +51,8 @@ class ChatServer:
         self._listening = threading.Event()
         self._listeners = 1 + options.count("--port")
         self.ports: list[int] = []
-        threading.Thread(target=self._read_log, daemon=True).start()
+        self._reader = threading.Thread(target=self._read_log, daemon=True)
+        self._reader.start()
         if not self._listening.wait(TIMEOUT):
             self.stop()
             raise AssertionError("server did not start:\n" + self.log)
@@ -89,6 +94,7 @@ class ChatServer:
         """
         self.process.send_signal(signal_number)
         status = self.process.wait(TIMEOUT)
+        self._reader.join(TIMEOUT)  # the last of the log
         assert status == -signal_number, (status, self.log)
         assert "Main loop terminated." in self.log, self.log
         assert "Traceback" not in self.log, self.log

@@ -144,7 +144,11 @@ def test_registered_nickname_cannot_be_taken_by_rename() -> None:
     clock.advance(1)
     assert bob.lines() == ["!!! Wrong password for alice."]
     bob.send(b"/nick alice s3cret-pw\n")
-    assert bob.lines() == ["*** You are now known as alice (was bob)."]
+    assert bob.lines() == [
+        "*** You are now known as alice (was bob).",
+        "*** 1 wrong password was given for your nickname since you last signed in; "
+        "the last from 127.0.0.1:50000 at 1970-01-01 00:00:00 UTC.",
+    ]
     assert carol.lines()[-1] == "*** bob is now known as alice"
 
 
@@ -331,3 +335,290 @@ def test_wrong_passwords_by_command_count_toward_the_limit() -> None:
     assert not alice.transport.connected
     assert bob.lines() == ["*** alice has left (too many wrong passwords)"]
     assert factory.nicknames() == ["bob"]
+
+
+# Regaining a nickname, and passwords that must not leak
+
+
+def test_nickname_and_password_on_one_line() -> None:
+    """
+    At the prompt, NICK PASSWORD registers with the account in one step;
+    with a wrong password the nickname's password prompt follows.
+    """
+    clock = Clock()
+    factory = accounts_factory(clock)
+    registered(factory, "alice", "s3cret-pw")
+    client = FakeClient(factory)
+    client.output()
+    client.send(b"alice s3cret-pw\n")
+    assert client.chat.nickname == "alice"
+    assert client.lines()[0].startswith("*** Welcome, alice!")
+    other = FakeClient(factory, 50001)
+    other.output()
+    other.send(b"alice wrong-guess\n")
+    clock.advance(1)
+    assert other.lines() == [
+        "!!! Wrong password.",
+        "*** The nickname alice is registered. Send its password, "
+        "or an empty line to choose another nickname:",
+    ]
+
+
+def test_password_with_unregistered_nickname_is_not_used() -> None:
+    """
+    NICK PASSWORD for a nickname that is not registered takes the nickname
+    and says the password was not used; the password is shown to nobody.
+    """
+    factory = accounts_factory()
+    (bob,) = chatters(factory, "bob")
+    client = FakeClient(factory, 50001)
+    client.output()
+    client.send(b"carol hunter2-pw\n")
+    assert client.chat.nickname == "carol"
+    assert client.lines()[1] == (
+        "*** The nickname carol is not registered, so the password was not used; "
+        "/register PASSWORD registers it."
+    )
+    assert b"hunter2" not in bob.output()
+
+
+def test_regain_ghosts_the_old_connection() -> None:
+    """
+    A registered nickname that another connection holds (a dropped
+    network) asks for its password; the right one takes the nickname over
+    and the old connection is told why and closed as "ghosted".
+    """
+    factory = accounts_factory()
+    registered(factory, "alice", "s3cret-pw")
+    old, bob = chatters(factory, "bob", "carol")
+    old.send(b"/nick alice s3cret-pw\n")
+    old.output()
+    bob.output()
+    client = FakeClient(factory, 50009)
+    client.output()
+    client.send(b"alice\n")
+    assert client.lines() == [
+        "*** The nickname alice is registered. Send its password, "
+        "or an empty line to choose another nickname:"
+    ]
+    client.send(b"s3cret-pw\n")
+    assert client.chat.nickname == "alice"
+    assert old.lines() == [
+        "*** Someone who gave the password of alice has taken it over; goodbye."
+    ]
+    assert old.closed
+    assert bob.lines() == ["*** alice has left (ghosted)", "*** alice has joined"]
+    assert factory.nicknames() == ["alice", "carol"]
+
+
+def identified(factory: ChatFactory, nickname: str, password: str, port: int) -> FakeClient:
+    """
+    Connect and join as the registered C{nickname}, giving its C{password}
+    on the nickname line; forget the output so far.
+    """
+    client = FakeClient(factory, port)
+    client.send(f"{nickname} {password}\n".encode())
+    assert client.chat.nickname == nickname
+    client.output()
+    return client
+
+
+def test_regain_by_nick_command() -> None:
+    """
+    /nick NICK PASSWORD also takes a registered nickname from the
+    connection holding it.
+    """
+    factory = accounts_factory()
+    registered(factory, "alice", "s3cret-pw")
+    old = identified(factory, "alice", "s3cret-pw", 50001)
+    (bob,) = chatters(factory, "bob")
+    bob.send(b"/nick alice s3cret-pw\n")
+    assert old.closed
+    assert bob.chat.nickname == "alice"
+    assert factory.nicknames() == ["alice"]
+
+
+def test_pipelined_password_after_a_ghost() -> None:
+    """
+    The reported leak: a client reconnects while its old connection still
+    holds the registered nickname and sends "alice CRLF password CRLF" at
+    once. The password is taken as the password (not as a nickname, not
+    as chat), and nobody sees it.
+    """
+    factory = accounts_factory()
+    registered(factory, "alice", "sunflower-42")
+    old = identified(factory, "alice", "sunflower-42", 50001)
+    (bob,) = chatters(factory, "bob")
+    client = FakeClient(factory, 50009)
+    client.send(b"alice\r\nsunflower-42\r\n")
+    assert client.chat.nickname == "alice"
+    assert old.closed
+    seen = bob.output() + client.output()
+    assert b"sunflower" not in seen
+
+
+def test_lines_after_a_refused_nickname_are_ignored() -> None:
+    """
+    Lines that arrive after a nickname the server refused, and before the
+    server answered, are ignored (the client could not know the nickname
+    was refused), and the client is told how many; lines sent after the
+    answer count again.
+    """
+    factory = accounts_factory()
+    (bob,) = chatters(factory, "bob")
+    client = FakeClient(factory, 50009)
+    client.output()
+    client.send(b"b0b\r\nsunflower-42\r\nmore")
+    client.send(b" of it\r\n")
+    assert client.lines() == [
+        "!!! The nickname b0b is taken.",
+        f"*** {PROMPT}",
+        "!!! Ignored 2 lines sent before the answer above; wait for an answer before sending more.",
+    ]
+    assert client.chat.nickname is None
+    client.send(b"carol\r\n")
+    assert client.chat.nickname == "carol"
+    assert b"sunflower" not in bob.output()
+
+
+def test_lines_after_an_unregistered_nickname_are_ignored() -> None:
+    """
+    A client that sends "bob CRLF password CRLF" for a nickname that
+    turns out not to be registered does not send its password as chat:
+    what came before the welcome is ignored.
+    """
+    factory = accounts_factory()
+    (carol,) = chatters(factory, "carol")
+    client = FakeClient(factory, 50009)
+    client.send(b"bob\r\nhunter2-pw\r\n")
+    assert client.chat.nickname == "bob"
+    assert client.lines()[-1] == (
+        "!!! Ignored 1 line sent before the answer above; wait for an answer before sending more."
+    )
+    assert b"hunter2" not in carol.output()
+    client.send(b"hello\r\n")
+    assert carol.lines() == ["<bob> hello"]
+
+
+def test_cr_ending_a_packet_at_the_password_prompt() -> None:
+    """
+    A password line ended by a CR at the end of one packet and an LF at
+    the start of the next is one line: the LF is not an empty line (which
+    at the password prompt means "choose another nickname").
+    """
+    factory = accounts_factory()
+    registered(factory, "alice", "s3cret-pw")
+    client = FakeClient(factory)
+    client.send(b"alice\r")
+    client.send(b"\ns3cret-pw\r")
+    client.send(b"\n")
+    assert client.chat.nickname == "alice"
+
+
+@pytest.mark.parametrize("nickname", ["aIice", "al1ce", "a|ice", "ALlCE"])
+def test_look_alike_of_registered_nickname_is_taken(nickname: str) -> None:
+    """
+    A nickname that differs from a registered one only by look-alike
+    characters (I, l, 1, | and O, 0) counts as taken, at the prompt and by
+    /nick, and cannot be registered.
+    """
+    factory = accounts_factory()
+    registered(factory, "alice", "s3cret-pw")
+    client = FakeClient(factory)
+    client.output()
+    client.send(nickname.encode() + b"\n")
+    assert client.lines()[0] == f"!!! The nickname {nickname} is taken."
+    (bob,) = chatters(factory, "bob")
+    bob.send(f"/nick {nickname}\n".encode())
+    assert bob.lines() == [f"!!! The nickname {nickname} is taken."]
+
+
+def test_look_alike_of_online_nickname_is_taken() -> None:
+    """
+    A nickname that looks like one online counts as taken; once its owner
+    leaves it is free.
+    """
+    factory = accounts_factory()
+    (bob,) = chatters(factory, "bob")
+    client = FakeClient(factory, 50009)
+    client.output()
+    client.send(b"B0B\n")
+    assert client.lines()[0] == "!!! The nickname B0B is taken."
+    bob.send(b"/quit\n")
+    client.send(b"B0B\n")
+    assert client.chat.nickname == "B0B"
+
+
+@pytest.mark.parametrize("nickname", ["NickServ", "nickserv", "r00t", "Admin"])
+def test_reserved_nicknames(nickname: str) -> None:
+    """
+    The reserved nicknames (NickServ ChanServ admin root operator by
+    default) and their look-alikes cannot be taken, at the prompt or by
+    /nick.
+    """
+    factory = accounts_factory()
+    client = FakeClient(factory)
+    client.output()
+    client.send(nickname.encode() + b"\n")
+    assert client.lines()[0] == f"!!! The nickname {nickname} is reserved."
+    (bob,) = chatters(factory, "bob")
+    bob.send(f"/nick {nickname}\n".encode())
+    assert bob.lines() == [f"!!! The nickname {nickname} is reserved."]
+
+
+# Limits across connections
+
+
+def test_wrong_passwords_limited_across_connections() -> None:
+    """
+    Wrong passwords for one account are limited across connections: after
+    three, each further password waits a growing delay, and one given
+    earlier is not checked (the user is told how long to wait). The owner,
+    once signed in, is told about the failed attempts.
+    """
+    clock = Clock()
+    factory = accounts_factory(clock)
+    registered(factory, "alice", "s3cret-pw")
+    for port in range(3):
+        guesser = FakeClient(factory, 51000 + port)
+        guesser.send(b"alice guess-number-%d\n" % port)
+    guesser = FakeClient(factory, 51100)
+    guesser.output()
+    guesser.send(b"alice guess-four\n")
+    assert guesser.lines() == [
+        "!!! Too many wrong passwords for alice or from your address lately; "
+        "try again in 1 seconds.",
+        "*** The nickname alice is registered. Send its password, "
+        "or an empty line to choose another nickname:",
+    ]
+    clock.advance(1)
+    owner = FakeClient(factory, 51200)
+    owner.output()
+    owner.send(b"alice s3cret-pw\n")
+    lines = owner.lines()
+    assert lines[0].startswith("*** Welcome, alice!")
+    assert lines[1].startswith(
+        "*** 3 wrong passwords were given for your nickname since you last signed in; "
+        "the last from 127.0.0.1:51002 at "
+    )
+
+
+def test_registrations_limited_per_address() -> None:
+    """
+    An address may register max_registrations nicknames an hour; a
+    refused registration (a short password) does not count.
+    """
+    clock = Clock()
+    factory = accounts_factory(clock, max_registrations=2)
+    clients = chatters(factory, "alice", "bob", "carol")
+    clients[0].send(b"/register short\n")
+    clients[0].send(b"/register long-enough\n")
+    clients[1].send(b"/register long-enough\n")
+    clients[2].output()
+    clients[2].send(b"/register long-enough\n")
+    assert clients[2].lines() == [
+        "!!! Too many nicknames registered from your address lately; try again in 60 minutes."
+    ]
+    clock.advance(3600)
+    clients[2].send(b"/register long-enough\n")
+    assert clients[2].lines()[0].startswith("*** The nickname carol is now registered")

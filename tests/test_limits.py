@@ -5,13 +5,23 @@ flow control, flood control, connection limits, idle timeout, keepalive.
 
 from __future__ import annotations
 
+import socket
+
 from fakeclients import FakeClient, chatters, make_factory
-from twisted.internet.interfaces import ITCPTransport
+from twisted.internet.interfaces import ISystemHandle, ITCPTransport
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransportWithDisconnection
+from twisted.logger import capturedLogs, formatEvent
 from zope.interface import implementer
 
-from twistedchat.protocol import State
+from twistedchat.protocol import (
+    CLOSE_TIMEOUT,
+    KEEPALIVE_COUNT,
+    KEEPALIVE_IDLE,
+    KEEPALIVE_INTERVAL,
+    PROMPT,
+    State,
+)
 
 
 def stall(client: FakeClient) -> None:
@@ -29,25 +39,42 @@ def drain(client: FakeClient) -> None:
     client.transport.producer.resumeProducing()
 
 
+class HandshakingTransport(StringTransportWithDisconnection):
+    """
+    A transport like Twisted's TLS transport during a handshake that never
+    ends: it pauses a producer as soon as one registers, and closing it
+    does nothing until it is aborted.
+    """
+
+    def registerProducer(self, producer: object, streaming: bool) -> None:
+        super().registerProducer(producer, streaming)
+        producer.pauseProducing()  # type: ignore[attr-defined]
+
+    def loseConnection(self) -> None:
+        self.disconnecting = True
+
+    def abortConnection(self) -> None:
+        self.disconnecting = False
+        super().loseConnection()
+
+
 # SendQ
 
 
 def test_output_queued_while_transport_full() -> None:
     """
-    While the transport's buffer is full, output waits in the SendQ (and
-    the sender waits after its first line); when it drains, the queued
-    lines are written in order.
+    While the transport's buffer is full, output waits in the SendQ; when
+    it drains, the queued lines are written in order.
     """
     factory = make_factory(flood_rate=0)
     alice, bob = chatters(factory, "alice", "bob")
     stall(bob)
     alice.send(b"one\ntwo\n")
     assert bob.output() == b""
-    assert bob.chat._output.queued == len(b"<alice> one\r\n")
+    assert bob.chat._output.queued == len(b"<alice> one\r\n<alice> two\r\n")
     drain(bob)
     assert bob.lines() == ["<alice> one", "<alice> two"]
     assert bob.chat._output.queued == 0
-    assert not factory.is_congested()
 
 
 def test_sendq_exceeded() -> None:
@@ -66,7 +93,6 @@ def test_sendq_exceeded() -> None:
     assert "*** bob has left (SendQ exceeded)" in lines
     assert len(lines) == 101
     assert factory.nicknames() == ["alice", "carol"]
-    assert not factory.is_congested()
     alice.send(b"still here\n")
     assert carol.lines() == ["<alice> still here"]
 
@@ -101,38 +127,88 @@ def test_sendq_timeout_cancelled_by_draining() -> None:
     assert not bob.closed
 
 
-# Flow control
+# Flow control: a slow reader is its own problem
 
 
-def test_senders_pause_while_output_congested() -> None:
+def test_stalled_client_does_not_pause_senders() -> None:
     """
-    While some client's output is congested, a sender's next lines wait
-    (its transport is paused); once the congestion drains they are
-    processed in order and nothing is lost.
+    While one client's output is congested, senders keep being read and
+    everyone else gets their lines at once; the stalled client's lines
+    wait in its own SendQ and arrive, in order, when it drains.
     """
     factory = make_factory(flood_rate=0)
     alice, bob, carol = chatters(factory, "alice", "bob", "carol")
     stall(bob)
     alice.send(b"1\n2\n3\n")
-    assert carol.lines() == ["<alice> 1"]
-    assert alice.transport.producerState == "paused"
-    drain(bob)
     assert alice.transport.producerState == "producing"
-    assert carol.lines() == ["<alice> 2", "<alice> 3"]
+    assert carol.lines() == ["<alice> 1", "<alice> 2", "<alice> 3"]
+    assert bob.output() == b""
+    drain(bob)
     assert bob.lines() == ["<alice> 1", "<alice> 2", "<alice> 3"]
 
 
-def test_congested_client_leaving_resumes_senders() -> None:
+def test_sendq_counts_the_transports_buffer() -> None:
     """
-    When the congested client goes away, paused senders resume.
+    Once the transport says it is full of what the SendQ handed it, what
+    it may still hold (at most what it was handed since it last said it
+    had sent everything, and at most its 64 KiB buffer plus the last
+    write) counts towards --max-sendq and is logged with the cut-off, so
+    the log's byte count is true.
     """
-    factory = make_factory(flood_rate=0)
-    alice, bob, carol = chatters(factory, "alice", "bob", "carol")
+    factory = make_factory(max_sendq=200_000, flood_rate=0)
+    alice, bob = chatters(factory, "alice", "bob")
+    line = b"<alice> " + b"x" * 1000 + b"\r\n"
+    for count in (70, 10):  # two writes: 70 lines, then 10
+        for _ in range(count):
+            factory.say(alice.chat, "x" * 1000)
+        bob.output()
     stall(bob)
-    alice.send(b"1\n2\n")
-    bob.transport.loseConnection()
-    assert alice.transport.producerState == "producing"
-    assert carol.lines() == ["<alice> 1", "*** bob has left (connection lost)", "<alice> 2"]
+    output = bob.chat._output
+    assert output.in_transport == 64 * 1024 + 10 * len(line)
+    assert output.waiting == output.in_transport
+    with capturedLogs() as events:
+        while not bob.closed:
+            factory.say(alice.chat, "x" * 1000)
+    (event,) = [e for e in events if "bytes waiting" in formatEvent(e)]
+    assert event["waiting"] > 200_000
+    assert event["waiting"] == event["queued"] + event["in_transport"]
+
+
+def test_pause_before_any_output_is_not_congestion() -> None:
+    """
+    Twisted's TLS transport pauses its producer until the handshake is
+    done. A connection whose transport is paused before it was handed
+    anything is not congested: no SendQ timer runs, nobody else is
+    affected, and its greeting goes out once the transport resumes.
+    """
+    clock = Clock()
+    factory = make_factory(clock, sendq_timeout=10, flood_rate=0)
+    alice, bob = chatters(factory, "alice", "bob")
+    handshaking = FakeClient(factory, transport=HandshakingTransport)
+    clock.advance(30)  # three SendQ timeouts, half the registration timeout
+    assert not handshaking.closed
+    assert handshaking.output() == b""
+    alice.send(b"still chatting\n")
+    assert bob.lines() == ["<alice> still chatting"]
+    drain(handshaking)
+    assert handshaking.lines()[-1] == "*** " + PROMPT
+
+
+def test_registration_timeout_aborts_a_close_that_hangs() -> None:
+    """
+    A connection that has not registered in time is closed, and aborted
+    CLOSE_TIMEOUT seconds later if the close did not complete (a silent
+    TLS connection whose handshake never ends cannot close cleanly).
+    """
+    clock = Clock()
+    factory = make_factory(clock, registration_timeout=3)
+    client = FakeClient(factory, transport=HandshakingTransport)
+    clock.advance(3)
+    assert client.transport.disconnecting
+    assert client.transport.connected
+    clock.advance(CLOSE_TIMEOUT)
+    assert not client.transport.connected
+    assert factory.connection_count() == 0
 
 
 # Flood control
@@ -269,31 +345,41 @@ def test_no_idle_timeout_by_default() -> None:
     assert alice.chat.state is State.CHATTING
 
 
-@implementer(ITCPTransport)
+@implementer(ITCPTransport, ISystemHandle)
 class TCPStringTransport(StringTransportWithDisconnection):
     """
-    A string transport that records TCP keepalive settings.
+    A string transport that records TCP keepalive settings, over a real
+    (unconnected) TCP socket.
     """
 
     keepalive = False
 
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.socket = socket.socket()
+
     def setTcpKeepAlive(self, enabled: bool) -> None:
         self.keepalive = enabled
+
+    def getHandle(self) -> socket.socket:
+        return self.socket
 
 
 def test_tcp_keepalive() -> None:
     """
-    TCP keepalive is turned on for each accepted TCP connection.
+    TCP keepalive is turned on for each accepted TCP connection, with
+    probes after a minute of silence every 15 seconds, so a vanished peer
+    is noticed within two minutes.
     """
-    from twisted.internet.address import IPv4Address
-
     factory = make_factory()
-    address = IPv4Address("TCP", "127.0.0.1", 4000)
-    protocol = factory.buildProtocol(address)
-    transport = TCPStringTransport(peerAddress=address)
-    transport.protocol = protocol
-    protocol.makeConnection(transport)
+    client = FakeClient(factory, transport=TCPStringTransport)
+    transport = client.transport
     assert transport.keepalive
+    with transport.socket as sock:
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == KEEPALIVE_IDLE
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == KEEPALIVE_INTERVAL
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == KEEPALIVE_COUNT
+    assert KEEPALIVE_IDLE + KEEPALIVE_INTERVAL * KEEPALIVE_COUNT <= 120
 
 
 # Faults
@@ -311,3 +397,67 @@ def test_disconnect_during_registration_leaves_nothing() -> None:
     assert factory.connection_count() == 0
     assert factory.connection_count("127.0.0.1") == 0
     assert factory.nicknames() == []
+
+
+# Limits per address group, across connections
+
+
+def test_connection_attempts_throttled_then_banned() -> None:
+    """
+    More than connection_rate connection attempts a minute from one
+    address get one line saying how long to wait and are closed, for
+    connection_ban seconds; other addresses still get in.
+    """
+    clock = Clock()
+    factory = make_factory(clock, connection_rate=10, connection_ban=600)
+    for port in range(10):
+        FakeClient(factory, port).transport.loseConnection()
+    banned = FakeClient(factory, 10)
+    assert banned.lines() == [
+        "!!! Too many connections from 127.0.0.1 in a short time; try again in 600 seconds."
+    ]
+    assert banned.closed
+    assert not FakeClient(factory, 11, host="192.0.2.1").closed
+    clock.advance(599)
+    assert FakeClient(factory, 12).closed
+    clock.advance(1)
+    assert not FakeClient(factory, 13).closed
+
+
+def test_ipv6_limits_count_the_slash_64() -> None:
+    """
+    Per-address limits count an IPv6 address's /64 network as one
+    address (Ergo's default), so one customer's many addresses share a
+    limit.
+    """
+    from twisted.internet.address import IPv6Address
+
+    factory = make_factory(max_per_ip=2)
+    clients = []
+    for suffix in ("1", "2", "3"):
+        address = IPv6Address("TCP", f"2001:db8:1:2::{suffix}", 4000)
+        protocol = factory.buildProtocol(address)
+        transport = StringTransportWithDisconnection(peerAddress=address)
+        transport.protocol = protocol
+        protocol.makeConnection(transport)
+        clients.append(transport)
+    assert clients[2].value().endswith(
+        b"!!! Too many connections from 2001:db8:1:2::/64 (at most 2); try again later.\r\n"
+    )
+    assert factory.connection_count("2001:db8:1:2::ffff") == 2
+
+
+def test_exempt_network_lifts_per_address_limits() -> None:
+    """
+    Addresses in an exempt network are not throttled nor limited per
+    address.
+    """
+    from twistedchat.throttles import Exemptions
+
+    factory = make_factory(
+        max_per_ip=1, connection_rate=1, exemptions=Exemptions(["127.0.0.0/8"])
+    )
+    clients = [FakeClient(factory, port) for port in range(20)]
+    assert not any(client.closed for client in clients)
+    assert FakeClient(factory, 99, host="192.0.2.1").closed is False
+    assert FakeClient(factory, 98, host="192.0.2.1").closed

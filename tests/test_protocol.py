@@ -10,6 +10,7 @@ from twisted.internet.error import ConnectionLost
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
+from twistedchat.history import History
 from twistedchat.protocol import PROMPT, State, parse_command
 
 
@@ -67,7 +68,7 @@ def test_first_user_welcome_is_singular() -> None:
 
 @pytest.mark.parametrize(
     "nickname",
-    ["1abc", "-abc", "with space", "toolongnickname12", "é", "a.b", "a@b"],
+    ["1abc", "-abc", "toolongnickname12", "é", "a.b", "a@b"],
 )
 def test_invalid_nickname_prompts_again(nickname: str) -> None:
     """
@@ -182,6 +183,108 @@ def test_lf_and_crlf_input_crlf_output() -> None:
     alice, bob = chatters(make_factory(), "alice", "bob")
     alice.send(b"one\ntwo\r\nthree\n")
     assert bob.output() == b"<alice> one\r\n<alice> two\r\n<alice> three\r\n"
+
+
+@pytest.mark.parametrize("ending", [b"\r", b"\r\x00", b"\r\n", b"\n"])
+def test_every_line_ending_ends_a_line_at_once(ending: bytes) -> None:
+    """
+    A lone CR and telnet's CR NUL end a line as CRLF and LF do, at once:
+    the line is not held until an LF comes, and the LF or NUL after a CR
+    (even in the next packet) is not another line end.
+    """
+    alice, bob = chatters(make_factory(flood_rate=0), "alice", "bob")
+    alice.send(b"one" + ending)
+    assert bob.lines() == ["<alice> one"]
+    alice.send(b"\n" if ending == b"\r" else b"")
+    alice.send(b"two" + ending + b"three" + ending)
+    assert bob.lines() == ["<alice> two", "<alice> three"]
+
+
+def test_telnet_command_between_cr_and_lf() -> None:
+    """
+    Telnet commands may come anywhere, even between a CR and its LF; the
+    text around them arrives as the same lines however the input is split.
+    """
+    data = b"hel\xff\xf1lo\r\xff\xfb\x01\nnext\xff\xff\r\n"
+    seen = []
+    for cut in range(len(data) + 1):
+        alice, bob = chatters(make_factory(flood_rate=0), "alice", "bob")
+        alice.send(data[:cut])
+        alice.send(data[cut:])
+        seen.append(bob.lines())
+    assert seen[0] == ["<alice> hello", "<alice> next\ufffd"]
+    assert all(lines == seen[0] for lines in seen)
+
+
+def test_empty_subnegotiation_ignored() -> None:
+    """
+    An empty telnet subnegotiation (IAC SB IAC SE), which makes Twisted's
+    parser raise IndexError, is ignored and the connection stays.
+    """
+    alice, bob = chatters(make_factory(), "alice", "bob")
+    alice.send(b"a\xff\xfa\xff\xf0b\xff\xfa\x18\x00xterm\xff\xf0c\n")
+    assert bob.lines() == ["<alice> abc"]
+    assert not alice.closed
+
+
+def test_option_refusals_go_through_the_sendq() -> None:
+    """
+    The refusals of a storm of telnet option offers go through the SendQ:
+    a client that offers options and never reads the refusals is cut off
+    at --max-sendq like any other non-reader, instead of making the server
+    buffer refusals without bound.
+    """
+    factory = make_factory(max_sendq=4096, flood_bytes=0)
+    alice, bob = chatters(factory, "alice", "bob")
+    alice.transport.producer.pauseProducing()  # full of what it was sent
+    for _ in range(1000):
+        alice.send(b"\xff\xfb\x01" * 10)
+        if alice.closed:
+            break
+    assert alice.closed
+    assert bob.lines() == ["*** alice has left (SendQ exceeded)"]
+
+
+def test_byte_budget_pauses_reading() -> None:
+    """
+    Input beyond the byte budget (flood_byte_burst bytes at once, then
+    flood_bytes per second), newline or not, telnet negotiation included,
+    pauses reading from the socket until the budget is no longer
+    overdrawn; the bytes already received are still handled, in order.
+    """
+    clock = Clock()
+    factory = make_factory(clock, flood_rate=0, flood_bytes=1000, flood_byte_burst=2000)
+    alice, bob = chatters(factory, "alice", "bob")
+    alice.send(b"\xff\xf1" * 500)  # 1000 bytes of telnet NOPs: within the burst
+    assert alice.transport.producerState == "producing"
+    alice.send(b"x" * 1500 + b"\nhello\n")  # 514 bytes over: 1993 were left
+    assert alice.transport.producerState == "paused"
+    assert bob.lines() == ["<alice> " + "x" * 1500, "<alice> hello"]
+    clock.advance(0.5)
+    assert alice.transport.producerState == "paused"
+    clock.advance(0.02)
+    assert alice.transport.producerState == "producing"
+
+
+def test_byte_budget_and_flood_control_together() -> None:
+    """
+    Reading resumes only when neither the line budget nor the byte budget
+    holds it back.
+    """
+    clock = Clock()
+    factory = make_factory(
+        clock, flood_rate=1, flood_burst=1, flood_bytes=1000, flood_byte_burst=1000
+    )
+    alice, bob = chatters(factory, "alice", "bob")
+    clock.advance(10)
+    alice.send(b"a\nb\n" + b"x" * 2000)  # 2 lines and 1000 bytes over budget
+    assert bob.lines() == ["<alice> a"]
+    assert alice.transport.producerState == "paused"
+    clock.advance(1)  # the line budget allows "b"; the bytes are still overdrawn
+    assert bob.lines() == ["<alice> b"]
+    assert alice.transport.producerState == "paused"
+    clock.advance(1.1)
+    assert alice.transport.producerState == "producing"
 
 
 def test_help() -> None:
@@ -559,6 +662,20 @@ def test_shutdown_notice() -> None:
         assert client.lines() == ["*** server shutting down"]
         assert client.closed
     assert done.called
+
+
+@pytest.mark.parametrize("argument", ["²", "٣", "0", "-1", "1.5", "x"])
+def test_history_argument_must_be_ascii_digits(argument: str) -> None:
+    """
+    /history N takes N in ASCII digits from 1: other digits (a
+    superscript two, an Arabic-Indic three), which str.isdigit() accepts
+    and int() may not, get the usage line instead of an exception.
+    """
+    factory = make_factory(history=History(None, Clock()))
+    (alice,) = chatters(factory, "alice")
+    alice.send(f"/history {argument}\n".encode())
+    assert alice.lines() == ["!!! Usage: /history [N], N from 1 to 200"]
+    assert not alice.closed
 
 
 def test_iac_followed_by_non_command_ignored() -> None:

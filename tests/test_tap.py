@@ -77,6 +77,10 @@ def test_ports() -> None:
         (["--max-line-length", "10"], "--max-line-length must be from 80 to 1048576, not 10."),
         (["--registration-timeout", "0"], "--registration-timeout must be from 1 to 86400, not 0."),
         (["--motd", "@/nonexistent/motd.txt"], "Cannot read the MOTD file /nonexistent/motd.txt"),
+        (["--database", ""], "--database needs a file name, or :memory:"),
+        (["--exempt", "10.0.0.0/33"], "--exempt 10.0.0.0/33: not an IP network"),
+        (["--reserved-nicknames", "ok 9lives"], "--reserved-nicknames 9lives: A nickname starts"),
+        (["--flood-bytes", "-1"], "--flood-bytes must be from 0 to"),
     ],
 )
 def test_bad_options(argv: list[str], message: str) -> None:
@@ -87,6 +91,41 @@ def test_bad_options(argv: list[str], message: str) -> None:
     with pytest.raises(usage.UsageError) as error:
         parse(*argv)
     assert str(error.value).startswith(message)
+
+
+def test_hardening_options() -> None:
+    """
+    The flood, throttle, exemption and reserved-nickname options reach the
+    factory; their defaults are those documented in the README.
+    """
+    factory = makeService(parse(), MemoryReactorClock()).services[0].factory
+    assert (factory.flood_bytes, factory.flood_byte_burst) == (8192, 32768)
+    assert factory.reserved_nicknames == ("NickServ", "ChanServ", "admin", "root", "operator")
+    assert factory.connection_throttle.limit == 10
+    assert factory.connection_throttle.ban == 600
+    assert not factory.exemptions
+    options = parse(
+        "--flood-bytes",
+        "0",
+        "--reserved-nicknames",
+        "Boss, Oper",
+        "--exempt",
+        "10.0.0.0/8",
+        "--exempt",
+        "2001:db8::/32",
+        "--connection-rate",
+        "0",
+        "--max-registrations",
+        "7",
+    )
+    factory = makeService(options, MemoryReactorClock()).services[0].factory
+    assert factory.flood_bytes == 0
+    assert factory.reserved_nicknames == ("Boss", "Oper")
+    assert factory.exemptions.covers("10.1.2.3")
+    assert factory.exemptions.covers("2001:db8::7")
+    assert not factory.exemptions.covers("192.0.2.1")
+    assert factory.connection_throttle.limit == 0
+    assert factory.registrations.per_hour == 7
 
 
 def test_motd_text_and_file(tmp_path: Path) -> None:

@@ -34,7 +34,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.threads import deferToThread
 from zope.interface import Attribute, Interface, implementer
 
-from twistedchat.nicknames import nickname_key
+from twistedchat.nicknames import nickname_key, nickname_skeleton
 
 #: Shortest password accepted, in characters.
 MINIMUM_PASSWORD_LENGTH = 8
@@ -134,6 +134,11 @@ class Accounts:
         self._pool = pool
         self._clock = clock
         self._accounts = dict(accounts or {})
+        # Nickname keys of the accounts, by nickname skeleton (a set: a
+        # database from before look-alikes were refused may hold several).
+        self._skeletons: dict[str, set[str]] = {}
+        for key in self._accounts:
+            self._skeletons.setdefault(nickname_skeleton(key), set()).add(key)
         self._hasher = hasher or PasswordHasher()
         self._run_in_thread = run_in_thread
         self._hashing = DeferredSemaphore(CONCURRENT_HASHES)
@@ -155,6 +160,22 @@ class Accounts:
         """
         return nickname_key(nickname) in self._accounts
 
+    def is_confusable(self, nickname: str) -> bool:
+        """
+        Return whether C{nickname} is not registered but looks like a
+        registered nickname (the same L{nickname_skeleton}), so that taking
+        it would pass for that account's owner.
+        """
+        keys = self._skeletons.get(nickname_skeleton(nickname))
+        return bool(keys) and nickname_key(nickname) not in keys  # type: ignore[operator]
+
+    def is_taken(self, key: str) -> bool:
+        """
+        Return whether the nickname key C{key}, or one that looks like it,
+        is registered.
+        """
+        return key in self._accounts or nickname_skeleton(key) in self._skeletons
+
     def registered_at(self, key: str) -> float | None:
         """
         Return when the account with nickname key C{key} was registered, in
@@ -167,18 +188,23 @@ class Accounts:
         """
         Register C{nickname} with C{password}.
 
-        @raise AccountError: it is registered already, or the password is
-            too short.
+        @raise AccountError: it, or one that looks like it, is registered
+            already, or the password is too short.
         """
         key = nickname_key(nickname)
         if key in self._accounts:
             raise AccountError(f"The nickname {nickname} is registered already.")
+        if self.is_confusable(nickname):
+            raise AccountError(f"The nickname {nickname} looks like one registered already.")
         _check_strength(password)
         hashed = await self._hash(self._hasher.hash, password)
         if key in self._accounts:
             raise AccountError(f"The nickname {nickname} is registered already.")
+        if self.is_confusable(nickname):
+            raise AccountError(f"The nickname {nickname} looks like one registered already.")
         account = StoredAccount(hashed, self._clock.seconds())
         self._accounts[key] = account
+        self._skeletons.setdefault(nickname_skeleton(key), set()).add(key)
         if self._pool is not None:
             await self._pool.runOperation(
                 "INSERT INTO accounts (nickname_key, nickname, password_hash, created_at)"

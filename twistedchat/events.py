@@ -101,5 +101,15 @@ class NicknameChanged(Event):
 
 
 @dataclass
+class Ghosted(Event):
+    """
+    Told only to the connection that held C{nickname}: a connection that
+    gave the nickname's password has taken it over, and this one closes.
+    """
+
+    nickname: str
+
+
+@dataclass
 class ServerShutdown(Event):
     """The server is shutting down; the connection closes next."""

@@ -18,7 +18,9 @@ What a user sees, by the first characters of each line::
 
 from __future__ import annotations
 
+import math
 import re
+import socket
 import time
 from collections.abc import Callable
 from enum import Enum, auto
@@ -36,12 +38,13 @@ from twisted.conch.telnet import (
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import (
     IAddress,
     IConsumer,
     IDelayedCall,
     IPushProducer,
+    ISystemHandle,
     ITCPTransport,
     ITransport,
 )
@@ -57,6 +60,7 @@ from twistedchat.events import (
     Action,
     ChatLine,
     Event,
+    Ghosted,
     Joined,
     Left,
     NicknameChanged,
@@ -68,6 +72,7 @@ from twistedchat.history import Record
 from twistedchat.nicknames import InvalidNickname, NicknameInUse, nickname_key
 from twistedchat.sanitize import clean_line
 from twistedchat.sendq import SendQueue
+from twistedchat.throttles import FailureReport
 
 if TYPE_CHECKING:
     from twistedchat.factory import ChatFactory
@@ -98,6 +103,19 @@ MAX_WRONG_PASSWORDS = 3
 #: Seconds before a wrong password is answered, to slow down guessing.
 WRONG_PASSWORD_DELAY = 1.0
 
+#: Seconds a closing connection has to send what it was told before it is
+#: aborted (a peer that does not read, or a TLS handshake that never ends,
+#: would otherwise keep it open for good).
+CLOSE_TIMEOUT = 5.0
+
+#: TCP keepalive: seconds of silence before the first probe, seconds
+#: between probes, and probes unanswered before the peer counts as gone, so
+#: a vanished peer is noticed within two minutes (Linux's defaults take
+#: over two hours: tcp(7)).
+KEEPALIVE_IDLE = 60
+KEEPALIVE_INTERVAL = 15
+KEEPALIVE_COUNT = 4
+
 
 def render_line(event: Event) -> bytes:
     """
@@ -119,6 +137,10 @@ def render_line(event: Event) -> bytes:
             line = f"{NOTICE}{nickname} has left ({reason})"
         case NicknameChanged(old=old, new=new):
             line = f"{NOTICE}{old} is now known as {new}"
+        case Ghosted(nickname=nickname):
+            line = (
+                f"{NOTICE}Someone who gave the password of {nickname} has taken it over; goodbye."
+            )
         case ServerShutdown():
             line = f"{NOTICE}server shutting down"
         case _:
@@ -224,11 +246,14 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
     CRLF into LF. C{MAX_LENGTH} (bytes) comes from the factory's
     C{max_line_length}.
 
-    Output goes through a L{SendQueue}. Reading input pauses while a
-    client is over its flood limit (a token bucket of C{flood_burst} lines
-    refilled at C{flood_rate} lines per second) and while any client's
-    output is congested; the kernel's TCP buffers then hold the sender
-    back, and no line is dropped or reordered.
+    Output goes through a L{SendQueue}; a client that does not read what
+    it is sent only fills its own SendQ, and is cut off when that passes
+    C{max_sendq} bytes or stays congested for C{sendq_timeout} seconds.
+    Nobody else waits for it. Reading input pauses while a client is over
+    its flood limits (token buckets of C{flood_burst} lines refilled at
+    C{flood_rate} lines per second, and of C{flood_byte_burst} bytes
+    refilled at C{flood_bytes} bytes per second); the kernel's TCP buffers
+    then hold the sender back, and no line is dropped or reordered.
 
     @ivar factory: the shared state, set by L{ChatTelnetTransport}.
     @ivar nickname: the nickname once registered, else C{None}.
@@ -268,16 +293,26 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
         self._discarding = False
         # Input that followed an over-long line in the same chunk.
         self._after_long_line = b""
-        # Why reading is paused: "flood", "congestion" (empty: it is not).
+        # Why reading is paused: "flood", "bytes", "password" (empty: it
+        # is not).
         self._paused_for = _NOT_PAUSED
         self._tokens = 0.0
         self._tokens_at = 0.0
+        self._byte_tokens = 0.0
+        self._byte_tokens_at = 0.0
+        self._bytes_timer: IDelayedCall | None = None
+        self._close_timer: IDelayedCall | None = None
+        # Lines ignored since the last nickname answer (see _answered).
+        self._ignoring: int | None = None
         # The registered nickname whose password is awaited, and the
         # nickname key of the account this connection proved it owns.
         self._claim: str | None = None
         self._identified: str | None = None
         self._wrong_passwords = 0
         self._password_timer: IDelayedCall | None = None
+        self._failure_report: FailureReport | None = None
+        # The address group per-address limits count this connection in.
+        self._group: str | None = None
 
     # Connection life
 
@@ -292,12 +327,17 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
             self._log.info("refused {peer}: {reason}", peer=self._peer, reason=refusal)
             self.transport.write(f"{ERROR}{refusal}\r\n".encode())
             self.transport.loseConnection()
+            self._close_timer = factory.clock.callLater(
+                CLOSE_TIMEOUT, self.transport.abortConnection
+            )
             return
         self._log.info("connection from {peer}", peer=self._peer)
         factory.connected(self, host)
+        self._group = factory.group_of(host)
         self.MAX_LENGTH = factory.max_line_length
         self._tokens = factory.flood_burst
-        self._tokens_at = factory.clock.seconds()
+        self._byte_tokens = factory.flood_byte_burst
+        self._tokens_at = self._byte_tokens_at = factory.clock.seconds()
         self._output = SendQueue(self.transport, factory.flusher, factory.max_sendq, self)
         self._notice(f"This is {factory.server_name}, running twistedchat {__version__}.")
         if factory.motd:
@@ -315,13 +355,18 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         if self._output is None:
-            return  # refused by admission(): the factory never knew it
+            # Refused by admission(): the factory never knew it.
+            if self._close_timer is not None and self._close_timer.active():
+                self._close_timer.cancel()
+            return
         self.state = State.CLOSED
         for timer in (
             self._registration_timer,
             self._sendq_timer,
             self._flood_timer,
+            self._bytes_timer,
             self._password_timer,
+            self._close_timer,
         ):
             if timer is not None and timer.active():
                 timer.cancel()
@@ -341,10 +386,19 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
         self._close()
 
     def _close(self) -> None:
+        """
+        Close the connection once what it was told has been sent, or abort
+        it after L{CLOSE_TIMEOUT} seconds if that does not happen (a peer
+        that does not read, or a TLS handshake that never completes).
+        """
         self.state = State.CLOSED
         assert self._output is not None
         self._output.close()
         self.transport.loseConnection()
+        if self._close_timer is None:
+            self._close_timer = self.factory.clock.callLater(
+                CLOSE_TIMEOUT, self.transport.abortConnection
+            )
 
     def timeoutConnection(self) -> None:
         """
@@ -366,15 +420,15 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
     # Output and its SendQ (see twistedchat.sendq.SendQueueOwner)
 
     def sendq_congested(self) -> None:
-        self.factory.congested(self)
-        self._sendq_timer = self.factory.clock.callLater(
-            self.factory.sendq_timeout, self.sendq_exceeded
-        )
+        if self.state is not State.CLOSED:
+            self._sendq_timer = self.factory.clock.callLater(
+                self.factory.sendq_timeout, self.sendq_exceeded
+            )
 
     def sendq_drained(self) -> None:
         if self._sendq_timer is not None and self._sendq_timer.active():
             self._sendq_timer.cancel()
-        self.factory.drained(self)
+        self._sendq_timer = None
 
     def sendq_exceeded(self) -> None:
         """
@@ -384,12 +438,16 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
         """
         if self.state is State.CLOSED:
             return
-        assert self._output is not None
+        output = self._output
+        assert output is not None
         self._log.info(
-            "SendQ exceeded for {peer} ({nickname}): {queued} bytes waiting",
+            "SendQ exceeded for {peer} ({nickname}): {waiting} bytes waiting"
+            " ({queued} queued, up to {in_transport} in the transport's buffer)",
             peer=self._peer,
             nickname=self.nickname or "not registered",
-            queued=self._output.queued,
+            waiting=output.waiting,
+            queued=output.queued,
+            in_transport=output.in_transport,
         )
         self.state = State.CLOSED
         self._output.clear()
@@ -409,7 +467,17 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
         """
         Close the connection after what was written has been sent.
         """
-        self._close()
+        if self.state is not State.CLOSED:
+            self._close()
+
+    def send_negotiation(self, data: bytes) -> None:
+        """
+        Send telnet negotiation bytes (C{IAC ...}) through the SendQ, so that
+        a client answering nothing cannot make the server buffer replies
+        without bound.
+        """
+        if self.state is not State.CLOSED and self._output is not None:
+            self._output.write(data)
 
     # Framing
 
@@ -446,6 +514,9 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
             self._after_long_line = line[end + 1 :]
 
     def lineReceived(self, line: bytes) -> None:
+        if self._ignoring is not None:
+            self._ignoring += 1
+            return
         text = clean_line(line)
         if self.state is State.CHATTING:
             self.resetTimeout()
@@ -462,8 +533,7 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
     def _throttle(self) -> None:
         """
         After each line: take a token from the flood bucket, and pause
-        reading until the bucket holds one again or, while some client's
-        output is congested, until all have drained.
+        reading until the bucket holds one again.
         """
         factory = self.factory
         rate = factory.flood_rate
@@ -476,29 +546,71 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
                 self._flood_timer = factory.clock.callLater(
                     (1 - self._tokens) / rate, self._resume_input, "flood"
                 )
-        if factory.is_congested() and "congestion" not in self._paused_for:
-            self._pause_input("congestion")
-            factory.when_drained().addCallback(lambda _: self._resume_input("congestion"))
+
+    def bytes_received(self, count: int) -> None:
+        """
+        Charge C{count} bytes that arrived, telnet negotiation included, to
+        the byte bucket, and stop reading from the socket until it is no
+        longer overdrawn. Bytes already received are still handled, so at
+        most one read (Twisted reads 64 KiB at a time) goes beyond the
+        budget: bytes without a newline, telnet negotiation storms and long
+        lines cost the server a bounded share of its time.
+        """
+        factory = self.factory
+        rate = factory.flood_bytes
+        if not rate or self.state is State.CLOSED:
+            return
+        now = factory.clock.seconds()
+        tokens = min(
+            factory.flood_byte_burst, self._byte_tokens + (now - self._byte_tokens_at) * rate
+        )
+        self._byte_tokens, self._byte_tokens_at = tokens - count, now
+        if self._byte_tokens < 0 and "bytes" not in self._paused_for:
+            self._pause_input("bytes")
+            self._bytes_timer = factory.clock.callLater(
+                -self._byte_tokens / rate, self._resume_input, "bytes"
+            )
 
     def _pause_input(self, reason: str) -> None:
+        """
+        Stop reading from the socket for C{reason}; for any reason but
+        "bytes", also stop handling lines already received.
+        """
         if not self._paused_for:
-            self.paused = True
             self.transport.pauseProducing()
         self._paused_for = self._paused_for | {reason}
+        if reason != "bytes":
+            self.paused = True
 
     def _resume_input(self, reason: str) -> None:
         self._paused_for = self._paused_for - {reason}
-        if self._paused_for or self.state is State.CLOSED:
+        if self.state is State.CLOSED:
             return
-        self.paused = False
-        self.transport.resumeProducing()
-        # Lines already received wait in LineReceiver's buffer; this may
-        # pause reading again.
-        self.dataReceived(b"")
+        if self._paused_for - {"bytes"}:
+            return
+        if self.paused:
+            self.paused = False
+            # Lines already received wait in LineReceiver's buffer; this
+            # may pause reading again.
+            self.dataReceived(b"")
+        if not self._paused_for and self.state is not State.CLOSED:
+            self.transport.resumeProducing()
 
     # Registration
 
     def _nickname_line(self, text: str) -> None:
+        """
+        Handle a line at the nickname prompt: C{NICK}, C{NICK PASSWORD}
+        (a nickname has no spaces, so a registered one and its password
+        can come in one line), an empty line for a random nickname, or
+        C{/quit}.
+
+        Unless the answer is a password prompt, whatever else the client
+        sent before the answer is ignored (L{_answered}): a client that
+        sent C{alice CRLF password CRLF} for a nickname that was refused,
+        or that turned out not to be registered, would otherwise send its
+        password as the next nickname or as chat.
+        """
         command = parse_command(text)
         if command is not None:
             name, argument = command
@@ -508,7 +620,8 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
                 self._error("Choose a nickname first; /quit leaves.")
                 self._notice(PROMPT)
             return
-        nickname = text.strip()
+        nickname, _, password = text.strip().partition(" ")
+        password = password.strip()
         if not nickname:
             nickname = self.factory.free_random_nickname()
             self._notice(f"Your nickname is {nickname}; /nick changes it.")
@@ -523,7 +636,41 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
         except NicknameRegistered:
             self._claim = nickname
             self.state = State.AWAITING_PASSWORD
-            self._notice(self._password_prompt())
+            if password:
+                self._password_line(password)
+            else:
+                self._notice(self._password_prompt())
+            return
+        else:
+            if password:
+                self._notice(
+                    f"The nickname {nickname} is not registered, so the password was not used; "
+                    "/register PASSWORD registers it."
+                )
+        self._answered()
+
+    def _answered(self) -> None:
+        """
+        Ignore the lines the client sent before this answer: those already
+        received, the rest of a line begun, and those that arrive before
+        the answer goes out at the end of this reactor iteration. Say how
+        many were ignored.
+        """
+        ignored = self.clearLineBuffer()
+        self._ignoring = ignored.count(self.delimiter)
+        if ignored and not ignored.endswith(self.delimiter):
+            self._ignoring += 1
+            self._discarding = True
+        self.factory.clock.callLater(0, self._stop_ignoring)
+
+    def _stop_ignoring(self) -> None:
+        ignored, self._ignoring = self._ignoring, None
+        if ignored and self.state is not State.CLOSED:
+            lines = "1 line" if ignored == 1 else f"{ignored} lines"
+            self._error(
+                f"Ignored {lines} sent before the answer above; wait for an answer "
+                "before sending more."
+            )
 
     def _password_prompt(self) -> str:
         return (
@@ -542,8 +689,12 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
         self._pause_input("password")
         self._check_password(nickname, password).addCallback(self._claim_checked, nickname)
 
-    def _claim_checked(self, correct: bool, nickname: str) -> None:
+    def _claim_checked(self, correct: bool | None, nickname: str) -> None:
         if self.state is State.CLOSED:
+            return
+        if correct is None:
+            self._notice(self._password_prompt())
+            self._resume_input("password")
             return
         if correct:
             self._claim = None
@@ -575,36 +726,76 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
         self._close()
         return True
 
-    def _check_password(self, nickname: str, password: str) -> Deferred[bool]:
+    def _check_password(self, nickname: str, password: str) -> Deferred[bool | None]:
         """
-        Check C{password} for the account C{nickname} through the portal.
+        Check C{password} for the registered nickname C{nickname} through
+        the portal, unless too many wrong passwords were given for that
+        account or from this address group lately (the factory's
+        C{password_failures}): then say how long to wait.
 
         @return: fires with C{True} at once if it is right; with C{False}
-            after L{WRONG_PASSWORD_DELAY} seconds if not, to slow guessing.
+            after L{WRONG_PASSWORD_DELAY} seconds if not, to slow guessing;
+            with C{None} if it was not checked (the user was told why).
         """
-        portal = self.factory.portal
+        factory = self.factory
+        portal = factory.portal
         assert portal is not None
+        key = nickname_key(nickname)
+        failures = factory.password_failures
+        wait = failures.begin(key, self._group)
+        if wait:
+            self._log.info(
+                "password for {nickname} from {peer} not checked: wait {wait:.0f} s",
+                nickname=nickname,
+                peer=self._peer,
+                wait=wait,
+            )
+            self._error(
+                f"Too many wrong passwords for {nickname} or from your address lately; "
+                f"try again in {math.ceil(wait)} seconds."
+            )
+            return succeed(None)
         credentials = UsernamePassword(nickname.encode("utf-8"), password.encode("utf-8"))
-        result: Deferred[bool] = Deferred()
+        result: Deferred[bool | None] = Deferred()
 
         def correct(avatar: tuple[Any, Account, Callable[[], None]]) -> None:
             self._identified = avatar[1].nickname_key
             self._log.info("{peer} identified as {nickname}", peer=self._peer, nickname=nickname)
+            # Shown once signed in (see _report_failures).
+            self._failure_report = failures.succeeded(key, self._group)
             result.callback(True)
 
         def wrong(failure: Failure) -> None:
             if not failure.check(UnauthorizedLogin):
                 self._log.failure("checking a password failed", failure)
+            failures.failed(key, self._group, self._peer)
             self._wrong_passwords += 1
             self._log.info(
                 "wrong password for {nickname} from {peer}", nickname=nickname, peer=self._peer
             )
-            self._password_timer = self.factory.clock.callLater(
+            self._password_timer = factory.clock.callLater(
                 WRONG_PASSWORD_DELAY, result.callback, False
             )
 
         portal.login(credentials, None, IAccount).addCallbacks(correct, wrong)
         return result
+
+    def _report_failures(self) -> None:
+        """
+        Tell an account's owner, once they proved it is theirs, about the
+        wrong passwords given for it since they last did.
+        """
+        report, self._failure_report = self._failure_report, None
+        if report is None or self.state is State.CLOSED:
+            return
+        times = "1 wrong password was" if report.failures == 1 else (
+            f"{report.failures} wrong passwords were"
+        )
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(report.last_at))
+        self._notice(
+            f"{times} given for your nickname since you last signed in; "
+            f"the last from {report.last_peer} at {when} UTC."
+        )
 
     def _register(self, nickname: str, identified: bool = False) -> None:
         history = self.factory.history
@@ -619,6 +810,7 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
         if self.factory.idle_timeout:
             self.setTimeout(self.factory.idle_timeout)
         self._notice(f"Welcome, {nickname}! {self._online()}. Type /help for the commands.")
+        self._report_failures()
         self._replay(past)
 
     def _replay(self, records: list[Record]) -> None:
@@ -684,7 +876,9 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
         if history is None:
             self._error("This server keeps no history.")
             return
-        if argument and not argument.isdigit():
+        # Only ASCII digits: str.isdigit() also accepts "²", which int()
+        # refuses.
+        if argument and not (argument.isascii() and argument.isdigit() and int(argument)):
             self._error(f"Usage: /history [N], N from 1 to {history.cap}")
             return
         records = self._recent_history(min(int(argument or 20), history.cap))
@@ -727,14 +921,17 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
             self._pause_input("password")
             self._check_password(new, password.strip()).addCallback(self._nick_checked, new)
 
-    def _nick_checked(self, correct: bool, new: str) -> None:
+    def _nick_checked(self, correct: bool | None, new: str) -> None:
         if self.state is State.CLOSED:
             return
-        if correct:
+        if correct is None:
+            pass  # not checked; the user was told why
+        elif correct:
             try:
                 self._rename(new, True)
             except NicknameRegistered:
                 pass  # cannot happen once identified
+            self._report_failures()
         elif self._closed_for_wrong_passwords():
             return
         else:
@@ -779,6 +976,14 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
             return
         accounts, nickname = self.factory.accounts, self.nickname
         assert accounts is not None and nickname is not None
+        registrations = self.factory.registrations
+        wait = registrations.allow(self._group)
+        if wait is not None:
+            self._error(
+                f"Too many nicknames registered from your address lately; "
+                f"try again in {math.ceil(wait / 60)} minutes."
+            )
+            return
         self._pause_input("password")
 
         def registered(_: None) -> None:
@@ -789,8 +994,12 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
                 "from now on it needs this password."
             )
 
+        def refused(failure: Failure) -> None:
+            registrations.refund(self._group)
+            self._account_refused(failure)
+
         d = Deferred.fromCoroutine(accounts.register(nickname, parts[0]))
-        d.addCallbacks(registered, self._account_refused)
+        d.addCallbacks(registered, refused)
         d.addBoth(lambda _: self._resume_input("password"))
 
     def _account_refused(self, failure: Failure) -> None:
@@ -814,12 +1023,13 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
             return
         self._pause_input("password")
 
-        def checked(correct: bool) -> None:
+        def checked(correct: bool | None) -> None:
             if self.state is State.CLOSED or self._closed_for_wrong_passwords():
                 return
             if correct:
                 self._notice(f"You are identified as {nickname}.")
-            else:
+                self._report_failures()
+            elif correct is not None:
                 self._error("Wrong password.")
             self._resume_input("password")
 
@@ -840,6 +1050,8 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
         async def change() -> None:
             correct = await self._check_password(nickname, old)
             if self.state is State.CLOSED or self._closed_for_wrong_passwords():
+                return
+            if correct is None:
                 return
             if not correct:
                 self._error("Wrong password.")
@@ -880,6 +1092,29 @@ _IAC_PIECES = re.compile(b"(" + IAC + b")")
 _NOT_COMMANDS = frozenset(range(239)) | {240}
 
 
+def _tune_keepalive(transport: ITransport) -> None:
+    """
+    Set TCP keepalive's timing (L{KEEPALIVE_IDLE}, L{KEEPALIVE_INTERVAL},
+    L{KEEPALIVE_COUNT}) on the socket under C{transport}, a TCP transport
+    or a TLS one wrapping it, where the platform has these options (Linux:
+    tcp(7)).
+    """
+    while ISystemHandle.providedBy(transport):
+        handle = transport.getHandle()
+        if isinstance(handle, socket.socket):
+            for option, value in (
+                ("TCP_KEEPIDLE", KEEPALIVE_IDLE),
+                ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL),
+                ("TCP_KEEPCNT", KEEPALIVE_COUNT),
+            ):
+                if hasattr(socket, option):
+                    handle.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+            return
+        # A TLS transport's handle is its TLS connection; the socket is
+        # under the transport it wraps.
+        transport = getattr(transport, "transport", None)
+
+
 @implementer(IConsumer, IPushProducer)
 class ChatTelnetTransport(TelnetTransport):
     """
@@ -891,64 +1126,111 @@ class ChatTelnetTransport(TelnetTransport):
     straight to the TCP transport, without L{TelnetTransport.write}'s IAC
     doubling and LF to CRLF rewriting (which would turn CRLF into CR CR LF)
     and without a Python call per line on the broadcast path.
+
+    Input lines may end in LF, CRLF, CR NUL (RFC 854's bare carriage
+    return) or a lone CR; each ends a line at once, and the LF or NUL after
+    a CR is not another line end. Every option the client offers or asks
+    for is refused (RFC 854, RFC 1143's rule for an option that stays
+    off), and the refusals go through the connection's SendQ.
     """
 
     protocolFactory = ChatProtocol
     protocolArgs = ()
     protocolKwArgs: dict[str, object] = {}
-
-    # Telnet.__init__ builds, for every connection, a dict of four bound
-    # methods for the option commands (about 500 bytes); this looks them up
-    # by name instead (see commandReceived).
-    _OPTION_COMMANDS = {
-        WILL: "telnet_WILL",
-        WONT: "telnet_WONT",
-        DO: "telnet_DO",
-        DONT: "telnet_DONT",
-    }
+    protocol: ChatProtocol
 
     def __init__(self) -> None:
         self.options: dict[bytes, object] = {}
         self.negotiationMap: dict[bytes, Callable[[list[bytes]], None]] = {}
+        # Whether the last chunk ended in a CR that was taken as a line
+        # end, so that an LF or NUL starting the next one is skipped.
+        self._after_cr = False
 
     def commandReceived(self, command: bytes, argument: bytes | None) -> None:
         """
-        Dispatch a telnet command as L{Telnet.commandReceived} does.
+        Refuse an option the client offers (C{WILL}) or asks for (C{DO});
+        ignore C{WONT}, C{DONT} (the option is off already) and every other
+        command (an interrupt, "are you there", ...).
         """
-        name = self._OPTION_COMMANDS.get(command)
-        if name is None:
-            self.unhandledCommand(command, argument)
-        else:
-            getattr(self, name)(argument)
+        if argument is None:
+            return
+        if command == WILL:
+            self.protocol.send_negotiation(IAC + DONT + argument)
+        elif command == DO:
+            self.protocol.send_negotiation(IAC + WONT + argument)
+
+    def negotiate(self, data: list[bytes]) -> None:
+        """
+        Ignore a subnegotiation (C{IAC SB ... IAC SE}), even an empty one:
+        no option is ever on, so there is nothing to negotiate about.
+        """
 
     def dataReceived(self, data: bytes) -> None:
         """
-        Parse telnet commands like L{TelnetTransport}, but ignore IAC
-        followed by a byte that is no telnet command (RFC 854 and RFC 885
-        define 239-255) instead of raising C{ValueError} and dropping the
-        connection, and stop once the connection is lost (after C{/quit},
-        say) instead of handing the rest to a protocol that is gone.
+        Charge C{data} to the connection's byte budget, then parse it as
+        telnet: application data (everything outside telnet commands) goes
+        to the protocol in pieces, without a Python call per byte, with
+        each CR form turned into a line end (see the class docstring);
+        commands and subnegotiations go through L{TelnetTransport}'s
+        parser. IAC followed by a byte that is no telnet command (RFC 854
+        and RFC 885 define 239-255) is ignored instead of raising
+        C{ValueError}, and parsing stops once the connection is lost (after
+        C{/quit}, say) instead of handing the rest to a protocol that is
+        gone.
         """
-        if IAC not in data and self.state != "escaped":
-            TelnetTransport.dataReceived(self, data)
+        if self.protocol is None:
+            return
+        self.protocol.bytes_received(len(data))
+        if self.state == "data" and IAC not in data:
+            self._application_data(data)
             return
         for piece in _IAC_PIECES.split(data):
-            if self.protocol is None:
-                return  # the connection was lost while handling a piece
-            if self.state == "escaped" and piece and piece[0] in _NOT_COMMANDS:
-                self.state = "data"
-                piece = piece[1:]
-            if piece:
-                TelnetTransport.dataReceived(self, piece)
+            while piece:
+                if self.protocol is None:
+                    return  # the connection was lost while handling a piece
+                state = self.state
+                if state == "data" and piece != IAC:
+                    self._application_data(piece)
+                    break
+                self._after_cr = False
+                if state == "escaped" and piece[0] in _NOT_COMMANDS:
+                    self.state = "data"
+                    piece = piece[1:]
+                elif state == "subnegotiation" or piece == IAC:
+                    # The piece holds no IAC, or is one: the parser's state
+                    # can only change at its end.
+                    TelnetTransport.dataReceived(self, piece)
+                    break
+                else:
+                    # A command's bytes: one at a time, until it ends.
+                    TelnetTransport.dataReceived(self, piece[:1])
+                    piece = piece[1:]
+
+    def _application_data(self, data: bytes) -> None:
+        """
+        Hand C{data}, which holds no telnet command, to the protocol with
+        each CRLF, CR NUL and lone CR turned into LF.
+        """
+        if self._after_cr:
+            self._after_cr = False
+            if data[:1] in (b"\n", b"\0"):
+                data = data[1:]
+        if b"\r" in data:
+            self._after_cr = data.endswith(b"\r")
+            data = data.replace(b"\r\n", b"\n").replace(b"\r\0", b"\n").replace(b"\r", b"\n")
+        if data:
+            self.protocol.dataReceived(data)
 
     def makeConnection(self, transport: ITransport) -> None:
         """
         Connect to C{transport}, sending writes straight to it, and turn on
-        TCP keepalive so that peers that vanish are noticed.
+        TCP keepalive so that peers that vanish are noticed within about
+        two minutes.
         """
         self.write = transport.write  # type: ignore[method-assign]
         if ITCPTransport.providedBy(transport):
             transport.setTcpKeepAlive(True)
+            _tune_keepalive(transport)
         TelnetTransport.makeConnection(self, transport)
 
     # The protocol inside pauses reading, registers its SendQ and resets

@@ -26,6 +26,10 @@ from zope.interface import implementer
 #: the end of the reactor iteration: the transport's own C{bufferSize}.
 FLUSH_AT = 64 * 1024
 
+#: Bytes a Twisted transport buffers before it pauses its producer
+#: (C{twisted.internet.abstract.FileDescriptor.bufferSize}).
+TRANSPORT_BUFFER = 64 * 1024
+
 
 class Flusher:
     """
@@ -58,7 +62,8 @@ class SendQueueOwner(Protocol):
 
     def sendq_congested(self) -> None:
         """
-        The transport's buffer filled up: output now waits in the queue.
+        The transport's buffer filled up with output it has not sent:
+        further output now waits in the queue.
         """
 
     def sendq_drained(self) -> None:
@@ -68,7 +73,7 @@ class SendQueueOwner(Protocol):
 
     def sendq_exceeded(self) -> None:
         """
-        More than the limit waits in the queue.
+        More than the limit waits for the client (L{SendQueue.waiting}).
         """
 
 
@@ -78,11 +83,26 @@ class SendQueue:
     Output of one connection, registered with its transport as a streaming
     producer.
 
-    @ivar congested: whether the transport's buffer is full, so that
-        output waits here until it drains.
-    @ivar queued: bytes waiting here (not counting the transport's own
-        buffer, which takes at most one flush beyond its 64 KiB before it
-        says it is full).
+    What waits for the client is counted in two places: bytes queued here,
+    and bytes already handed to the transport that it has not sent yet.
+    Twisted's transports do not say how much they buffer, only that they
+    are full (C{pauseProducing}, when their buffer passes C{bufferSize},
+    64 KiB) and that they have sent everything (C{resumeProducing}). Since
+    nothing is handed over while the transport is full, its buffer holds at
+    most C{bufferSize} plus the last write when it says so; that bound is
+    what L{waiting} counts for it, so the SendQ limit and the log's byte
+    count include it.
+
+    A pause before anything was handed over (Twisted's TLS transport pauses
+    its producer until the handshake is done) is not congestion: the
+    client is not behind on anything.
+
+    @ivar congested: whether the transport is full of bytes this queue
+        handed it, so that output waits here until it drains.
+    @ivar queued: bytes waiting here.
+    @ivar in_transport: bytes handed to the transport that it may not have
+        sent yet, counted while it is congested (an upper bound, see
+        above); C{0} otherwise.
     """
 
     def __init__(
@@ -95,8 +115,9 @@ class SendQueue:
         """
         @param consumer: the transport to write to.
         @param flusher: schedules L{flush} once per reactor iteration.
-        @param limit: the most bytes that may wait here while the transport
-            is congested; more calls C{owner.sendq_exceeded}.
+        @param limit: the most bytes (L{waiting}) that may wait for the
+            client while the transport is congested; more calls
+            C{owner.sendq_exceeded}.
         @param owner: the connection, told when output congests, drains or
             exceeds C{limit}.
         """
@@ -106,21 +127,36 @@ class SendQueue:
         self._owner = owner
         self._pending: list[bytes] = []
         self._scheduled = False
-        self._reported = False
+        # Whether the transport asked to pause (full, or TLS handshaking).
+        self._paused = False
+        # Bytes handed over since the transport last said it sent
+        # everything, and the size of the last write.
+        self._handed = 0
+        self._last_write = 0
         self.congested = False
         self.queued = 0
+        self.in_transport = 0
         consumer.registerProducer(self, True)
+
+    @property
+    def waiting(self) -> int:
+        """
+        Bytes waiting for the client: queued here, plus what the congested
+        transport may still hold.
+        """
+        return self.queued + self.in_transport
 
     def write(self, data: bytes) -> None:
         """
         Queue C{data}. It is sent at the next flush, or at once when 64 KiB
-        have collected; while the transport is congested it waits, and more
-        than the limit waiting calls C{owner.sendq_exceeded}.
+        have collected; while the transport is paused it waits, and more
+        than the limit waiting while congested calls
+        C{owner.sendq_exceeded}.
         """
         self._pending.append(data)
         self.queued += len(data)
-        if self.congested:
-            if self.queued > self._limit:
+        if self._paused:
+            if self.congested and self.queued + self.in_transport > self._limit:
                 self._owner.sendq_exceeded()
         elif self.queued >= FLUSH_AT:
             self.flush()
@@ -130,15 +166,17 @@ class SendQueue:
 
     def flush(self) -> None:
         """
-        Hand everything queued to the transport now, unless its buffer is
-        full.
+        Hand everything queued to the transport now, unless it asked to
+        pause.
         """
         self._scheduled = False
-        if self.congested or not self._pending:
+        if self._paused or not self._pending:
             return
         data = b"".join(self._pending)
         self._pending.clear()
         self.queued = 0
+        self._handed += len(data)
+        self._last_write = len(data)
         self._consumer.write(data)
 
     def close(self) -> None:
@@ -147,7 +185,7 @@ class SendQueue:
         the connection is about to close. (Twisted's TLS transport does not
         close while a producer is registered.)
         """
-        self.congested = False
+        self._paused = False
         self.flush()
         self._consumer.unregisterProducer()
 
@@ -162,22 +200,28 @@ class SendQueue:
 
     def pauseProducing(self) -> None:
         """
-        The transport's buffer is full: keep output here from now on.
+        The transport's buffer is full, or it cannot send yet (a TLS
+        handshake): keep output here from now on. It is congestion only if
+        this queue handed it bytes it has not sent.
         """
-        self.congested = True
-        if not self._reported:
-            self._reported = True
+        self._paused = True
+        if self._handed and not self.congested:
+            self.congested = True
+            self.in_transport = min(self._handed, TRANSPORT_BUFFER + self._last_write)
             self._owner.sendq_congested()
 
     def resumeProducing(self) -> None:
         """
-        The transport's buffer has drained: hand it what is queued.
+        The transport has sent everything (or finished its handshake): hand
+        it what is queued.
         """
-        self.congested = False
-        self.flush()
-        if not self.congested and self._reported:
-            self._reported = False
+        self._paused = False
+        self._handed = 0
+        self.in_transport = 0
+        if self.congested:
+            self.congested = False
             self._owner.sendq_drained()
+        self.flush()
 
     def stopProducing(self) -> None:
         """

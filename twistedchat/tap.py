@@ -23,11 +23,12 @@ from zope.interface import implementer
 
 from twistedchat.accounts import Accounts, load_accounts
 from twistedchat.database import DatabaseError, make_pool, open_database
-from twistedchat.factory import ChatFactory
+from twistedchat.factory import DEFAULT_RESERVED_NICKNAMES, ChatFactory
 from twistedchat.history import History, load_recent
-from twistedchat.nicknames import MINIMUM_MAX_LENGTH
+from twistedchat.nicknames import MINIMUM_MAX_LENGTH, InvalidNickname, validate_nickname
 from twistedchat.protocol import ChatTelnetTransport, describe_address
 from twistedchat.sanitize import clean_line
+from twistedchat.throttles import Exemptions
 
 DEFAULT_PORT = "12345"
 
@@ -141,8 +142,8 @@ class Options(usage.Options):
             "sendq-timeout",
             None,
             10.0,
-            "Seconds a client's output may stay backed up (while senders wait for it) "
-            "before it is cut off with 'SendQ exceeded'.",
+            "Seconds a client's output may stay backed up before it is cut off with "
+            "'SendQ exceeded'.",
             _bounded(float, "sendq-timeout", 0.1, 3600),
         ],
         [
@@ -161,6 +162,21 @@ class Options(usage.Options):
             _bounded(int, "flood-burst", 1, 10**6),
         ],
         [
+            "flood-bytes",
+            None,
+            8192,
+            "Bytes per second a client may send after its byte burst (telnet negotiation "
+            "included); faster input waits. 0 turns this off.",
+            _bounded(int, "flood-bytes", 0, 10**9),
+        ],
+        [
+            "flood-byte-burst",
+            None,
+            32768,
+            "Bytes a client may send at once before --flood-bytes applies.",
+            _bounded(int, "flood-byte-burst", 1024, 10**9),
+        ],
+        [
             "max-clients",
             None,
             10000,
@@ -171,8 +187,32 @@ class Options(usage.Options):
             "max-per-ip",
             None,
             10,
-            "Connections allowed at once from one IP address (loopback too); 0 means no limit.",
+            "Connections allowed at once from one IP address or IPv6 /64 (loopback too); "
+            "0 means no limit.",
             _bounded(int, "max-per-ip", 0, 10**7),
+        ],
+        [
+            "connection-rate",
+            None,
+            10,
+            "Connection attempts allowed per minute from one IP address or IPv6 /64; one more "
+            "bans it for --connection-ban seconds. 0 means no limit.",
+            _bounded(int, "connection-rate", 0, 10**7),
+        ],
+        [
+            "connection-ban",
+            None,
+            600.0,
+            "Seconds an address that went over --connection-rate is refused.",
+            _bounded(float, "connection-ban", 0, 10**7),
+        ],
+        [
+            "max-registrations",
+            None,
+            3,
+            "Nicknames that may be registered per hour from one IP address or IPv6 /64; "
+            "0 means no limit.",
+            _bounded(int, "max-registrations", 0, 10**7),
         ],
         [
             "idle-timeout",
@@ -214,6 +254,12 @@ class Options(usage.Options):
             socket.gethostname(),
             "Server name shown in the greeting.",
         ],
+        [
+            "reserved-nicknames",
+            None,
+            " ".join(DEFAULT_RESERVED_NICKNAMES),
+            "Nicknames nobody may take (nor look-alikes), separated by spaces or commas.",
+        ],
     ]
 
     optFlags = [
@@ -232,6 +278,7 @@ class Options(usage.Options):
     def __init__(self) -> None:
         super().__init__()
         self["port"] = []
+        self["exempt"] = []
 
     def opt_port(self, value: str) -> None:
         """Where to listen: a port number (tcp:PORT) or a Twisted server endpoint description such as tcp:12345:interface=127.0.0.1, unix:/path/chat.sock or ssl:6697:privateKey=key.pem:certKey=cert.pem; may be given several times. [default: tcp:12345]"""  # noqa: E501
@@ -246,7 +293,26 @@ class Options(usage.Options):
 
     opt_p = opt_port
 
+    def opt_exempt(self, value: str) -> None:
+        """Lift the per-address limits (--max-per-ip, --connection-rate, --max-registrations, wrong passwords per address) for a trusted network, in CIDR notation (10.0.0.0/8, 2001:db8::/32, a bare address, or localhost); may be given several times."""  # noqa: E501
+        try:
+            Exemptions([value])
+        except ValueError as e:
+            raise usage.UsageError(f"--exempt {e}") from None
+        self["exempt"].append(value)
+
     def postOptions(self) -> None:
+        if not self["database"]:
+            raise usage.UsageError(
+                "--database needs a file name, or :memory: to keep history only in memory."
+            )
+        reserved = self["reserved-nicknames"].replace(",", " ").split()
+        for nickname in reserved:
+            try:
+                validate_nickname(nickname, 64)
+            except InvalidNickname as e:
+                raise usage.UsageError(f"--reserved-nicknames {nickname}: {e}") from None
+        self["reserved-nicknames"] = reserved
         if not self["port"]:
             self["port"] = [endpoint_description(DEFAULT_PORT)]
         if self["motd"] is not None:
@@ -358,12 +424,19 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         sendq_timeout=options["sendq-timeout"],
         flood_rate=options["flood-rate"],
         flood_burst=options["flood-burst"],
+        flood_bytes=options["flood-bytes"],
+        flood_byte_burst=options["flood-byte-burst"],
         max_clients=options["max-clients"],
         max_per_ip=options["max-per-ip"],
+        exemptions=Exemptions(options["exempt"]),
+        connection_rate=options["connection-rate"],
+        connection_ban=options["connection-ban"],
+        max_registrations=options["max-registrations"],
         idle_timeout=options["idle-timeout"],
         history=history,
         history_on_join=options["history-on-join"],
         accounts=Accounts(pool, reactor, options["accounts"]),
+        reserved_nicknames=options["reserved-nicknames"],
     )
     factory.protocol = ChatTelnetTransport
     top = MultiService()
