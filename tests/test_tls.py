@@ -96,3 +96,52 @@ def test_client_rejects_untrusted_certificate(tmp_path: Path) -> None:
         assert "Traceback" not in text
     finally:
         server.stop()
+
+
+def test_silent_tls_connections_freeze_nobody(tmp_path: Path) -> None:
+    """
+    TCP connections to the TLS port that never send a byte (so their
+    handshake never ends) do not hold up anyone else: users on the plain
+    port chat on at once, even with --registration-timeout shorter than
+    --sendq-timeout (which used to freeze the chat for good). Each silent
+    connection is really closed after the registration timeout, though a
+    clean TLS close cannot complete.
+    """
+    key, cert = make_certificate(tmp_path)
+    server = ChatServer(
+        tmp_path,
+        "--port",
+        "tcp:0:interface=127.0.0.1",
+        "--registration-timeout",
+        "1",
+        "--sendq-timeout",
+        "3600",
+        port=f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}",
+    )
+    try:
+        tls_port, plain_port = server.ports
+        silent = [socket.create_connection(("127.0.0.1", tls_port)) for _ in range(5)]
+        alice = LineClient(plain_port)
+        alice.expect("*** Choose a nickname")
+        alice.send("alice")
+        alice.expect("*** Welcome, alice!")
+        bob = LineClient(plain_port)
+        bob.expect("*** Choose a nickname")
+        bob.send("bob")
+        bob.expect("*** Welcome, bob!")
+        for number in range(20):
+            alice.send(f"line {number}")
+            assert bob.expect("<alice>") == f"<alice> line {number}"
+        for sock in silent:
+            sock.settimeout(TIMEOUT)
+            try:
+                while sock.recv(65536):
+                    pass  # a TLS alert, then the end
+            except ConnectionResetError:
+                pass  # aborted
+            sock.close()
+        assert server.log.count("registration timeout for") >= 5
+        for client in (alice, bob):
+            client.close()
+    finally:
+        server.stop()
