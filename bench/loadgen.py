@@ -41,8 +41,9 @@ def server_command(name: str, extra: list[str]) -> list[str]:
     The command line that starts server C{name} on a free loopback port:
     C{howto}, C{twistedchat} (history in memory only, C{--database
     :memory:}) or C{twistedchat-db} (history written to a new SQLite file).
-    twistedchat runs without flood control and per-address limit, since
-    every client comes from 127.0.0.1 and sends as fast as it can.
+    twistedchat runs without flood control (by lines and by bytes) and
+    with loopback exempt from the per-address limits, since every client
+    comes from 127.0.0.1 and sends as fast as it can.
     """
     if name == "howto":
         return [sys.executable, str(HERE / "howto_server.py"), "0"]
@@ -62,8 +63,10 @@ def server_command(name: str, extra: list[str]) -> list[str]:
         "tcp:0:interface=127.0.0.1",
         "--flood-rate",
         "0",
-        "--max-per-ip",
+        "--flood-bytes",
         "0",
+        "--exempt",
+        "127.0.0.0/8",
         "--database",
         database,
         *extra,
@@ -343,7 +346,7 @@ def main() -> None:
         "--server-option",
         action="append",
         default=[],
-        help="extra option for twistd chat (besides --flood-rate 0 --max-per-ip 0)",
+        help="extra option for twistd chat (besides --flood-rate 0 --flood-bytes 0 --exempt ...)",
     )
     args = parser.parse_args()
     names = args.servers.split(",")
