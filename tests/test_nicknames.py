@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from twistedchat.nicknames import (
     InvalidNickname,
     nickname_key,
+    nickname_skeleton,
     random_nickname,
     validate_nickname,
 )
@@ -65,3 +66,51 @@ def test_random_nickname_is_free_and_valid() -> None:
     nickname = random_nickname(taken, rng)
     assert nickname_key(nickname) not in taken
     validate_nickname(nickname, 16)
+
+
+@pytest.mark.parametrize(
+    "group",
+    [
+        ["alice", "aIice", "al1ce", "a|ice", "a\\ice", "ALICE", "AlIcE", "AL1CE", "aiice"],
+        ["bob", "b0b", "BOB", "bOb", "B0B"],
+        ["Guest1234", "GuestI234", "guestl234", "GUEST|234"],
+        ["[foo]", "{f0o}", "{FOO]"],
+    ],
+)
+def test_look_alikes_share_a_skeleton(group: list[str]) -> None:
+    """
+    Nicknames that differ only by look-alike characters (I l 1 | \\, and
+    O o 0) or by case have the same skeleton.
+    """
+    assert {nickname_skeleton(nickname) for nickname in group} == {nickname_skeleton(group[0])}
+
+
+@pytest.mark.parametrize(
+    "first, second",
+    [("alice", "alive"), ("bob", "bobby"), ("Guest1234", "Guest1235"), ("rn", "m"), ("a-b", "a_b")],
+)
+def test_different_nicknames_have_different_skeletons(first: str, second: str) -> None:
+    """
+    Nicknames that differ by other characters have different skeletons.
+    """
+    assert nickname_skeleton(first) != nickname_skeleton(second)
+
+
+nicknames = st.text(st.sampled_from("aAbBiIlL1|\\oO0[]{}~^`_-"), max_size=12)
+
+
+@given(nicknames, st.randoms())
+def test_skeleton_is_a_function_of_the_key(nickname: str, rng: random.Random) -> None:
+    """
+    Nicknames with equal keys (any RFC 2812 case variant) have equal
+    skeletons, so a skeleton can be computed from a stored key; and the
+    skeleton of a skeleton is itself.
+    """
+    variant = "".join(
+        char.translate(str.maketrans("{}|^", "[]\\~")).upper() if rng.random() < 0.5 else char
+        for char in nickname
+    )
+    assert nickname_key(variant) == nickname_key(nickname)
+    skeleton = nickname_skeleton(nickname)
+    assert nickname_skeleton(variant) == skeleton == nickname_skeleton(nickname_key(nickname))
+    assert nickname_skeleton(skeleton) == skeleton

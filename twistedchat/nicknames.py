@@ -21,6 +21,13 @@ from collections.abc import Container
 _SPECIAL = r"\[\]\\`_^{|}"
 _NICKNAME = re.compile(rf"[A-Za-z{_SPECIAL}][A-Za-z0-9{_SPECIAL}-]*\Z")
 _CASE_MAP = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ[]\\~", "abcdefghijklmnopqrstuvwxyz{}|^")
+# The look-alike classes of nickname_skeleton, closed under _CASE_MAP: each
+# character maps to the first of its class.
+_LOOK_ALIKES = ("lLiI1|\\", "oO0")
+_SKELETON_MAP = {
+    **_CASE_MAP,
+    **{ord(char): ord(chars[0]) for chars in _LOOK_ALIKES for char in chars},
+}
 
 #: The shortest maximum nickname length a server may set: RFC 2812 section
 #: 1.2.1 gives nine characters, and random nicknames (C{Guest1234}) need it.
@@ -46,6 +53,42 @@ def nickname_key(nickname: str) -> str:
     are the same exactly when their keys are equal (RFC 2812 section 2.2).
     """
     return nickname.translate(_CASE_MAP)
+
+
+def nickname_skeleton(nickname: str) -> str:
+    """
+    Return the form of C{nickname} used to find look-alike nicknames: two
+    nicknames whose skeletons are equal are confusable, so a server should
+    not let both be used by different people.
+
+    This is the idea of the skeleton of Unicode Technical Standard #39,
+    "Unicode Security Mechanisms", section 4 ("Confusable Detection"):
+    map every character to a prototype of the characters it can be
+    mistaken for, and compare the results. Nicknames are ASCII (RFC 2812
+    section 2.3.1), so the table is small: C{I} (capital i), C{l} (small
+    L), C{1} and C{|}, and C{\\}, which RFC 2812 case mapping makes equal
+    to C{|}, look alike; so do C{O}, C{o} and C{0}. Case differences are
+    then removed as in L{nickname_key}.
+
+    The skeleton is a function of the key: nicknames with equal keys have
+    equal skeletons, so C{alice}, C{ALICE}, C{aIice} and C{al1ce} all
+    match. That forces the look-alike classes to be closed under case
+    mapping: C{I} looks like C{l} and is the same letter as C{i}, and C{l}
+    is the same letter as C{L}, so C{i}, C{I}, C{l}, C{L}, C{1}, C{|} and
+    C{\\} all share one prototype. The price is a few false alarms
+    (C{Lisa} and C{Ilsa}, C{Ali} and C{All} are confusable); the gain is
+    that a server can compute the skeleton from any spelling of a
+    nickname, such as a stored key. Ergo, an IRC server, also refuses
+    nicknames whose skeleton is taken, but computes its Unicode skeleton
+    before case folding, so in Ergo the skeleton is not a function of the
+    folded nickname and must be kept apart from it (C{Skeleton} in
+    C{irc/strings.go}).
+
+    @param nickname: a nickname (any string is accepted).
+    @return: a string that is not itself a nickname and must never be
+        shown; only compare it.
+    """
+    return nickname.translate(_SKELETON_MAP)
 
 
 def validate_nickname(nickname: str, max_length: int) -> None:
