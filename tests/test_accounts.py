@@ -31,7 +31,7 @@ from twistedchat.accounts import (
 )
 from twistedchat.database import make_pool, open_database
 from twistedchat.factory import ChatFactory
-from twistedchat.protocol import PROMPT, State
+from twistedchat.protocol import PROMPT, REFUSAL_GRACE, State
 
 #: Argon2id with small costs, so tests run fast.
 CHEAP = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
@@ -203,7 +203,11 @@ def test_identify_and_password_change() -> None:
     clock.advance(1)
     assert alice.lines() == ["!!! Wrong password."]
     alice.send(b"/password first-password second-password\n")
-    assert alice.lines() == ["*** Your password has been changed."]
+    assert alice.lines() == [
+        "*** Your password has been changed.",
+        "*** 1 wrong password was given for your nickname since you last signed in; "
+        "the last from 127.0.0.1:50000 at 1970-01-01 00:00:00 UTC.",
+    ]
     alice.send(b"/quit\n")
     client = FakeClient(factory)
     client.send(b"alice\nfirst-password\n")
@@ -403,9 +407,7 @@ def test_regain_ghosts_the_old_connection() -> None:
     ]
     client.send(b"s3cret-pw\n")
     assert client.chat.nickname == "alice"
-    assert old.lines() == [
-        "*** Someone who gave the password of alice has taken it over; goodbye."
-    ]
+    assert old.lines() == ["*** Someone who gave the password of alice has taken it over; goodbye."]
     assert old.closed
     assert bob.lines() == ["*** alice has left (ghosted)", "*** alice has joined"]
     assert factory.nicknames() == ["alice", "carol"]
@@ -459,21 +461,25 @@ def test_pipelined_password_after_a_ghost() -> None:
 
 def test_lines_after_a_refused_nickname_are_ignored() -> None:
     """
-    Lines that arrive after a nickname the server refused, and before the
-    server answered, are ignored (the client could not know the nickname
-    was refused), and the client is told how many; lines sent after the
-    answer count again.
+    Lines that arrive after a nickname the server refused, before the
+    server answered or within REFUSAL_GRACE seconds after (before the
+    client could have seen the answer), are ignored, and the client is
+    told how many; lines sent later count again.
     """
-    factory = accounts_factory()
+    clock = Clock()
+    factory = accounts_factory(clock)
     (bob,) = chatters(factory, "bob")
     client = FakeClient(factory, 50009)
     client.output()
     client.send(b"b0b\r\nsunflower-42\r\nmore")
     client.send(b" of it\r\n")
+    assert client.lines() == ["!!! The nickname b0b is taken.", f"*** {PROMPT}"]
+    clock.advance(REFUSAL_GRACE / 2)
+    client.send(b"hunter2-pw\r\npartial")  # in a later packet, still too soon
+    clock.advance(REFUSAL_GRACE / 2)
+    client.send(b" line\r\n")
     assert client.lines() == [
-        "!!! The nickname b0b is taken.",
-        f"*** {PROMPT}",
-        "!!! Ignored 2 lines sent before the answer above; wait for an answer before sending more.",
+        "!!! Ignored 4 lines sent before the answer above; wait for an answer before sending more."
     ]
     assert client.chat.nickname is None
     client.send(b"carol\r\n")
@@ -545,6 +551,7 @@ def test_look_alike_of_online_nickname_is_taken() -> None:
     client.send(b"B0B\n")
     assert client.lines()[0] == "!!! The nickname B0B is taken."
     bob.send(b"/quit\n")
+    factory.clock.advance(REFUSAL_GRACE)
     client.send(b"B0B\n")
     assert client.chat.nickname == "B0B"
 
@@ -587,7 +594,7 @@ def test_wrong_passwords_limited_across_connections() -> None:
     guesser.send(b"alice guess-four\n")
     assert guesser.lines() == [
         "!!! Too many wrong passwords for alice or from your address lately; "
-        "try again in 1 seconds.",
+        "try again in 1 second.",
         "*** The nickname alice is registered. Send its password, "
         "or an empty line to choose another nickname:",
     ]
@@ -622,3 +629,19 @@ def test_registrations_limited_per_address() -> None:
     clock.advance(3600)
     clients[2].send(b"/register long-enough\n")
     assert clients[2].lines()[0].startswith("*** The nickname carol is now registered")
+
+
+def test_quit_at_the_password_prompt() -> None:
+    """
+    /quit at the password prompt leaves; it is not taken for a wrong
+    password.
+    """
+    factory = accounts_factory()
+    registered(factory, "alice", "s3cret-pw")
+    client = FakeClient(factory)
+    client.send(b"alice\n")
+    client.output()
+    client.send(b"/quit\n")
+    assert client.lines() == ["*** Goodbye."]
+    assert client.closed
+    assert factory.password_failures.wait("alice", "127.0.0.1") == 0

@@ -204,7 +204,7 @@ def test_nothing_to_replay() -> None:
     assert len(alice.lines()) == 1
     alice.send(b"/history\n")
     assert alice.lines() == [
-        "*** The last line said here:",
+        "*** Nothing has been said here lately; who came and went:",
         "[1970-01-01 00:00:00 UTC] *** alice has joined",
         "*** End of history.",
     ]

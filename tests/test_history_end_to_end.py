@@ -59,7 +59,7 @@ def test_history_survives_kill_and_restart(tmp_path: Path) -> None:
     try:
         carol = LineClient(restarted.port)
         carol.send("carol")
-        assert carol.expect("lines said here") == "*** The last 7 lines said here:"
+        assert carol.expect("lines said here") == "*** The last 5 lines said here:"
         history = [carol.expect("UTC]") for _ in range(7)]
         assert [line.split("] ", 1)[1] for line in history] == [
             "*** alice has joined",
@@ -68,7 +68,7 @@ def test_history_survives_kill_and_restart(tmp_path: Path) -> None:
         ]
         assert carol.expect("***") == "*** End of history."
         carol.send("/history 2")
-        assert carol.expect("said here") == "*** The last 3 lines said here:"
+        assert carol.expect("said here") == "*** The last 2 lines said here:"
         assert carol.expect("UTC]").endswith("<alice> line 3")
         assert carol.expect("UTC]").endswith("<alice> line 4")
         assert carol.expect("UTC]").endswith("*** carol has joined")

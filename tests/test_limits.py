@@ -8,7 +8,7 @@ from __future__ import annotations
 import socket
 
 from fakeclients import FakeClient, chatters, make_factory
-from twisted.internet.interfaces import ISystemHandle, ITCPTransport
+from twisted.internet.interfaces import INegotiated, ISystemHandle, ITCPTransport
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransportWithDisconnection
 from twisted.logger import capturedLogs, formatEvent
@@ -20,6 +20,7 @@ from twistedchat.protocol import (
     KEEPALIVE_IDLE,
     KEEPALIVE_INTERVAL,
     PROMPT,
+    USER_TIMEOUT,
     State,
 )
 
@@ -39,16 +40,43 @@ def drain(client: FakeClient) -> None:
     client.transport.producer.resumeProducing()
 
 
+@implementer(INegotiated)
 class HandshakingTransport(StringTransportWithDisconnection):
     """
-    A transport like Twisted's TLS transport during a handshake that never
-    ends: it pauses a producer as soon as one registers, and closing it
-    does nothing until it is aborted.
+    A transport like Twisted's TLS transport (L{twisted.protocols.tls})
+    during its handshake: it buffers what it is given, pausing its
+    producer, until L{finish_handshake}; closing it does nothing until it
+    is aborted (a handshake that never ends cannot close cleanly).
     """
 
-    def registerProducer(self, producer: object, streaming: bool) -> None:
-        super().registerProducer(producer, streaming)
-        producer.pauseProducing()  # type: ignore[attr-defined]
+    negotiatedProtocol = None
+    handshake_done = False
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.buffered: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if self.handshake_done:
+            super().write(data)
+            return
+        self.buffered.append(data)
+        if self.producer is not None:
+            self.producer.pauseProducing()
+
+    def finish_handshake(self) -> None:
+        """
+        Complete the handshake as Twisted does: tell the protocol, send what
+        was buffered, and resume the producer.
+        """
+        self.handshake_done = True
+        self.protocol.handshakeCompleted()
+        for data in self.buffered:
+            super().write(data)
+        self.producer.resumeProducing()
+
+    def setTcpKeepAlive(self, enabled: bool) -> None:
+        pass  # INegotiated is an ITCPTransport
 
     def loseConnection(self) -> None:
         self.disconnecting = True
@@ -87,9 +115,9 @@ def test_sendq_exceeded() -> None:
     stall(bob)
     for _ in range(100):
         factory.say(alice.chat, "x" * 100)
+    lines = carol.lines()
     assert bob.closed
     assert bob.transport.disconnected  # aborted, not flushed
-    lines = carol.lines()
     assert "*** bob has left (SendQ exceeded)" in lines
     assert len(lines) == 101
     assert factory.nicknames() == ["alice", "carol"]
@@ -167,31 +195,37 @@ def test_sendq_counts_the_transports_buffer() -> None:
     assert output.in_transport == 64 * 1024 + 10 * len(line)
     assert output.waiting == output.in_transport
     with capturedLogs() as events:
-        while not bob.closed:
+        while bob.chat.state is not State.CLOSED:
             factory.say(alice.chat, "x" * 1000)
     (event,) = [e for e in events if "bytes waiting" in formatEvent(e)]
     assert event["waiting"] > 200_000
     assert event["waiting"] == event["queued"] + event["in_transport"]
 
 
-def test_pause_before_any_output_is_not_congestion() -> None:
+def test_tls_handshake_is_not_congestion() -> None:
     """
-    Twisted's TLS transport pauses its producer until the handshake is
-    done. A connection whose transport is paused before it was handed
-    anything is not congested: no SendQ timer runs, nobody else is
-    affected, and its greeting goes out once the transport resumes.
+    Twisted's TLS transport buffers the greeting and pauses its producer
+    until the handshake is done. That is not congestion: no SendQ timer
+    runs, nobody else is affected, and the greeting goes out once the
+    handshake is done; after it, a full transport is congestion again.
     """
     clock = Clock()
     factory = make_factory(clock, sendq_timeout=10, flood_rate=0)
     alice, bob = chatters(factory, "alice", "bob")
-    handshaking = FakeClient(factory, transport=HandshakingTransport)
+    client = FakeClient(factory, transport=HandshakingTransport)
+    assert client.output() == b""  # the greeting is flushed, and buffered
     clock.advance(30)  # three SendQ timeouts, half the registration timeout
-    assert not handshaking.closed
-    assert handshaking.output() == b""
+    assert not client.closed
+    assert client.output() == b""
     alice.send(b"still chatting\n")
     assert bob.lines() == ["<alice> still chatting"]
-    drain(handshaking)
-    assert handshaking.lines()[-1] == "*** " + PROMPT
+    client.transport.finish_handshake()
+    assert client.lines()[-1] == "*** " + PROMPT
+    client.send(b"carol\n")
+    client.output()  # the welcome, handed to the transport
+    stall(client)
+    clock.advance(10)
+    assert client.closed
 
 
 def test_registration_timeout_aborts_a_close_that_hangs() -> None:
@@ -368,8 +402,9 @@ class TCPStringTransport(StringTransportWithDisconnection):
 def test_tcp_keepalive() -> None:
     """
     TCP keepalive is turned on for each accepted TCP connection, with
-    probes after a minute of silence every 15 seconds, so a vanished peer
-    is noticed within two minutes.
+    probes after a minute of silence every 15 seconds, and unacknowledged
+    data times out after two minutes (keepalive does not probe while data
+    is unacknowledged), so a vanished peer is noticed within two minutes.
     """
     factory = make_factory()
     client = FakeClient(factory, transport=TCPStringTransport)
@@ -379,7 +414,9 @@ def test_tcp_keepalive() -> None:
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == KEEPALIVE_IDLE
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == KEEPALIVE_INTERVAL
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == KEEPALIVE_COUNT
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == USER_TIMEOUT
     assert KEEPALIVE_IDLE + KEEPALIVE_INTERVAL * KEEPALIVE_COUNT <= 120
+    assert USER_TIMEOUT <= 120_000
 
 
 # Faults
@@ -441,8 +478,12 @@ def test_ipv6_limits_count_the_slash_64() -> None:
         transport.protocol = protocol
         protocol.makeConnection(transport)
         clients.append(transport)
-    assert clients[2].value().endswith(
-        b"!!! Too many connections from 2001:db8:1:2::/64 (at most 2); try again later.\r\n"
+    assert (
+        clients[2]
+        .value()
+        .endswith(
+            b"!!! Too many connections from 2001:db8:1:2::/64 (at most 2); try again later.\r\n"
+        )
     )
     assert factory.connection_count("2001:db8:1:2::ffff") == 2
 
@@ -454,10 +495,39 @@ def test_exempt_network_lifts_per_address_limits() -> None:
     """
     from twistedchat.throttles import Exemptions
 
-    factory = make_factory(
-        max_per_ip=1, connection_rate=1, exemptions=Exemptions(["127.0.0.0/8"])
-    )
+    factory = make_factory(max_per_ip=1, connection_rate=1, exemptions=Exemptions(["127.0.0.0/8"]))
     clients = [FakeClient(factory, port) for port in range(20)]
     assert not any(client.closed for client in clients)
     assert FakeClient(factory, 99, host="192.0.2.1").closed is False
     assert FakeClient(factory, 98, host="192.0.2.1").closed
+
+
+def test_cut_off_announced_after_the_line_that_caused_it() -> None:
+    """
+    When a line overflows one client's SendQ in the middle of its
+    broadcast, everyone else still sees that line before the client's
+    "has left", the order the history keeps.
+    """
+    factory = make_factory(max_sendq=2000, flood_rate=0, flood_bytes=0)
+    alice, bob, carol, dave = chatters(factory, "alice", "bob", "carol", "dave")
+    stall(carol)
+    alice.send(b"y" * 2000 + b"\n")
+    line = "<alice> " + "y" * 2000
+    assert bob.lines() == [line, "*** carol has left (SendQ exceeded)"]
+    assert dave.lines() == [line, "*** carol has left (SendQ exceeded)"]
+    assert carol.closed
+
+
+def test_input_to_a_refused_connection_is_ignored() -> None:
+    """
+    A connection refused at admission (here: the server is full) that
+    keeps sending while its close is pending, even an over-long line, is
+    ignored without an error.
+    """
+    factory = make_factory(max_clients=1)
+    FakeClient(factory, 1)
+    refused = FakeClient(factory, 2, transport=HandshakingTransport)
+    refused.send(b"x" * 20000 + b"\nhello\n")
+    assert refused.transport.buffered == [
+        b"!!! The server is full (1 connections); try again later.\r\n"
+    ]

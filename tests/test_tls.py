@@ -145,3 +145,37 @@ def test_silent_tls_connections_freeze_nobody(tmp_path: Path) -> None:
             client.close()
     finally:
         server.stop()
+
+
+def test_tls_handshake_in_progress_is_not_a_slow_reader(tmp_path: Path) -> None:
+    """
+    A TCP connection to the TLS port that never sends its handshake is not
+    taken for a client that does not read (the TLS transport buffers the
+    greeting and pauses until the handshake is done): even with a SendQ
+    timeout shorter than the registration timeout it is closed by the
+    registration timeout, never as "SendQ exceeded".
+    """
+    key, cert = make_certificate(tmp_path)
+    server = ChatServer(
+        tmp_path,
+        "--registration-timeout",
+        "2",
+        "--sendq-timeout",
+        "0.5",
+        port=f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}",
+    )
+    try:
+        silent = socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT)
+        try:
+            while silent.recv(65536):
+                pass
+        except ConnectionResetError:
+            pass  # aborted: a TLS close cannot complete without a handshake
+        silent.close()
+        secure = TLSLineClient(server.port, cert)
+        secure.expect("*** Choose a nickname")
+        secure.close()
+        assert "registration timeout for" in server.log
+        assert "SendQ exceeded" not in server.log
+    finally:
+        server.stop()

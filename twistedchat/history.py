@@ -61,6 +61,16 @@ MAX_UNWRITTEN = 10_000
 #: The events a replay counts: what was said.
 _CONVERSATION = (ChatLine, Action, PrivateMessage)
 
+
+def is_conversation(event: Event) -> bool:
+    """
+    Return whether C{event} is something said (a chat line, an action, a
+    private message), which replays count, rather than a notice (a join, a
+    leave, a nickname change).
+    """
+    return isinstance(event, _CONVERSATION)
+
+
 #: Their kinds in the events table; the others (join, leave, nick) are
 #: notices.
 _CONVERSATION_KINDS = ("chat", "action", "private")
@@ -280,7 +290,7 @@ class History:
         events.
         """
         self._sequence += 1
-        kept = self._conversation if isinstance(record.event, _CONVERSATION) else self._notices
+        kept = self._conversation if is_conversation(record.event) else self._notices
         kept.append((self._sequence, record))
 
     def recent(self, count: int, viewer: str | None = None, since: float = 0.0) -> list[Record]:

@@ -43,6 +43,8 @@ from twisted.internet.interfaces import (
     IAddress,
     IConsumer,
     IDelayedCall,
+    IHandshakeListener,
+    INegotiated,
     IPushProducer,
     ISystemHandle,
     ITCPTransport,
@@ -68,7 +70,7 @@ from twistedchat.events import (
     ServerShutdown,
 )
 from twistedchat.factory import IParticipant, NicknameRegistered, NoSuchNickname
-from twistedchat.history import Record
+from twistedchat.history import Record, is_conversation
 from twistedchat.nicknames import InvalidNickname, NicknameInUse, nickname_key
 from twistedchat.sanitize import clean_line
 from twistedchat.sendq import SendQueue
@@ -108,6 +110,11 @@ WRONG_PASSWORD_DELAY = 1.0
 #: would otherwise keep it open for good).
 CLOSE_TIMEOUT = 5.0
 
+#: Seconds after refusing a nickname during which the client's further
+#: lines are ignored: they may have been sent before the client could see
+#: the refusal (a password meant for the refused nickname, say).
+REFUSAL_GRACE = 1.0
+
 #: TCP keepalive: seconds of silence before the first probe, seconds
 #: between probes, and probes unanswered before the peer counts as gone, so
 #: a vanished peer is noticed within two minutes (Linux's defaults take
@@ -115,6 +122,10 @@ CLOSE_TIMEOUT = 5.0
 KEEPALIVE_IDLE = 60
 KEEPALIVE_INTERVAL = 15
 KEEPALIVE_COUNT = 4
+#: Milliseconds sent data may stay unacknowledged before the connection is
+#: dropped (TCP_USER_TIMEOUT, tcp(7)): keepalive probes stop while data is
+#: unacknowledged, and retransmissions would take about 15 minutes.
+USER_TIMEOUT = 120_000
 
 
 def render_line(event: Event) -> bytes:
@@ -193,6 +204,14 @@ def parse_command(text: str) -> tuple[str, str] | None:
     if first.lower() == ".exit":
         return "exit", argument.strip()
     return None
+
+
+def _seconds(wait: float) -> str:
+    """
+    Say C{wait} seconds, rounded up: C{1 second}, C{4 seconds}.
+    """
+    whole = math.ceil(wait)
+    return "1 second" if whole == 1 else f"{whole} seconds"
 
 
 def peer_host(address: IAddress) -> str | None:
@@ -304,6 +323,7 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
         self._close_timer: IDelayedCall | None = None
         # Lines ignored since the last nickname answer (see _answered).
         self._ignoring: int | None = None
+        self._ignore_timer: IDelayedCall | None = None
         # The registered nickname whose password is awaited, and the
         # nickname key of the account this connection proved it owns.
         self._claim: str | None = None
@@ -338,7 +358,13 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
         self._tokens = factory.flood_burst
         self._byte_tokens = factory.flood_byte_burst
         self._tokens_at = self._byte_tokens_at = factory.clock.seconds()
-        self._output = SendQueue(self.transport, factory.flusher, factory.max_sendq, self)
+        self._output = SendQueue(
+            self.transport,
+            factory.flusher,
+            factory.max_sendq,
+            self,
+            handshaking=self.transport.handshaking,
+        )
         self._notice(f"This is {factory.server_name}, running twistedchat {__version__}.")
         if factory.motd:
             for line in factory.motd.splitlines():
@@ -367,6 +393,7 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
             self._bytes_timer,
             self._password_timer,
             self._close_timer,
+            self._ignore_timer,
         ):
             if timer is not None and timer.active():
                 timer.cancel()
@@ -434,7 +461,9 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
         """
         Cut off a client that does not read its output fast enough: throw
         away what waits for it, tell the others it left for "SendQ
-        exceeded", and reset the connection.
+        exceeded", and reset the connection. The others are told once the
+        current broadcast is over (this may run in the middle of one), so
+        that everyone sees events in the same order.
         """
         if self.state is State.CLOSED:
             return
@@ -450,7 +479,10 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
             in_transport=output.in_transport,
         )
         self.state = State.CLOSED
-        self._output.clear()
+        output.clear()
+        self.factory.clock.callLater(0, self._cut_off)
+
+    def _cut_off(self) -> None:
         self.factory.leave(self, "SendQ exceeded")
         self.transport.abortConnection()
 
@@ -470,6 +502,14 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
         if self.state is not State.CLOSED:
             self._close()
 
+    def handshake_completed(self) -> None:
+        """
+        The connection's TLS handshake is done: from now on a transport
+        that asks to pause is backed up.
+        """
+        if self._output is not None:
+            self._output.handshaking = False
+
     def send_negotiation(self, data: bytes) -> None:
         """
         Send telnet negotiation bytes (C{IAC ...}) through the SendQ, so that
@@ -487,6 +527,8 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
         longer than C{MAX_LENGTH} bytes gets an error and is thrown away up
         to its end, and the connection stays usable.
         """
+        if self._output is None or self.state is State.CLOSED:
+            return  # refused, or closing: nothing more is read
         while True:
             if self._discarding:
                 end = data.find(self.delimiter)
@@ -506,6 +548,8 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
         @param line: what L{LineReceiver} had buffered: the start of the long
             line, and everything after it if its end was already received.
         """
+        if self.state is State.CLOSED:
+            return
         self._error(f"Line too long: at most {self.MAX_LENGTH} bytes. It was not sent.")
         end = line.find(self.delimiter)
         if end == -1:
@@ -514,10 +558,12 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
             self._after_long_line = line[end + 1 :]
 
     def lineReceived(self, line: bytes) -> None:
-        if self._ignoring is not None:
-            self._ignoring += 1
-            return
         text = clean_line(line)
+        if self._ignoring is not None:
+            command = parse_command(text)
+            if command is None or command[0] not in ("quit", "exit"):
+                self._ignoring += 1
+                return
         if self.state is State.CHATTING:
             self.resetTimeout()
             self._chat_line(text)
@@ -619,6 +665,7 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
             else:
                 self._error("Choose a nickname first; /quit leaves.")
                 self._notice(PROMPT)
+                self._answered(REFUSAL_GRACE)
             return
         nickname, _, password = text.strip().partition(" ")
         password = password.strip()
@@ -630,9 +677,13 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
         except InvalidNickname as e:
             self._error(str(e))
             self._notice(PROMPT)
+            self._answered(REFUSAL_GRACE)
+            return
         except NicknameInUse:
             self._error(f"The nickname {nickname} is taken.")
             self._notice(PROMPT)
+            self._answered(REFUSAL_GRACE)
+            return
         except NicknameRegistered:
             self._claim = nickname
             self.state = State.AWAITING_PASSWORD
@@ -649,22 +700,34 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
                 )
         self._answered()
 
-    def _answered(self) -> None:
+    def _answered(self, grace: float = 0.0) -> None:
         """
         Ignore the lines the client sent before this answer: those already
-        received, the rest of a line begun, and those that arrive before
-        the answer goes out at the end of this reactor iteration. Say how
-        many were ignored.
+        received, and those that arrive before the answer goes out at the
+        end of this reactor iteration or, after a refusal, in the next
+        C{grace} seconds, before the client could have seen it; and the
+        rest of a line begun by then. Say how many were ignored.
         """
-        ignored = self.clearLineBuffer()
-        self._ignoring = ignored.count(self.delimiter)
-        if ignored and not ignored.endswith(self.delimiter):
-            self._ignoring += 1
+        self._ignoring = (self._ignoring or 0) + self._drop_buffered()
+        if self._ignore_timer is not None and self._ignore_timer.active():
+            self._ignore_timer.cancel()
+        self._ignore_timer = self.factory.clock.callLater(grace, self._stop_ignoring)
+
+    def _drop_buffered(self) -> int:
+        """
+        Throw away the input received but not handled yet, up to the end
+        of the line begun; return how many lines that was.
+        """
+        dropped = self.clearLineBuffer()
+        lines = dropped.count(self.delimiter)
+        if dropped and not dropped.endswith(self.delimiter):
+            lines += 1
             self._discarding = True
-        self.factory.clock.callLater(0, self._stop_ignoring)
+        return lines
 
     def _stop_ignoring(self) -> None:
-        ignored, self._ignoring = self._ignoring, None
+        self._ignore_timer = None
+        ignored, self._ignoring = (self._ignoring or 0) + self._drop_buffered(), None
         if ignored and self.state is not State.CLOSED:
             lines = "1 line" if ignored == 1 else f"{ignored} lines"
             self._error(
@@ -681,10 +744,15 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
     def _password_line(self, password: str) -> None:
         nickname = self._claim
         assert nickname is not None
+        command = parse_command(password)
+        if command is not None and command[0] in ("quit", "exit"):
+            self._quit(command[1])
+            return
         if not password:
             self._claim = None
             self.state = State.AWAITING_NICKNAME
             self._notice(PROMPT)
+            self._answered()
             return
         self._pause_input("password")
         self._check_password(nickname, password).addCallback(self._claim_checked, nickname)
@@ -704,6 +772,7 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
             except (InvalidNickname, NicknameInUse):
                 self._error(f"The nickname {nickname} is taken.")
                 self._notice(PROMPT)
+                self._answered(REFUSAL_GRACE)
             self._resume_input("password")
             return
         if self._closed_for_wrong_passwords():
@@ -752,7 +821,7 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
             )
             self._error(
                 f"Too many wrong passwords for {nickname} or from your address lately; "
-                f"try again in {math.ceil(wait)} seconds."
+                f"try again in {_seconds(wait)}."
             )
             return succeed(None)
         credentials = UsernamePassword(nickname.encode("utf-8"), password.encode("utf-8"))
@@ -788,8 +857,10 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
         report, self._failure_report = self._failure_report, None
         if report is None or self.state is State.CLOSED:
             return
-        times = "1 wrong password was" if report.failures == 1 else (
-            f"{report.failures} wrong passwords were"
+        times = (
+            "1 wrong password was"
+            if report.failures == 1
+            else (f"{report.failures} wrong passwords were")
         )
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(report.last_at))
         self._notice(
@@ -820,8 +891,12 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
         if not records:
             return
         assert self._output is not None
-        lines = "line" if len(records) == 1 else f"{len(records)} lines"
-        self._notice(f"The last {lines} said here:")
+        said = sum(1 for record in records if is_conversation(record.event))
+        if said:
+            lines = "line" if said == 1 else f"{said} lines"
+            self._notice(f"The last {lines} said here:")
+        else:
+            self._notice("Nothing has been said here lately; who came and went:")
         for record in records:
             self._output.write(render_history(record, self._identified))
         self._notice("End of history.")
@@ -1059,6 +1134,7 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
             await accounts.change_password(nickname, new)
             self._log.info("{nickname} changed their password", nickname=nickname)
             self._notice("Your password has been changed.")
+            self._report_failures()
 
         d = Deferred.fromCoroutine(change())
         d.addErrback(self._account_refused)
@@ -1095,9 +1171,10 @@ _NOT_COMMANDS = frozenset(range(239)) | {240}
 def _tune_keepalive(transport: ITransport) -> None:
     """
     Set TCP keepalive's timing (L{KEEPALIVE_IDLE}, L{KEEPALIVE_INTERVAL},
-    L{KEEPALIVE_COUNT}) on the socket under C{transport}, a TCP transport
-    or a TLS one wrapping it, where the platform has these options (Linux:
-    tcp(7)).
+    L{KEEPALIVE_COUNT}) and L{USER_TIMEOUT} on the socket under
+    C{transport}, a TCP transport or a TLS one wrapping it, where the
+    platform has these options (Linux: tcp(7)), so that a vanished peer is
+    noticed within two minutes whether or not it was sent anything.
     """
     while ISystemHandle.providedBy(transport):
         handle = transport.getHandle()
@@ -1106,6 +1183,7 @@ def _tune_keepalive(transport: ITransport) -> None:
                 ("TCP_KEEPIDLE", KEEPALIVE_IDLE),
                 ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL),
                 ("TCP_KEEPCNT", KEEPALIVE_COUNT),
+                ("TCP_USER_TIMEOUT", USER_TIMEOUT),
             ):
                 if hasattr(socket, option):
                     handle.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
@@ -1115,7 +1193,7 @@ def _tune_keepalive(transport: ITransport) -> None:
         transport = getattr(transport, "transport", None)
 
 
-@implementer(IConsumer, IPushProducer)
+@implementer(IConsumer, IPushProducer, IHandshakeListener)
 class ChatTelnetTransport(TelnetTransport):
     """
     The protocol L{twistedchat.factory.ChatFactory} builds for each telnet
@@ -1138,13 +1216,22 @@ class ChatTelnetTransport(TelnetTransport):
     protocolArgs = ()
     protocolKwArgs: dict[str, object] = {}
     protocol: ChatProtocol
+    #: Whether the connection is TLS and its handshake is not done yet.
+    handshaking = False
 
     def __init__(self) -> None:
         self.options: dict[bytes, object] = {}
-        self.negotiationMap: dict[bytes, Callable[[list[bytes]], None]] = {}
         # Whether the last chunk ended in a CR that was taken as a line
         # end, so that an LF or NUL starting the next one is skipped.
         self._after_cr = False
+
+    def handshakeCompleted(self) -> None:
+        """
+        The TLS handshake is done (L{IHandshakeListener}).
+        """
+        self.handshaking = False
+        if self.protocol is not None:
+            self.protocol.handshake_completed()
 
     def commandReceived(self, command: bytes, argument: bytes | None) -> None:
         """
@@ -1228,6 +1315,8 @@ class ChatTelnetTransport(TelnetTransport):
         two minutes.
         """
         self.write = transport.write  # type: ignore[method-assign]
+        # Only TLS transports negotiate (ALPN); they tell handshakeCompleted.
+        self.handshaking = INegotiated.providedBy(transport)
         if ITCPTransport.providedBy(transport):
             transport.setTcpKeepAlive(True)
             _tune_keepalive(transport)

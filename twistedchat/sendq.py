@@ -93,10 +93,15 @@ class SendQueue:
     what L{waiting} counts for it, so the SendQ limit and the log's byte
     count include it.
 
-    A pause before anything was handed over (Twisted's TLS transport pauses
-    its producer until the handshake is done) is not congestion: the
-    client is not behind on anything.
+    A pause during a TLS handshake is not congestion: Twisted's TLS
+    transport buffers what it is given until the handshake is done and
+    pauses its producer meanwhile, but the client is not behind on
+    anything. The owner says when the handshake is done (L{handshaking};
+    Twisted tells it through L{twisted.internet.interfaces.IHandshakeListener}).
+    Nor is a pause before anything was handed over.
 
+    @ivar handshaking: whether the transport is a TLS one whose handshake
+        is not done yet.
     @ivar congested: whether the transport is full of bytes this queue
         handed it, so that output waits here until it drains.
     @ivar queued: bytes waiting here.
@@ -111,6 +116,7 @@ class SendQueue:
         flusher: Flusher,
         limit: int,
         owner: SendQueueOwner,
+        handshaking: bool = False,
     ) -> None:
         """
         @param consumer: the transport to write to.
@@ -120,6 +126,8 @@ class SendQueue:
             C{owner.sendq_exceeded}.
         @param owner: the connection, told when output congests, drains or
             exceeds C{limit}.
+        @param handshaking: whether C{consumer} is a TLS transport whose
+            handshake is not done yet.
         """
         self._consumer = consumer
         self._flusher = flusher
@@ -133,6 +141,7 @@ class SendQueue:
         # everything, and the size of the last write.
         self._handed = 0
         self._last_write = 0
+        self.handshaking = handshaking
         self.congested = False
         self.queued = 0
         self.in_transport = 0
@@ -202,10 +211,10 @@ class SendQueue:
         """
         The transport's buffer is full, or it cannot send yet (a TLS
         handshake): keep output here from now on. It is congestion only if
-        this queue handed it bytes it has not sent.
+        this queue handed it bytes it has not sent, after any handshake.
         """
         self._paused = True
-        if self._handed and not self.congested:
+        if self._handed and not self.congested and not self.handshaking:
             self.congested = True
             self.in_transport = min(self._handed, TRANSPORT_BUFFER + self._last_write)
             self._owner.sendq_congested()
