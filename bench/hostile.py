@@ -578,9 +578,9 @@ def fill_history(server: ChatServer) -> None:
 
 def non_readers(server: ChatServer, stop: threading.Event) -> str:
     """
-    Register a client that never reads (it does not even wait for the
-    prompt), with a NON_READER_BUFFER-byte receive buffer and an
-    Ethernet-sized NON_READER_MSS, and have it ask for the history
+    Register a client that reads nothing after its welcome, with a
+    NON_READER_BUFFER-byte receive buffer and an Ethernet-sized
+    NON_READER_MSS, and have it ask for the history
     NON_READER_REQUESTS times; a new one as soon as the server cuts the
     last one off, or after NON_READER_INTERVAL seconds. The old ones stay
     connected.
@@ -592,7 +592,10 @@ def non_readers(server: ChatServer, stop: threading.Event) -> str:
                 server.tcp_port, source_address(HOSTILE), NON_READER_BUFFER, NON_READER_MSS
             )
             request = b"/history %d\r\n" % HISTORY_LINES
-            sock.sendall(b"n%d\r\n" % len(sockets) + request * NON_READER_REQUESTS)
+            sock.sendall(b"n%d\r\n" % len(sockets))
+            # Lines sent before the welcome would be ignored (issue 8).
+            read_until(sock, b"*** Welcome", time.monotonic() + JOIN_TIMEOUT)
+            sock.sendall(request * NON_READER_REQUESTS)
             sockets.append(sock)
             since = time.monotonic()
             while not stop.wait(0.1):

@@ -288,6 +288,10 @@ def measure(clients: list[Client], args: argparse.Namespace) -> dict[str, float]
             except OSError as e:
                 if e.errno == errno.EAGAIN:
                     continue
+                if e.errno == errno.ECONNRESET:
+                    # twistedchat cuts off a reader that falls more than
+                    # --max-sendq behind ("SendQ exceeded").
+                    raise SystemExit(f"server reset client {client.index}") from None
                 raise
             if not data:
                 raise SystemExit(f"server closed client {client.index}")
