@@ -371,7 +371,8 @@ def test_nickname_and_password_on_one_line() -> None:
 def test_password_with_unregistered_nickname_is_not_used() -> None:
     """
     NICK PASSWORD for a nickname that is not registered takes the nickname
-    and says the password was not used; the password is shown to nobody.
+    and says, right after the welcome, that the password was not used; so
+    does /nick NICK PASSWORD. The password is shown to nobody.
     """
     factory = accounts_factory()
     (bob,) = chatters(factory, "bob")
@@ -384,6 +385,12 @@ def test_password_with_unregistered_nickname_is_not_used() -> None:
         "/register PASSWORD registers it."
     )
     assert b"hunter2" not in bob.output()
+    client.send(b"/nick dave another-pw\n")
+    assert client.lines() == [
+        "*** You are now known as dave (was carol).",
+        "*** The nickname dave is not registered, so the password was not used; "
+        "/register PASSWORD registers it.",
+    ]
 
 
 def test_regain_ghosts_the_old_connection() -> None:

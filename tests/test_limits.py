@@ -1,6 +1,6 @@
 """
 Tests for the limits that keep one client from hurting others: SendQ,
-flow control, flood control, connection limits, idle timeout, keepalive.
+a slow reader cut off alone, flood control, connection limits, idle timeout, keepalive.
 """
 
 from __future__ import annotations

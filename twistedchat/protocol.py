@@ -206,6 +206,17 @@ def parse_command(text: str) -> tuple[str, str] | None:
     return None
 
 
+def _unused_password(nickname: str) -> str:
+    """
+    Say that a password given with C{nickname}, which is not registered,
+    was not used.
+    """
+    return (
+        f"The nickname {nickname} is not registered, so the password was not used; "
+        "/register PASSWORD registers it."
+    )
+
+
 def _seconds(wait: float) -> str:
     """
     Say C{wait} seconds, rounded up: C{1 second}, C{4 seconds}.
@@ -574,7 +585,7 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
         if self.state is not State.CLOSED:
             self._throttle()
 
-    # Flood control and flow control
+    # Flood control, in lines and in bytes
 
     def _throttle(self) -> None:
         """
@@ -673,7 +684,7 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
             nickname = self.factory.free_random_nickname()
             self._notice(f"Your nickname is {nickname}; /nick changes it.")
         try:
-            self._register(nickname)
+            self._register(nickname, note=_unused_password(nickname) if password else "")
         except InvalidNickname as e:
             self._error(str(e))
             self._notice(PROMPT)
@@ -692,12 +703,6 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
             else:
                 self._notice(self._password_prompt())
             return
-        else:
-            if password:
-                self._notice(
-                    f"The nickname {nickname} is not registered, so the password was not used; "
-                    "/register PASSWORD registers it."
-                )
         self._answered()
 
     def _answered(self, grace: float = 0.0) -> None:
@@ -868,7 +873,15 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
             f"the last from {report.last_peer} at {when} UTC."
         )
 
-    def _register(self, nickname: str, identified: bool = False) -> None:
+    def _register(self, nickname: str, identified: bool = False, note: str = "") -> None:
+        """
+        Join the chat as C{nickname}: the welcome, then C{note} if any, the
+        failed-password report, and the replay.
+
+        @raise twistedchat.nicknames.InvalidNickname: see
+            L{ChatFactory.register}, which also raises
+            L{twistedchat.nicknames.NicknameInUse} and L{NicknameRegistered}.
+        """
         history = self.factory.history
         # Taken before joining, so the replay ends where live traffic starts.
         past = self._recent_history(self.factory.history_on_join) if history is not None else []
@@ -881,6 +894,8 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
         if self.factory.idle_timeout:
             self.setTimeout(self.factory.idle_timeout)
         self._notice(f"Welcome, {nickname}! {self._online()}. Type /help for the commands.")
+        if note:
+            self._notice(note)
         self._report_failures()
         self._replay(past)
 
@@ -989,6 +1004,8 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
             return
         try:
             self._rename(new, nickname_key(new) == self._identified)
+            if password.strip() and self.nickname == new:
+                self._notice(_unused_password(new))
         except NicknameRegistered:
             if not password.strip():
                 self._error(f"The nickname {new} is registered; /nick {new} PASSWORD takes it.")
