@@ -753,3 +753,19 @@ def test_describe_address() -> None:
     assert describe_address(IPv6Address("TCP", "::1", 4000)) == "[::1]:4000"
     assert describe_address(UNIXAddress(b"/run/chat.sock")) == "unix:/run/chat.sock"
     assert describe_address(UNIXAddress(None)) == "unix:?"
+
+
+@pytest.mark.parametrize("cut", [0, 1, 7])
+def test_quit_typed_ahead_of_the_welcome(cut: int) -> None:
+    """
+    Lines sent before the answer to a nickname line are ignored, but a
+    /quit among them still leaves, however the input is split (Hypothesis
+    found a split where it was ignored with the rest).
+    """
+    factory = make_factory()
+    client = FakeClient(factory)
+    data = b"\r\n/who\r\n/quit \r\n"
+    client.send(data[:cut])
+    client.send(data[cut:])
+    assert client.lines()[-1] == "*** Goodbye."
+    assert client.closed

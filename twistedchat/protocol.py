@@ -707,36 +707,34 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
 
     def _answered(self, grace: float = 0.0) -> None:
         """
-        Ignore the lines the client sent before this answer: those already
-        received, and those that arrive before the answer goes out at the
-        end of this reactor iteration or, after a refusal, in the next
-        C{grace} seconds, before the client could have seen it; and the
-        rest of a line begun by then. Say how many were ignored.
+        Ignore the lines the client sent before this answer (C{/quit}
+        still works): those received but not handled yet, those that
+        arrive before the answer goes out at the end of this reactor
+        iteration or, after a refusal, in the next C{grace} seconds, before
+        the client could have seen it; and the rest of a line begun by
+        then. Say how many were ignored.
         """
-        self._ignoring = (self._ignoring or 0) + self._drop_buffered()
+        if self._ignoring is None:
+            self._ignoring = 0
         if self._ignore_timer is not None and self._ignore_timer.active():
             self._ignore_timer.cancel()
         self._ignore_timer = self.factory.clock.callLater(grace, self._stop_ignoring)
 
-    def _drop_buffered(self) -> int:
-        """
-        Throw away the input received but not handled yet, up to the end
-        of the line begun; return how many lines that was.
-        """
-        dropped = self.clearLineBuffer()
-        lines = dropped.count(self.delimiter)
-        if dropped and not dropped.endswith(self.delimiter):
-            lines += 1
-            self._discarding = True
-        return lines
-
     def _stop_ignoring(self) -> None:
         self._ignore_timer = None
-        ignored, self._ignoring = (self._ignoring or 0) + self._drop_buffered(), None
+        # Lines held back while reading was paused are ignored like the
+        # others; a line begun is ignored to its end.
+        *lines, begun = self.clearLineBuffer().split(self.delimiter)
+        for line in lines:
+            self.lineReceived(line)
+        ignored, self._ignoring = self._ignoring or 0, None
+        if begun:
+            ignored += 1
+            self._discarding = True
         if ignored and self.state is not State.CLOSED:
-            lines = "1 line" if ignored == 1 else f"{ignored} lines"
+            lines_ignored = "1 line" if ignored == 1 else f"{ignored} lines"
             self._error(
-                f"Ignored {lines} sent before the answer above; wait for an answer "
+                f"Ignored {lines_ignored} sent before the answer above; wait for an answer "
                 "before sending more."
             )
 
