@@ -166,15 +166,15 @@ class Accounts:
         registered nickname (the same L{nickname_skeleton}), so that taking
         it would pass for that account's owner.
         """
-        keys = self._skeletons.get(nickname_skeleton(nickname))
-        return bool(keys) and nickname_key(nickname) not in keys  # type: ignore[operator]
+        keys = self._skeletons.get(nickname_skeleton(nickname), ())
+        return bool(keys) and nickname_key(nickname) not in keys
 
     def is_taken(self, key: str) -> bool:
         """
         Return whether the nickname key C{key}, or one that looks like it,
         is registered.
         """
-        return key in self._accounts or nickname_skeleton(key) in self._skeletons
+        return nickname_skeleton(key) in self._skeletons
 
     def registered_at(self, key: str) -> float | None:
         """
@@ -192,16 +192,10 @@ class Accounts:
             already, or the password is too short.
         """
         key = nickname_key(nickname)
-        if key in self._accounts:
-            raise AccountError(f"The nickname {nickname} is registered already.")
-        if self.is_confusable(nickname):
-            raise AccountError(f"The nickname {nickname} looks like one registered already.")
+        self._check_free(nickname)
         _check_strength(password)
         hashed = await self._hash(self._hasher.hash, password)
-        if key in self._accounts:
-            raise AccountError(f"The nickname {nickname} is registered already.")
-        if self.is_confusable(nickname):
-            raise AccountError(f"The nickname {nickname} looks like one registered already.")
+        self._check_free(nickname)  # again: another may have won the race
         account = StoredAccount(hashed, self._clock.seconds())
         self._accounts[key] = account
         self._skeletons.setdefault(nickname_skeleton(key), set()).add(key)
@@ -211,6 +205,16 @@ class Accounts:
                 " VALUES (?, ?, ?, ?)",
                 (key, nickname, hashed, account.created_at),
             )
+
+    def _check_free(self, nickname: str) -> None:
+        """
+        @raise AccountError: C{nickname}, or one that looks like it, is
+            registered.
+        """
+        if nickname_key(nickname) in self._accounts:
+            raise AccountError(f"The nickname {nickname} is registered already.")
+        if self.is_confusable(nickname):
+            raise AccountError(f"The nickname {nickname} looks like one registered already.")
 
     async def verify(self, nickname: str, password: str) -> bool:
         """

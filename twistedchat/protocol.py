@@ -74,7 +74,7 @@ from twistedchat.history import Record, is_conversation
 from twistedchat.nicknames import InvalidNickname, NicknameInUse, nickname_key
 from twistedchat.sanitize import clean_line
 from twistedchat.sendq import SendQueue
-from twistedchat.throttles import FailureReport
+from twistedchat.throttles import FailureReport, TokenBucket
 
 if TYPE_CHECKING:
     from twistedchat.factory import ChatFactory
@@ -326,10 +326,9 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
         # Why reading is paused: "flood", "bytes", "password" (empty: it
         # is not).
         self._paused_for = _NOT_PAUSED
-        self._tokens = 0.0
-        self._tokens_at = 0.0
-        self._byte_tokens = 0.0
-        self._byte_tokens_at = 0.0
+        # Flood control by lines and by bytes; None where it is off.
+        self._lines: TokenBucket | None = None
+        self._bytes: TokenBucket | None = None
         self._bytes_timer: IDelayedCall | None = None
         self._close_timer: IDelayedCall | None = None
         # Lines ignored since the last nickname answer (see _answered).
@@ -366,9 +365,11 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
         factory.connected(self, host)
         self._group = factory.group_of(host)
         self.MAX_LENGTH = factory.max_line_length
-        self._tokens = factory.flood_burst
-        self._byte_tokens = factory.flood_byte_burst
-        self._tokens_at = self._byte_tokens_at = factory.clock.seconds()
+        now = factory.clock.seconds()
+        if factory.flood_rate:
+            self._lines = TokenBucket(factory.flood_rate, factory.flood_burst, now)
+        if factory.flood_bytes:
+            self._bytes = TokenBucket(factory.flood_bytes, factory.flood_byte_burst, now)
         self._output = SendQueue(
             self.transport,
             factory.flusher,
@@ -592,17 +593,13 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
         After each line: take a token from the flood bucket, and pause
         reading until the bucket holds one again.
         """
-        factory = self.factory
-        rate = factory.flood_rate
-        if rate:
-            now = factory.clock.seconds()
-            tokens = min(factory.flood_burst, self._tokens + (now - self._tokens_at) * rate)
-            self._tokens, self._tokens_at = tokens - 1, now
-            if self._tokens < 1 and "flood" not in self._paused_for:
-                self._pause_input("flood")
-                self._flood_timer = factory.clock.callLater(
-                    (1 - self._tokens) / rate, self._resume_input, "flood"
-                )
+        if self._lines is None:
+            return
+        clock = self.factory.clock
+        wait = self._lines.take(1, clock.seconds(), keep=1)
+        if wait and "flood" not in self._paused_for:
+            self._pause_input("flood")
+            self._flood_timer = clock.callLater(wait, self._resume_input, "flood")
 
     def bytes_received(self, count: int) -> None:
         """
@@ -613,20 +610,13 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
         budget: bytes without a newline, telnet negotiation storms and long
         lines cost the server a bounded share of its time.
         """
-        factory = self.factory
-        rate = factory.flood_bytes
-        if not rate or self.state is State.CLOSED:
+        if self._bytes is None or self.state is State.CLOSED:
             return
-        now = factory.clock.seconds()
-        tokens = min(
-            factory.flood_byte_burst, self._byte_tokens + (now - self._byte_tokens_at) * rate
-        )
-        self._byte_tokens, self._byte_tokens_at = tokens - count, now
-        if self._byte_tokens < 0 and "bytes" not in self._paused_for:
+        clock = self.factory.clock
+        wait = self._bytes.take(count, clock.seconds())
+        if wait and "bytes" not in self._paused_for:
             self._pause_input("bytes")
-            self._bytes_timer = factory.clock.callLater(
-                -self._byte_tokens / rate, self._resume_input, "bytes"
-            )
+            self._bytes_timer = clock.callLater(wait, self._resume_input, "bytes")
 
     def _pause_input(self, reason: str) -> None:
         """

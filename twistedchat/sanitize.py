@@ -241,25 +241,10 @@ def clean_line(raw: bytes) -> str:
         if _ESCAPE_START.search(text):
             text = _ESCAPE_SEQUENCE.sub("", text)
         if _TAG.search(text):
-            text = _TAG_OUTSIDE_FLAG.sub(_kept_flag, text)
+            text = _TAG_OUTSIDE_FLAG.sub(r"\1", text)  # the flag, or nothing
         text = text.replace("\u2028", " ").replace("\u2029", " ")
     elif _SPACES not in text and (text.isascii() or not _PRINTABLE_BUT_SUSPECT.search(text)):
         return text
     text = _INVISIBLE.sub("", text)
-    text = _JOINER_RUN.sub(_kept, _EXCESS_MARKS.sub(_kept, text))
-    return _EXCESS_BLANKS.sub(_kept, text)
-
-
-def _kept(match: re.Match[str]) -> str:
-    """
-    Return the part of C{match} to keep: its group 1.
-    """
-    return match[1]
-
-
-def _kept_flag(match: re.Match[str]) -> str:
-    """
-    Return the part of a L{_TAG_OUTSIDE_FLAG} C{match} to keep: the emoji
-    flag tag sequence it matched, or nothing.
-    """
-    return match[1] or ""
+    text = _JOINER_RUN.sub(r"\1", _EXCESS_MARKS.sub(r"\1", text))
+    return _EXCESS_BLANKS.sub(r"\1", text)

@@ -748,3 +748,42 @@ class RegistrationLimit:
         entry.times.pop()
         if not entry.times:
             self._groups.pop(group)
+
+
+class TokenBucket:
+    """
+    One connection's flood control: a token bucket that holds at most
+    C{burst} tokens and is refilled at C{rate} tokens per second (the
+    algorithm of RFC 2697 section 3.1, as IRC servers' flood control
+    uses it per connection: a line, or a byte, costs a token).
+
+    Taking more than the bucket holds overdraws it; L{take} then says how
+    long to wait until it holds enough again. The clock's time is passed
+    in rather than kept, since every connection has two of these.
+    """
+
+    __slots__ = ("_rate", "_burst", "_tokens", "_at")
+
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        """
+        @param rate: tokens added per second; above 0.
+        @param burst: the most tokens held; the bucket starts full.
+        @param now: the clock's time, in seconds.
+        """
+        self._rate = rate
+        self._burst = burst
+        self._tokens = float(burst)
+        self._at = now
+
+    def take(self, amount: float, now: float, keep: float = 0.0) -> float:
+        """
+        Take C{amount} tokens at time C{now} (seconds), overdrawing if need
+        be.
+
+        @param keep: how many tokens the bucket should still hold.
+        @return: seconds until it holds C{keep} tokens again; C{0.0} if it
+            does now.
+        """
+        tokens = min(self._burst, self._tokens + (now - self._at) * self._rate) - amount
+        self._tokens, self._at = tokens, now
+        return max(0.0, (keep - tokens) / self._rate)
