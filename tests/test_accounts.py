@@ -31,7 +31,8 @@ from twistedchat.accounts import (
 )
 from twistedchat.database import make_pool, open_database
 from twistedchat.factory import ChatFactory
-from twistedchat.protocol import PROMPT, REFUSAL_GRACE, State
+from twistedchat.protocol import PROMPT, REFUSAL_GRACE
+from twistedchat.session import State
 
 #: Argon2id with small costs, so tests run fast.
 CHEAP = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
@@ -81,7 +82,7 @@ def test_register_then_password_prompt() -> None:
         "*** The nickname ALICE is registered. Send its password, "
         "or an empty line to choose another nickname:"
     ]
-    assert client.chat.state is State.AWAITING_PASSWORD
+    assert client.chat.session.state is State.AWAITING_PASSWORD
     client.send(b"s3cret-pw\n")
     assert client.chat.nickname == "ALICE"
     assert client.lines()[0].startswith("*** Welcome, ALICE!")
@@ -240,7 +241,9 @@ def test_passwords_never_logged_or_shown() -> None:
     assert "secret" not in text
     assert "alice registered an account" in text
     assert "secret" not in bob.output().decode()
-    assert not any("secret" in repr(record) for record in history.recent(200))
+    assert not any(
+        "secret" in repr(record) for record in history.recent(200, "#lobby", "alice", private=True)
+    )
 
 
 @pytest_twisted.ensureDeferred
@@ -331,11 +334,11 @@ def test_wrong_passwords_by_command_count_toward_the_limit() -> None:
     alice.send(b"/password wrong-password new-password\n")
     clock.advance(1)
     assert alice.lines() == ["!!! Wrong password."]
-    assert chat.state is State.CHATTING
+    assert chat.session.state is State.CHATTING
     alice.send(b"/nick carol still-wrong\n")
     clock.advance(1)
     assert alice.lines() == ["!!! Wrong password 3 times; goodbye."]
-    assert chat.state is State.CLOSED
+    assert chat.session.state is State.CLOSED
     assert not alice.transport.connected
     assert bob.lines() == ["*** alice has left (too many wrong passwords)"]
     assert factory.nicknames() == ["bob"]

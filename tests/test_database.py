@@ -1,7 +1,8 @@
 """
-Tests for L{twistedchat.database}: the modes of the database files and
-the busy timeout of its connections. Schema upgrades and start-up errors
-are tested with the history, in C{test_history.py}.
+Tests for L{twistedchat.database}: the modes of the database files, the
+busy timeout of its connections, and the rooms schema (version 3). Other
+schema upgrades and start-up errors are tested with the history, in
+C{test_history.py}.
 """
 
 from __future__ import annotations
@@ -16,7 +17,13 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.logger import capturedLogs, formatEvent
 
-from twistedchat.database import BUSY_TIMEOUT, make_pool, open_database, protect
+from twistedchat.database import (
+    BUSY_TIMEOUT,
+    SCHEMA_VERSION,
+    make_pool,
+    open_database,
+    protect,
+)
 
 
 def mode(path: Path | str) -> int:
@@ -181,3 +188,90 @@ async def test_pool_connections_wait_for_a_busy_database(tmp_path: Path) -> None
             assert rows == [(int(expected * 1000),)]
         finally:
             pool.close()
+
+
+def columns(connection: sqlite3.Connection, table: str) -> list[str]:
+    """
+    The names of the columns of C{table}, in order.
+    """
+    return [row[1] for row in connection.execute(f"PRAGMA table_info({table})")]
+
+
+def test_new_database_has_the_rooms_schema(tmp_path: Path) -> None:
+    """
+    A new database is at schema version 3: its events have a room, indexed
+    with their id, and the tables of persistent rooms, their operators
+    and their bans exist, empty; a ban's kind is 'account' or 'nickname'.
+    """
+    path = tmp_path / "chat.sqlite3"
+    open_database(str(path))
+    connection = sqlite3.connect(path)
+    try:
+        assert SCHEMA_VERSION == 3
+        assert connection.execute("PRAGMA user_version").fetchone() == (3,)
+        assert columns(connection, "events")[-1] == "room"
+        assert [row[2] for row in connection.execute("PRAGMA index_info(events_room)")] == [
+            "room",
+            "id",
+        ]
+        assert columns(connection, "rooms") == [
+            "key",
+            "name",
+            "topic",
+            "topic_by",
+            "topic_at",
+            "topic_locked",
+        ]
+        assert columns(connection, "room_operators") == ["room_key", "account_key"]
+        assert columns(connection, "room_bans") == ["room_key", "kind", "key"]
+        connection.execute("INSERT INTO rooms (key, name) VALUES ('#a', '#A')")
+        assert connection.execute("SELECT * FROM rooms").fetchall() == [
+            ("#a", "#A", "", "", 0.0, 0)
+        ]
+        connection.execute("INSERT INTO room_bans VALUES ('#a', 'nickname', 'al')")
+        with pytest.raises(sqlite3.IntegrityError):
+            connection.execute("INSERT INTO room_bans VALUES ('#a', 'address', '10.0.0.1')")
+        with pytest.raises(sqlite3.IntegrityError):
+            connection.execute("INSERT INTO room_operators VALUES ('#a', 'al'), ('#a', 'al')")
+    finally:
+        connection.close()
+
+
+def test_upgrade_from_version_2_keeps_rows(tmp_path: Path) -> None:
+    """
+    A database of schema version 2 is upgraded to version 3 on start-up:
+    its events (now with no room) and accounts are kept, and the rooms
+    tables are added, empty.
+    """
+    path = tmp_path / "v2.sqlite3"
+    connection = sqlite3.connect(path)
+    connection.execute(
+        "CREATE TABLE events (id INTEGER PRIMARY KEY, at REAL NOT NULL, kind TEXT NOT NULL,"
+        " nickname TEXT NOT NULL, target TEXT, text TEXT)"
+    )
+    connection.execute("CREATE INDEX events_at ON events (at)")
+    connection.execute(
+        "CREATE TABLE accounts (nickname_key TEXT PRIMARY KEY, nickname TEXT NOT NULL,"
+        " password_hash TEXT NOT NULL, created_at REAL NOT NULL)"
+    )
+    connection.execute(
+        "INSERT INTO events (at, kind, nickname, text) VALUES (5, 'chat', 'al', 'hi')"
+    )
+    connection.execute("INSERT INTO accounts VALUES ('al', 'Al', '$argon2id$...', 7)")
+    connection.execute("PRAGMA user_version = 2")
+    connection.commit()
+    connection.close()
+    open_database(str(path))
+    connection = sqlite3.connect(path)
+    try:
+        assert connection.execute("PRAGMA user_version").fetchone() == (3,)
+        assert connection.execute("SELECT * FROM events").fetchall() == [
+            (1, 5.0, "chat", "al", None, "hi", None)
+        ]
+        assert connection.execute("SELECT * FROM accounts").fetchall() == [
+            ("al", "Al", "$argon2id$...", 7.0)
+        ]
+        for table in ("rooms", "room_operators", "room_bans"):
+            assert connection.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,)
+    finally:
+        connection.close()

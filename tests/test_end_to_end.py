@@ -108,7 +108,7 @@ def test_whole_session(server: ChatServer) -> None:
     assert bob.expect("***") == "*** carol is now known as caroline"
 
     alice.send("/who")
-    assert alice.expect("online") == "*** 3 users online: alice, bob, caroline"
+    assert alice.expect("#lobby") == "*** 3 users in #lobby: alice, bob, caroline"
 
     bob.send("/me waves")
     assert alice.expect("waves") == "* bob waves"
@@ -135,7 +135,7 @@ def test_whole_session(server: ChatServer) -> None:
         "*** bob has joined",
         "*** carol has joined",
         "*** carol is now known as caroline",
-        "*** 3 users online: alice, bob, caroline",
+        "*** 3 users in #lobby: alice, bob, caroline",
         "* bob waves",
         "*** caroline has left (see you)",
         "*** bob has left (connection lost)",

@@ -6,10 +6,12 @@ participants with no wire format.
 from __future__ import annotations
 
 import pytest
+from fakeclients import FakeClient, make_factory
 from twisted.internet.task import Clock
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
+from twistedchat.accounts import IAccount
 from twistedchat.events import (
     Action,
     ChatLine,
@@ -22,7 +24,7 @@ from twistedchat.events import (
 )
 from twistedchat.factory import ChatFactory, IParticipant, NoSuchNickname
 from twistedchat.nicknames import InvalidNickname, NicknameInUse
-from twistedchat.protocol import ChatProtocol
+from twistedchat.rooms import Room
 
 
 @implementer(IParticipant)
@@ -33,6 +35,8 @@ class Participant:
 
     def __init__(self) -> None:
         self.nickname: str | None = None
+        self.account: IAccount | None = None
+        self.rooms: dict[str, Room] = {}
         self.events: list[Event] = []
         self.disconnected = False
 
@@ -60,25 +64,28 @@ def joined(factory: ChatFactory, *nicknames: str) -> list[Participant]:
 
 def test_participant_interface() -> None:
     """
-    The telnet protocol and the test participant both provide IParticipant.
+    The session behind a telnet connection and the test participant both
+    provide IParticipant, attributes included.
     """
     verifyObject(IParticipant, Participant())
-    verifyObject(IParticipant, ChatProtocol())
+    client = FakeClient(make_factory())
+    verifyObject(IParticipant, client.chat.session)
 
 
 def test_register_and_join_event() -> None:
     """
-    register() sets the nickname and tells everyone else with one Joined
-    event.
+    register() sets the nickname, puts the participant in the default room
+    and tells everyone else there with one Joined event naming the room.
     """
     factory = ChatFactory(Clock())
     (alice,) = joined(factory, "alice")
     bob = Participant()
     factory.register(bob, "bob")
     assert bob.nickname == "bob"
-    assert alice.events == [Joined("bob")]
+    assert alice.events == [Joined("bob", "#lobby")]
     assert bob.events == []
     assert factory.is_joined(bob)
+    assert list(bob.rooms) == ["#lobby"]
 
 
 def test_register_refusals() -> None:
@@ -99,15 +106,55 @@ def test_register_refusals() -> None:
 
 def test_broadcast_is_one_event_object() -> None:
     """
-    A chat line is one event object handed to every other participant, so
-    front ends can encode it once.
+    A chat line is one event object, naming its room, handed to every other
+    member of the room, so front ends can encode it once.
     """
     factory = ChatFactory(Clock())
     alice, bob, carol = joined(factory, "alice", "bob", "carol")
-    factory.say(alice, "hi")
+    factory.say(alice, factory.default_room, "hi")
     assert alice.events == []
-    assert bob.events == [ChatLine("alice", "hi")]
+    assert bob.events == [ChatLine("alice", "hi", "#lobby")]
     assert bob.events[0] is carol.events[0]
+
+
+def test_action_is_one_event_object() -> None:
+    """
+    An action (/me) is one Action event, naming its room, handed to every
+    other member of the room.
+    """
+    factory = ChatFactory(Clock())
+    alice, bob, carol = joined(factory, "alice", "bob", "carol")
+    factory.act(alice, factory.default_room, "waves")
+    assert alice.events == []
+    assert bob.events == [Action("alice", "waves", "#lobby")]
+    assert bob.events[0] is carol.events[0]
+
+
+def test_messages_take_the_one_fan_out_path() -> None:
+    """
+    Chat lines and private messages alike reach their recipients through
+    _fan_out, the one path every message takes.
+    """
+    factory = ChatFactory(Clock())
+    alice, bob = joined(factory, "alice", "bob")
+    calls = []
+    fan_out = factory._fan_out
+
+    def recording(event: Event, recipients: object, exclude: object = None) -> None:
+        calls.append(event)
+        fan_out(event, recipients, exclude)  # type: ignore[arg-type]
+
+    factory._fan_out = recording  # type: ignore[method-assign]
+    factory.say(alice, factory.default_room, "hi")
+    factory.private_message(alice, "bob", "psst")
+    assert (
+        calls
+        == bob.events
+        == [
+            ChatLine("alice", "hi", "#lobby"),
+            PrivateMessage("alice", "bob", "psst"),
+        ]
+    )
 
 
 def test_render_once_per_renderer() -> None:
@@ -157,8 +204,9 @@ def test_private_message() -> None:
 
 def test_leave_once() -> None:
     """
-    leave() announces a participant once; a second call, or a disconnect
-    afterwards, announces nothing more.
+    leave() announces a participant once, as a Left with no room (the chat
+    itself); a second call, or a disconnect afterwards, announces nothing
+    more.
     """
     factory = ChatFactory(Clock())
     alice, bob = joined(factory, "alice", "bob")

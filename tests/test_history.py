@@ -23,20 +23,36 @@ from twistedchat.events import (
     ChatLine,
     Event,
     Joined,
+    Kicked,
     Left,
+    ModeChanged,
     NicknameChanged,
     PrivateMessage,
+    TopicChanged,
 )
 from twistedchat.history import FLUSH_INTERVAL, MAX_UNWRITTEN, History, Record, load_recent
 
+#: The key of the room the tests talk in, and of the default room.
+LOBBY = "#lobby"
 
-def open_history(path: str, keep: int) -> list[Record]:
+
+def open_history(path: str, keep: int, default_room: str = LOBBY) -> list[Record]:
     """
-    Open the database at C{path} as start-up does; return its last C{keep}
-    public events.
+    Open the database at C{path} as start-up does; return what it keeps of
+    each room's last C{keep} events and of the last C{keep} private
+    messages.
     """
-    (recent,) = open_database(path, lambda connection: load_recent(connection, keep))
+    (recent,) = open_database(path, lambda connection: load_recent(connection, keep, default_room))
     return recent
+
+
+def record_all(history: History, events: Sequence[Event], room: str = LOBBY) -> None:
+    """
+    Record C{events} in C{history}, in order: private messages in no room,
+    the others in C{room}.
+    """
+    for event in events:
+        history.record(event, None if isinstance(event, PrivateMessage) else room)
 
 
 def memory_history(clock: Clock, cap: int = 200) -> History:
@@ -102,22 +118,30 @@ async def test_events_reach_disk_and_come_back(tmp_path: Path) -> None:
     clock.advance(1_700_000_000)
     history = History(make_pool(path, reactor), clock)
     events = [
-        Joined("alice"),
-        ChatLine("alice", "hello"),
-        Action("alice", "waves"),
+        Joined("alice", LOBBY),
+        ChatLine("alice", "hello", LOBBY),
+        Action("alice", "waves", LOBBY),
         PrivateMessage("alice", "bob", "secret"),
         NicknameChanged("alice", "alicia"),
-        Left("alicia", "bye"),
+        Left("alicia", "bye", LOBBY),
     ]
     for event in events:
-        history.record(event)
+        record_all(history, [event])
         clock.advance(1)
     await history.stop()
-    rows = sqlite3.connect(path).execute("SELECT kind, text FROM events ORDER BY id").fetchall()
-    assert [kind for kind, _ in rows] == ["join", "chat", "action", "private", "nick", "leave"]
+    rows = sqlite3.connect(path).execute("SELECT kind, room FROM events ORDER BY id").fetchall()
+    assert rows == [
+        ("join", LOBBY),
+        ("chat", LOBBY),
+        ("action", LOBBY),
+        ("private", None),
+        ("nick", LOBBY),
+        ("leave", LOBBY),
+    ]
     again = open_history(path, 20)
     assert [record.event for record in again] == events
-    assert again[1] == Record(1_700_000_001.0, ChatLine("alice", "hello"))
+    assert [record.room for record in again] == [LOBBY, LOBBY, LOBBY, None, LOBBY, LOBBY]
+    assert again[1] == Record(1_700_000_001.0, ChatLine("alice", "hello", LOBBY), LOBBY)
 
 
 @pytest_twisted.ensureDeferred
@@ -129,9 +153,9 @@ async def test_retention_prunes_old_events(tmp_path: Path) -> None:
     open_history(path, 20)
     clock = Clock()
     history = History(make_pool(path, reactor), clock, retention=1)
-    history.record(ChatLine("alice", "old"))
+    history.record(ChatLine("alice", "old"), LOBBY)
     clock.advance(2 * 86400)
-    history.record(ChatLine("alice", "new"))
+    history.record(ChatLine("alice", "new"), LOBBY)
     await history.flush()
     await history.prune()
     await history.stop()
@@ -185,7 +209,7 @@ def test_history_command() -> None:
         "*** End of history.",
     ]
     bob.send(b"/history x\n")
-    assert bob.lines() == ["!!! Usage: /history [N], N from 1 to 2"]
+    assert bob.lines() == ["!!! Usage: /history [#ROOM] [N], N from 1 to 2"]
     (dave,) = chatters(make_factory(), "dave")
     dave.send(b"/history\n")
     assert dave.lines() == ["!!! This server keeps no history."]
@@ -312,11 +336,12 @@ def test_replay_respects_retention() -> None:
     """
     clock = Clock()
     history = History(None, clock, retention=1)
-    history.record(ChatLine("alice", "old"))
-    history.record(PrivateMessage("alice", "bob", "old secret"))
+    history.record(ChatLine("alice", "old"), LOBBY)
+    history.record(PrivateMessage("alice", "bob", "old secret"), None)
     clock.advance(2 * 86400)
-    history.record(ChatLine("alice", "new"))
-    assert [record.event for record in history.recent(10, "bob")] == [ChatLine("alice", "new")]
+    history.record(ChatLine("alice", "new"), LOBBY)
+    replay = history.recent(10, LOBBY, "bob", private=True)
+    assert [record.event for record in replay] == [ChatLine("alice", "new")]
 
 
 def test_schema_upgrade_from_version_1(tmp_path: Path) -> None:
@@ -337,7 +362,7 @@ def test_schema_upgrade_from_version_1(tmp_path: Path) -> None:
     connection.execute("PRAGMA user_version = 1")
     connection.commit()
     connection.close()
-    assert open_history(str(path), 20) == [Record(5.0, ChatLine("al", "hi"))]
+    assert open_history(str(path), 20) == [Record(5.0, ChatLine("al", "hi", LOBBY), LOBBY)]
     connection = sqlite3.connect(path)
     assert connection.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
     assert connection.execute("SELECT count(*) FROM accounts").fetchone() == (0,)
@@ -420,14 +445,14 @@ async def test_locked_database_batch_kept_and_retried_in_order(tmp_path: Path) -
     path, history = file_history(tmp_path)
     lock = write_lock(path)
     with capturedLogs() as events:
-        history.record(ChatLine("alice", "one"))
-        history.record(ChatLine("alice", "two"))
+        history.record(ChatLine("alice", "one"), LOBBY)
+        history.record(ChatLine("alice", "two"), LOBBY)
         await history.flush()
-        history.record(ChatLine("alice", "three"))
+        history.record(ChatLine("alice", "three"), LOBBY)
         await history.flush()
         assert stored_texts(path) == []
         lock.execute("ROLLBACK")
-        history.record(ChatLine("alice", "four"))
+        history.record(ChatLine("alice", "four"), LOBBY)
         await history.flush()
         assert stored_texts(path) == ["one", "two", "three", "four"]
         await history.stop()
@@ -448,9 +473,9 @@ async def test_one_write_at_a_time(tmp_path: Path) -> None:
     next flush, after it.
     """
     path, history = file_history(tmp_path)
-    history.record(ChatLine("alice", "one"))
+    history.record(ChatLine("alice", "one"), LOBBY)
     first = history.flush()
-    history.record(ChatLine("alice", "two"))
+    history.record(ChatLine("alice", "two"), LOBBY)
     second = history.flush()
     assert not second.called
     await second
@@ -472,9 +497,9 @@ async def test_ticks_do_not_overlap_a_slow_write(tmp_path: Path) -> None:
     clock = Clock()
     history = History(make_pool(path, reactor), clock)
     history.start()
-    history.record(ChatLine("alice", "one"))
+    history.record(ChatLine("alice", "one"), LOBBY)
     clock.advance(FLUSH_INTERVAL)
-    history.record(ChatLine("alice", "two"))
+    history.record(ChatLine("alice", "two"), LOBBY)
     clock.advance(FLUSH_INTERVAL)
     under_way = history.flush()
     assert not under_way.called
@@ -495,13 +520,13 @@ async def test_overflow_drops_oldest_and_logs_once(tmp_path: Path) -> None:
     path, history = file_history(tmp_path, max_unwritten=3)
     lock = write_lock(path)
     with capturedLogs() as events:
-        history.record(ChatLine("alice", "1"))
-        history.record(ChatLine("alice", "2"))
+        history.record(ChatLine("alice", "1"), LOBBY)
+        history.record(ChatLine("alice", "2"), LOBBY)
         await history.flush()
         for text in "345":
-            history.record(ChatLine("alice", text))
+            history.record(ChatLine("alice", text), LOBBY)
         await history.flush()
-        history.record(ChatLine("alice", "6"))
+        history.record(ChatLine("alice", "6"), LOBBY)
         lock.execute("ROLLBACK")
         await history.flush()
         await history.stop()
@@ -521,11 +546,11 @@ async def test_events_being_written_are_not_dropped(tmp_path: Path) -> None:
     """
     path, history = file_history(tmp_path, max_unwritten=3)
     lock = write_lock(path)
-    history.record(ChatLine("alice", "1"))
-    history.record(ChatLine("alice", "2"))
+    history.record(ChatLine("alice", "1"), LOBBY)
+    history.record(ChatLine("alice", "2"), LOBBY)
     writing = history.flush()
-    history.record(ChatLine("alice", "3"))
-    history.record(ChatLine("alice", "4"))
+    history.record(ChatLine("alice", "3"), LOBBY)
+    history.record(ChatLine("alice", "4"), LOBBY)
     await writing
     lock.execute("ROLLBACK")
     lock.close()
@@ -541,13 +566,13 @@ async def test_stop_waits_for_a_write_and_writes_the_rest(tmp_path: Path) -> Non
     """
     path, history = file_history(tmp_path)
     lock = write_lock(path)
-    history.record(ChatLine("alice", "kept"))
+    history.record(ChatLine("alice", "kept"), LOBBY)
     await history.flush()
     lock.execute("ROLLBACK")
     lock.close()
-    history.record(ChatLine("alice", "one"))
+    history.record(ChatLine("alice", "one"), LOBBY)
     history.flush()
-    history.record(ChatLine("alice", "two"))
+    history.record(ChatLine("alice", "two"), LOBBY)
     await history.stop()
     assert stored_texts(path) == ["kept", "one", "two"]
 
@@ -562,7 +587,7 @@ async def test_stop_logs_what_could_not_be_written(tmp_path: Path) -> None:
     lock = write_lock(path)
     with capturedLogs() as events:
         for text in "123":
-            history.record(ChatLine("alice", text))
+            history.record(ChatLine("alice", text), LOBBY)
         await history.stop()
     lock.execute("ROLLBACK")
     lock.close()
@@ -582,9 +607,9 @@ async def test_unwritten_events_bounded_by_default(tmp_path: Path) -> None:
     assert MAX_UNWRITTEN == 10_000
     with capturedLogs() as events:
         for i in range(MAX_UNWRITTEN):
-            history.record(ChatLine("alice", str(i)))
+            history.record(ChatLine("alice", str(i)), LOBBY)
         assert messages(events) == []
-        history.record(ChatLine("alice", "one more"))
+        history.record(ChatLine("alice", "one more"), LOBBY)
         assert messages(events) == [
             "History cannot be written and 10000 events are waiting:"
             " dropping the oldest until it can"
@@ -594,13 +619,14 @@ async def test_unwritten_events_bounded_by_default(tmp_path: Path) -> None:
     assert (len(texts), texts[0], texts[-1]) == (MAX_UNWRITTEN, "1", "one more")
 
 
-def storm(history: History, pairs: int) -> None:
+def storm(history: History, pairs: int, room: str = LOBBY) -> None:
     """
-    Record C{pairs} joins and leaves of a spammer in C{history}.
+    Record C{pairs} joins and leaves of a spammer in C{history}, in the
+    room C{room}.
     """
     for i in range(pairs):
-        history.record(Joined(f"spam{i}"))
-        history.record(Left(f"spam{i}", "quit"))
+        history.record(Joined(f"spam{i}", room), room)
+        history.record(Left(f"spam{i}", "quit", room), room)
 
 
 def test_join_storm_does_not_push_out_the_conversation() -> None:
@@ -612,16 +638,15 @@ def test_join_storm_does_not_push_out_the_conversation() -> None:
     clock = Clock()
     history = memory_history(clock)
     said = [ChatLine("alice", "hello"), Action("bob", "waves"), ChatLine("carol", "hi")]
-    for event in said:
-        history.record(event)
+    record_all(history, said)
     storm(history, 12_000)
     for count in (20, 200):
-        replay = [record.event for record in history.recent(count)]
+        replay = [record.event for record in history.recent(count, LOBBY)]
         assert replay[:3] == said
         assert replay[3:] == [
             event
             for i in range(12_000 - count // 2, 12_000)
-            for event in (Joined(f"spam{i}"), Left(f"spam{i}", "quit"))
+            for event in (Joined(f"spam{i}", LOBBY), Left(f"spam{i}", "quit", LOBBY))
         ]
 
 
@@ -642,15 +667,14 @@ def test_notices_among_the_lines_included_and_bounded() -> None:
         Action("al", "3"),
         Left("cy", "quit"),
     ]
-    for event in events:
-        history.record(event)
-    assert [record.event for record in history.recent(2)] == [
+    record_all(history, events)
+    assert [record.event for record in history.recent(2, LOBBY)] == [
         ChatLine("al", "2"),
         Joined("cy"),
         Action("al", "3"),
         Left("cy", "quit"),
     ]
-    assert [record.event for record in history.recent(3)] == [
+    assert [record.event for record in history.recent(3, LOBBY)] == [
         ChatLine("al", "1"),
         ChatLine("al", "2"),
         NicknameChanged("bo", "bob"),
@@ -658,8 +682,8 @@ def test_notices_among_the_lines_included_and_bounded() -> None:
         Action("al", "3"),
         Left("cy", "quit"),
     ]
-    assert [record.event for record in history.recent(10)] == events
-    assert history.recent(0) == []
+    assert [record.event for record in history.recent(10, LOBBY)] == events
+    assert history.recent(0, LOBBY) == []
 
 
 def test_only_visible_private_messages_count() -> None:
@@ -669,17 +693,16 @@ def test_only_visible_private_messages_count() -> None:
     """
     clock = Clock()
     history = memory_history(clock)
-    for event in (
-        ChatLine("al", "1"),
-        PrivateMessage("al", "bob", "psst"),
-        ChatLine("al", "2"),
-    ):
-        history.record(event)
-    assert [record.event for record in history.recent(2)] == [
-        ChatLine("al", "1"),
-        ChatLine("al", "2"),
-    ]
-    assert [record.event for record in history.recent(2, "bob")] == [
+    record_all(
+        history,
+        [ChatLine("al", "1"), PrivateMessage("al", "bob", "psst"), ChatLine("al", "2")],
+    )
+    for viewer in (None, "cy"):
+        assert [record.event for record in history.recent(2, LOBBY, viewer, private=True)] == [
+            ChatLine("al", "1"),
+            ChatLine("al", "2"),
+        ]
+    assert [record.event for record in history.recent(2, LOBBY, "bob", private=True)] == [
         PrivateMessage("al", "bob", "psst"),
         ChatLine("al", "2"),
     ]
@@ -687,21 +710,33 @@ def test_only_visible_private_messages_count() -> None:
 
 def test_notices_forgotten_with_the_conversation_they_were_among() -> None:
     """
-    When older conversation has left memory (cap reached), notices from
-    before the oldest line kept are not replayed, even to a viewer who
-    sees fewer lines than asked for.
+    When a room's older conversation has left memory (cap reached),
+    notices from before its oldest line kept are not replayed, even to a
+    viewer who sees fewer lines than asked for; private messages do not
+    count as the room's conversation.
     """
     clock = Clock()
     history = memory_history(clock, cap=2)
-    for event in (
-        Joined("old"),
-        ChatLine("al", "1"),
-        Joined("bo"),
-        PrivateMessage("al", "cy", "2"),
+    record_all(
+        history,
+        [
+            Joined("old"),
+            ChatLine("al", "1"),
+            Joined("bo"),
+            ChatLine("al", "2"),
+            PrivateMessage("al", "cy", "psst"),
+            ChatLine("al", "3"),
+        ],
+    )
+    assert [record.event for record in history.recent(3, LOBBY)] == [
+        ChatLine("al", "2"),
         ChatLine("al", "3"),
-    ):
-        history.record(event)
-    assert [record.event for record in history.recent(2)] == [ChatLine("al", "3")]
+    ]
+    assert [record.event for record in history.recent(3, LOBBY, "cy", private=True)] == [
+        ChatLine("al", "2"),
+        PrivateMessage("al", "cy", "psst"),
+        ChatLine("al", "3"),
+    ]
 
 
 def test_join_storm_replay_on_join() -> None:
@@ -738,10 +773,9 @@ async def test_restart_after_join_storm_keeps_the_conversation(tmp_path: Path) -
     path = str(tmp_path / "chat.sqlite3")
     open_history(path, 20)
     history = History(make_pool(path, reactor), Clock())
-    history.record(Joined("early"))
-    lines = [ChatLine("alice", str(i)) for i in range(30)]
-    for event in lines:
-        history.record(event)
+    history.record(Joined("early", LOBBY), LOBBY)
+    lines = [ChatLine("alice", str(i), LOBBY) for i in range(30)]
+    record_all(history, lines)
     storm(history, 2_500)
     await history.stop()
 
@@ -750,10 +784,267 @@ async def test_restart_after_join_storm_keeps_the_conversation(tmp_path: Path) -
     assert again[20:] == [
         event
         for i in range(2_490, 2_500)
-        for event in (Joined(f"spam{i}"), Left(f"spam{i}", "quit"))
+        for event in (Joined(f"spam{i}", LOBBY), Left(f"spam{i}", "quit", LOBBY))
     ]
     few = [record.event for record in open_history(path, 40)]
     assert few[:30] == lines
     assert len(few) == 30 + 40
     restarted = History(None, Clock(), open_history(path, 20), cap=20)
-    assert [record.event for record in restarted.recent(5)][:5] == lines[-5:]
+    assert [record.event for record in restarted.recent(5, LOBBY)][:5] == lines[-5:]
+
+
+def test_rooms_kept_apart() -> None:
+    """
+    recent(count, room) returns only that room's lines and notices, in
+    order; a room where nothing happened has nothing to replay.
+    """
+    history = memory_history(Clock())
+    history.record(Joined("al", "#a"), "#a")
+    history.record(ChatLine("al", "in a", "#a"), "#a")
+    history.record(Joined("bo", "#b"), "#b")
+    history.record(ChatLine("bo", "in b", "#b"), "#b")
+    history.record(TopicChanged("#a", "al", "all about a"), "#a")
+    history.record(Action("bo", "waves", "#b"), "#b")
+    assert [record.event for record in history.recent(10, "#a")] == [
+        Joined("al", "#a"),
+        ChatLine("al", "in a", "#a"),
+        TopicChanged("#a", "al", "all about a"),
+    ]
+    assert [record.event for record in history.recent(10, "#b")] == [
+        Joined("bo", "#b"),
+        ChatLine("bo", "in b", "#b"),
+        Action("bo", "waves", "#b"),
+    ]
+    assert {record.room for record in history.recent(10, "#b")} == {"#b"}
+    assert history.recent(10, "#c") == []
+
+
+def test_flood_in_one_room_keeps_another_rooms_lines() -> None:
+    """
+    A flood of lines, joins and leaves in one room, far beyond cap, pushes
+    out none of another room's lines or notices.
+    """
+    history = memory_history(Clock(), cap=3)
+    quiet: list[Event] = [ChatLine("al", "hello", "#quiet"), Joined("bo", "#quiet")]
+    record_all(history, quiet, "#quiet")
+    for i in range(1_000):
+        history.record(ChatLine("spammer", str(i), "#busy"), "#busy")
+    storm(history, 1_000, "#busy")
+    assert [record.event for record in history.recent(3, "#quiet")] == quiet
+    busy = [record.event for record in history.recent(3, "#busy")]
+    assert busy[:3] == [ChatLine("spammer", str(i), "#busy") for i in (997, 998, 999)]
+    assert len(busy) == 3 + 3
+
+
+def test_global_event_recorded_in_each_room() -> None:
+    """
+    A quit and a nickname change, recorded once for each room the user was
+    in (the same event object each time), are replayed in each of those
+    rooms, with the room they were recorded in.
+    """
+    history = memory_history(Clock())
+    renamed = NicknameChanged("al", "alan")
+    quit = Left("alan", "bye")
+    for event in (renamed, quit):
+        for room in ("#a", "#b"):
+            history.record(event, room)
+    for room in ("#a", "#b"):
+        replay = history.recent(10, room)
+        assert [record.event for record in replay] == [renamed, quit]
+        assert [record.room for record in replay] == [room, room]
+
+
+def test_private_messages_only_when_asked_and_only_for_their_viewer() -> None:
+    """
+    Private messages are in recent() only with private=True, only for a
+    viewer whose nickname key sent or received them (whatever the case of
+    the nicknames), only from since on, and are merged in order with the
+    room's lines; with no room, recent() returns only them.
+    """
+    clock = Clock()
+    history = memory_history(clock)
+    history.record(ChatLine("al", "1", LOBBY), LOBBY)
+    clock.advance(10)
+    history.record(PrivateMessage("Al", "BOB", "psst"), None)
+    history.record(ChatLine("al", "2", LOBBY), LOBBY)
+    history.record(PrivateMessage("cy", "al", "not for bob"), None)
+
+    def texts(
+        room: str | None, viewer: str | None = None, since: float = 0.0, private: bool = False
+    ) -> list[str]:
+        """
+        The texts of what recent(10, ...) returns.
+        """
+        said = []
+        for record in history.recent(10, room, viewer, since, private):
+            assert isinstance(record.event, (ChatLine, PrivateMessage))
+            said.append(record.event.text)
+        return said
+
+    assert texts(LOBBY) == ["1", "2"]
+    assert texts(LOBBY, "bob") == ["1", "2"]
+    assert texts(LOBBY, "bob", private=True) == ["1", "psst", "2"]
+    assert texts(LOBBY, "bob", 11.0, private=True) == ["1", "2"]
+    assert texts(LOBBY, None, private=True) == ["1", "2"]
+    assert texts(None, "bob", private=True) == ["psst"]
+    assert texts(None, "al", private=True) == ["psst", "not for bob"]
+    assert texts(None, "bob") == []
+    assert texts(None, "dee", private=True) == []
+
+
+def test_forget_drops_a_rooms_events_from_memory(tmp_path: Path) -> None:
+    """
+    forget(room) drops that room's events from memory, and only them; a
+    room never seen is ignored; a room of the same name made later starts
+    with no history.
+    """
+    history = memory_history(Clock())
+    history.record(ChatLine("al", "gone", "#a"), "#a")
+    history.record(ChatLine("al", "kept", "#b"), "#b")
+    history.record(PrivateMessage("al", "bo", "kept too"), None)
+    history.forget("#a")
+    history.forget("#never")
+    assert history.recent(10, "#a") == []
+    assert [record.event for record in history.recent(10, "#b")] == [ChatLine("al", "kept", "#b")]
+    assert len(history.recent(10, None, "bo", private=True)) == 1
+    history.record(Joined("cy", "#a"), "#a")
+    assert [record.event for record in history.recent(10, "#a")] == [Joined("cy", "#a")]
+
+
+def test_record_refuses_an_event_in_the_wrong_place() -> None:
+    """
+    A private message cannot be recorded in a room, nor a room event in no
+    room: either would be replayed where it did not happen.
+    """
+    history = memory_history(Clock())
+    with pytest.raises(ValueError, match="cannot be recorded in the room '#a'"):
+        history.record(PrivateMessage("al", "bo", "psst"), "#a")
+    with pytest.raises(ValueError, match="cannot be recorded in no room"):
+        history.record(ChatLine("al", "hi", "#a"))
+    assert history.recent(10, "#a", "bo", private=True) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_topic_kick_and_mode_reach_disk_and_come_back(tmp_path: Path) -> None:
+    """
+    Topic changes, kicks and mode changes (with a target or none) are
+    stored as kinds topic, kick and mode in their room, come back at the
+    next start-up with the room key as their room, and are notices: they
+    do not count as lines.
+    """
+    path = str(tmp_path / "chat.sqlite3")
+    open_history(path, 20)
+    history = History(make_pool(path, reactor), Clock())
+    events: list[Event] = [
+        TopicChanged("#ops", "al", "the topic"),
+        TopicChanged("#ops", "al", ""),
+        Kicked("#ops", "al", "bo", "flooding"),
+        ModeChanged("#ops", "al", "+o", "cy"),
+        ModeChanged("#ops", "al", "+t"),
+    ]
+    record_all(history, events, "#ops")
+    assert [record.event for record in history.recent(2, "#ops")] == events[-2:]
+    await history.stop()
+    connection = sqlite3.connect(path)
+    try:
+        rows = connection.execute(
+            "SELECT kind, nickname, target, text, room FROM events ORDER BY id"
+        ).fetchall()
+    finally:
+        connection.close()
+    assert rows == [
+        ("topic", "al", None, "the topic", "#ops"),
+        ("topic", "al", None, "", "#ops"),
+        ("kick", "al", "bo", "flooding", "#ops"),
+        ("mode", "al", "cy", "+o", "#ops"),
+        ("mode", "al", None, "+t", "#ops"),
+    ]
+    again = open_history(path, 20)
+    assert [record.event for record in again] == events
+    assert {record.room for record in again} == {"#ops"}
+
+
+def version_2_database(path: Path) -> sqlite3.Connection:
+    """
+    Create, at C{path}, a database of schema version 2 (from before rooms)
+    and return a connection to it.
+    """
+    connection = sqlite3.connect(path)
+    connection.execute(
+        "CREATE TABLE events (id INTEGER PRIMARY KEY, at REAL NOT NULL, kind TEXT NOT NULL,"
+        " nickname TEXT NOT NULL, target TEXT, text TEXT)"
+    )
+    connection.execute("CREATE INDEX events_at ON events (at)")
+    connection.execute(
+        "CREATE TABLE accounts (nickname_key TEXT PRIMARY KEY, nickname TEXT NOT NULL,"
+        " password_hash TEXT NOT NULL, created_at REAL NOT NULL)"
+    )
+    connection.execute("PRAGMA user_version = 2")
+    connection.commit()
+    return connection
+
+
+@pytest_twisted.ensureDeferred
+async def test_load_recent_per_room_with_old_rows_in_the_default_room(tmp_path: Path) -> None:
+    """
+    load_recent reads, for each room, its last keep lines and the notices
+    since the oldest of them (at most keep), however busy the other rooms
+    were, and the last keep private messages; oldest first, in the order
+    stored. Rows stored before rooms belong to the default room; private
+    messages to none. A history built from them replays each room.
+    """
+    path = tmp_path / "chat.sqlite3"
+    old = version_2_database(path)
+    old.executemany(
+        "INSERT INTO events (at, kind, nickname, target, text) VALUES (?, ?, ?, ?, ?)",
+        [
+            (1, "chat", "al", None, "old 1"),
+            (2, "join", "bo", None, None),
+            (3, "private", "al", "bo", "old secret"),
+            (4, "chat", "al", None, "old 2"),
+        ],
+    )
+    old.commit()
+    old.close()
+    assert [record.room for record in open_history(str(path), 2, "#old")] == [
+        "#old",
+        "#old",
+        None,
+        "#old",
+    ]
+    history = History(make_pool(str(path), reactor), Clock())
+    history.record(Left("bo", "bye"), "#old")
+    history.record(Joined("cy", "#quiet"), "#quiet")
+    history.record(ChatLine("cy", "quiet 1", "#quiet"), "#quiet")
+    for i in range(5):
+        history.record(ChatLine("dee", f"busy {i}", "#busy"), "#busy")
+        history.record(PrivateMessage("dee", "cy", f"secret {i}"), None)
+    storm(history, 5, "#busy")
+    history.record(ChatLine("cy", "quiet 2", "#quiet"), "#quiet")
+    await history.stop()
+
+    recent = open_history(str(path), 2, "#old")
+    old_room: list[Event] = [
+        ChatLine("al", "old 1", "#old"),
+        Joined("bo", "#old"),
+        ChatLine("al", "old 2", "#old"),
+        Left("bo", "bye", "#old"),
+    ]
+    # The join in #quiet came before the oldest of its last two lines.
+    assert [(record.room, record.event) for record in recent] == [
+        *(("#old", event) for event in old_room),
+        ("#quiet", ChatLine("cy", "quiet 1", "#quiet")),
+        ("#busy", ChatLine("dee", "busy 3", "#busy")),
+        (None, PrivateMessage("dee", "cy", "secret 3")),
+        ("#busy", ChatLine("dee", "busy 4", "#busy")),
+        (None, PrivateMessage("dee", "cy", "secret 4")),
+        ("#busy", Joined("spam4", "#busy")),
+        ("#busy", Left("spam4", "quit", "#busy")),
+        ("#quiet", ChatLine("cy", "quiet 2", "#quiet")),
+    ]
+    restarted = History(None, Clock(), recent, cap=2)
+    assert [record.event for record in restarted.recent(2, "#quiet", "cy", private=True)] == [
+        PrivateMessage("dee", "cy", "secret 4"),
+        ChatLine("cy", "quiet 2", "#quiet"),
+    ]
+    assert [record.event for record in restarted.recent(2, "#old")] == old_room

@@ -21,8 +21,8 @@ from twistedchat.protocol import (
     KEEPALIVE_INTERVAL,
     PROMPT,
     USER_TIMEOUT,
-    State,
 )
+from twistedchat.session import State
 
 
 def stall(client: FakeClient) -> None:
@@ -114,7 +114,7 @@ def test_sendq_exceeded() -> None:
     alice, bob, carol = chatters(factory, "alice", "bob", "carol")
     stall(bob)
     for _ in range(100):
-        factory.say(alice.chat, "x" * 100)
+        alice.chat.session.say("x" * 100)
     lines = carol.lines()
     assert bob.closed
     assert bob.transport.disconnected  # aborted, not flushed
@@ -188,15 +188,15 @@ def test_sendq_counts_the_transports_buffer() -> None:
     line = b"<alice> " + b"x" * 1000 + b"\r\n"
     for count in (70, 10):  # two writes: 70 lines, then 10
         for _ in range(count):
-            factory.say(alice.chat, "x" * 1000)
+            alice.chat.session.say("x" * 1000)
         bob.output()
     stall(bob)
     output = bob.chat._output
     assert output.in_transport == 64 * 1024 + 10 * len(line)
     assert output.waiting == output.in_transport
     with capturedLogs() as events:
-        while bob.chat.state is not State.CLOSED:
-            factory.say(alice.chat, "x" * 1000)
+        while not bob.chat._closed:
+            alice.chat.session.say("x" * 1000)
     (event,) = [e for e in events if "bytes waiting" in formatEvent(e)]
     assert event["waiting"] > 200_000
     assert event["waiting"] == event["queued"] + event["in_transport"]
@@ -376,7 +376,7 @@ def test_no_idle_timeout_by_default() -> None:
     (alice,) = chatters(factory, "alice")
     clock.advance(0)  # the output flush
     assert clock.getDelayedCalls() == []
-    assert alice.chat.state is State.CHATTING
+    assert alice.chat.session.state is State.CHATTING
 
 
 @implementer(ITCPTransport, ISystemHandle)

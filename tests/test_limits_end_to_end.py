@@ -109,7 +109,7 @@ def test_reset_mid_line_and_half_close(server: ChatServer) -> None:
     waiting.reset()
 
     alice.send("/who")
-    assert alice.expect("online") == "*** 1 user online: alice"
+    assert alice.expect("#lobby") == "*** 1 user in #lobby: alice"
     bob = register(server, "bob")
     bob.send("hello")
     assert alice.expect("<bob>") == "<bob> hello"

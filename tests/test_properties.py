@@ -23,7 +23,7 @@ from twisted.logger import capturedLogs
 
 from twistedchat.accounts import Accounts, StoredAccount
 from twistedchat.history import History
-from twistedchat.protocol import MAX_WRONG_PASSWORDS, WRONG_PASSWORD_DELAY, ChatProtocol
+from twistedchat.session import MAX_WRONG_PASSWORDS, WRONG_PASSWORD_DELAY, ChatSession
 
 # Telnet (RFC 854): IAC introduces a command; SB ... IAC SE brackets a
 # subnegotiation; WILL, WONT, DO and DONT take an option byte.
@@ -154,8 +154,8 @@ password = st.one_of(
 argument = st.one_of(nickname, word, number, password)
 
 command_name = st.one_of(
-    st.sampled_from(sorted(ChatProtocol._COMMANDS)),
-    st.sampled_from(sorted(ChatProtocol._COMMANDS)).map(str.upper),
+    st.sampled_from(sorted(ChatSession._COMMANDS)),
+    st.sampled_from(sorted(ChatSession._COMMANDS)).map(str.upper),
     st.sampled_from(["", "hist", "kick", "join", "msg\x00", "me²"]),
     st.text(max_size=6).filter(lambda s: " " not in s),
 )

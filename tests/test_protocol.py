@@ -11,7 +11,8 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
 from twistedchat.history import History
-from twistedchat.protocol import PROMPT, REFUSAL_GRACE, State, parse_command
+from twistedchat.protocol import PROMPT, REFUSAL_GRACE
+from twistedchat.session import State, parse_command
 
 
 def test_greeting_motd_and_prompt() -> None:
@@ -53,7 +54,7 @@ def test_register_welcome_lists_users() -> None:
     ]
     assert alice.lines() == ["*** carol has joined"]
     assert bob.lines() == ["*** carol has joined"]
-    assert carol.chat.state is State.CHATTING
+    assert carol.chat.session.state is State.CHATTING
 
 
 def test_first_user_welcome_is_singular() -> None:
@@ -83,7 +84,7 @@ def test_invalid_nickname_prompts_again(nickname: str) -> None:
     assert lines[0].startswith("!!! A nickname ")
     assert lines[1] == f"*** {PROMPT}"
     assert not client.closed
-    assert client.chat.state is State.AWAITING_NICKNAME
+    assert client.chat.session.state is State.AWAITING_NICKNAME
     assert factory.nicknames() == []
 
 
@@ -146,7 +147,7 @@ def test_random_nicknames_option_skips_prompt() -> None:
     assert PROMPT not in " ".join(lines)
     assert lines[1].startswith("*** Your nickname is Guest")
     assert lines[2].startswith("*** Welcome, Guest")
-    assert client.chat.state is State.CHATTING
+    assert client.chat.session.state is State.CHATTING
     clock.advance(0)  # the output flush
     assert clock.getDelayedCalls() == []
 
@@ -241,7 +242,7 @@ def test_option_refusals_go_through_the_sendq() -> None:
     alice.transport.producer.pauseProducing()  # full of what it was sent
     for _ in range(1000):
         alice.send(b"\xff\xfb\x01" * 10)
-        if alice.chat.state is State.CLOSED:
+        if alice.chat.session.state is State.CLOSED:
             break
     assert bob.lines() == ["*** alice has left (SendQ exceeded)"]
     assert alice.closed
@@ -317,12 +318,12 @@ def test_help() -> None:
 @pytest.mark.parametrize("command", [b"/who", b"/names", b"/users", b"/WHO"])
 def test_who(command: bytes) -> None:
     """
-    /who and its aliases list the online nicknames, sorted.
+    /who and its aliases list the nicknames in the current room, sorted.
     """
     factory = make_factory()
     alice, _, _ = chatters(factory, "alice", "Carol", "bob")
     alice.send(command + b"\n")
-    assert alice.lines() == ["*** 3 users online: alice, bob, Carol"]
+    assert alice.lines() == ["*** 3 users in #lobby: alice, bob, Carol"]
 
 
 def test_private_message() -> None:
@@ -355,7 +356,7 @@ def test_private_message_usage(line: bytes) -> None:
     """
     alice, bob = chatters(make_factory(), "alice", "bob")
     alice.send(line + b"\n")
-    assert alice.lines() == ["!!! Usage: /msg NICK TEXT"]
+    assert alice.lines() == ["!!! Usage: /msg NICK TEXT or /msg #ROOM TEXT"]
     assert bob.lines() == []
 
 
@@ -676,7 +677,7 @@ def test_history_argument_must_be_ascii_digits(argument: str) -> None:
     factory = make_factory(history=History(None, Clock()))
     (alice,) = chatters(factory, "alice")
     alice.send(f"/history {argument}\n".encode())
-    assert alice.lines() == ["!!! Usage: /history [N], N from 1 to 200"]
+    assert alice.lines() == ["!!! Usage: /history [#ROOM] [N], N from 1 to 200"]
     assert not alice.closed
 
 

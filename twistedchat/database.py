@@ -34,7 +34,7 @@ from twisted.logger import Logger
 
 #: The schema this code writes; older databases are upgraded on start-up
 #: (C{PRAGMA user_version} holds the version of a database).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: Seconds a connection waits for another writer's lock before a query
 #: fails with "database is locked" (C{sqlite3.connect}'s C{timeout}, that
@@ -64,6 +64,37 @@ _MIGRATIONS: dict[int, list[str]] = {
             nickname TEXT NOT NULL,         -- as registered
             password_hash TEXT NOT NULL,    -- Argon2id, PHC string format
             created_at REAL NOT NULL        -- seconds since the epoch, UTC
+        )""",
+    ],
+    3: [
+        # Rooms. Events of kinds topic (nickname set the topic to text),
+        # kick (nickname, an operator, removed target for the reason text)
+        # and mode (nickname, an operator, made the change text, such as
+        # +o, with target, or with none) are stored from this version on.
+        # room: the room key (nickname_key of its name); NULL for a private
+        # message, and for an event stored before rooms (the default room's).
+        "ALTER TABLE events ADD COLUMN room TEXT",
+        "CREATE INDEX events_room ON events (room, id)",
+        # Persistent rooms: those whose operators include a registered
+        # account keep their topic, operators and bans across restarts.
+        """CREATE TABLE rooms (
+            key TEXT PRIMARY KEY,                 -- twistedchat.nicknames.nickname_key of name
+            name TEXT NOT NULL,                   -- as created
+            topic TEXT NOT NULL DEFAULT '',       -- '' for none
+            topic_by TEXT NOT NULL DEFAULT '',    -- nickname that set it
+            topic_at REAL NOT NULL DEFAULT 0,     -- seconds since the epoch, UTC
+            topic_locked INTEGER NOT NULL DEFAULT 0  -- 1: only operators set it (+t)
+        )""",
+        """CREATE TABLE room_operators (
+            room_key TEXT NOT NULL,     -- rooms.key
+            account_key TEXT NOT NULL,  -- accounts.nickname_key
+            PRIMARY KEY (room_key, account_key)
+        )""",
+        """CREATE TABLE room_bans (
+            room_key TEXT NOT NULL,  -- rooms.key
+            kind TEXT NOT NULL CHECK (kind IN ('account', 'nickname')),
+            key TEXT NOT NULL,       -- account's or nickname's nickname_key
+            PRIMARY KEY (room_key, kind, key)
         )""",
     ],
 }

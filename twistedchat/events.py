@@ -54,18 +54,20 @@ class Event(Renderable):
 
 @dataclass
 class ChatLine(Event):
-    """C{sender} said C{text} to everyone."""
+    """C{sender} said C{text} in C{room} (its name as created)."""
 
     sender: str
     text: str
+    room: str = ""
 
 
 @dataclass
 class Action(Event):
-    """C{sender} did C{text} (C{/me}), seen by everyone."""
+    """C{sender} did C{text} (C{/me}) in C{room}."""
 
     sender: str
     text: str
+    room: str = ""
 
 
 @dataclass
@@ -79,17 +81,22 @@ class PrivateMessage(Event):
 
 @dataclass
 class Joined(Event):
-    """C{nickname} has joined the chat."""
+    """C{nickname} has joined C{room}: the chat itself, for the default room."""
 
     nickname: str
+    room: str = ""
 
 
 @dataclass
 class Left(Event):
-    """C{nickname} has left the chat, for C{reason}."""
+    """
+    C{nickname} has left C{room} (C{/part}) for C{reason}; or, with no
+    C{room} (C{""}), the chat itself, seen in every room they were in.
+    """
 
     nickname: str
     reason: str
+    room: str = ""
 
 
 @dataclass
@@ -98,6 +105,40 @@ class NicknameChanged(Event):
 
     old: str
     new: str
+
+
+@dataclass
+class TopicChanged(Event):
+    """C{nickname} set the topic of C{room} to C{topic} (C{""}: cleared)."""
+
+    room: str
+    nickname: str
+    topic: str
+
+
+@dataclass
+class Kicked(Event):
+    """The operator C{operator} removed C{nickname} from C{room}, for C{reason}."""
+
+    room: str
+    operator: str
+    nickname: str
+    reason: str
+
+
+@dataclass
+class ModeChanged(Event):
+    """
+    The operator C{operator} changed a mode of C{room}: C{change} is
+    C{"+o"}/C{"-o"} (operator) or C{"+b"}/C{"-b"} (ban) with the nickname
+    C{target}, or C{"+t"}/C{"-t"} (only operators set the topic) with no
+    target (C{""}).
+    """
+
+    room: str
+    operator: str
+    change: str
+    target: str = ""
 
 
 @dataclass
@@ -111,5 +152,156 @@ class Ghosted(Event):
 
 
 @dataclass
+class Killed(Event):
+    """
+    Told only to the connection being closed: the server operator
+    C{operator} disconnected it, for C{reason} (C{/kill}).
+    """
+
+    operator: str
+    reason: str
+
+
+@dataclass
 class ServerShutdown(Event):
     """The server is shutting down; the connection closes next."""
+
+
+#: Events that happen in a room and are stored in its history.
+ROOM_EVENTS = (ChatLine, Action, Joined, Left, TopicChanged, Kicked, ModeChanged)
+
+
+# Replies: told only to the participant whose command they answer, through
+# its front end's reply() (see twistedchat.session.IFrontEnd).
+
+
+@dataclass
+class Notice(Event):
+    """Information for this participant only: C{text}, a sentence."""
+
+    text: str
+
+
+@dataclass
+class Error(Event):
+    """A command was refused or failed: C{text}, a sentence, says why."""
+
+    text: str
+
+
+@dataclass
+class NicknameWanted(Event):
+    """The participant has no nickname yet and should choose one."""
+
+
+@dataclass
+class PasswordWanted(Event):
+    """C{nickname} is registered: its password is needed to take it."""
+
+    nickname: str
+
+
+@dataclass
+class Welcome(Event):
+    """
+    The participant is in the chat as C{nickname}; C{online} is how many
+    are online and their nicknames, sorted (C{[]} when there are too many
+    to list: see L{twistedchat.factory.ChatFactory.online_summary}).
+    """
+
+    nickname: str
+    online: tuple[int, list[str]]
+
+
+@dataclass
+class PrivateMessageSent(Event):
+    """The participant's private message C{text} went to C{recipient}."""
+
+    recipient: str
+    text: str
+
+
+@dataclass
+class RoomJoined(Event):
+    """
+    The participant is in C{room} now (or was already: C{already}); its
+    topic and its members' nicknames, in the order they joined.
+    """
+
+    room: str
+    topic: str
+    members: list[str]
+    already: bool = False
+
+
+@dataclass
+class RoomParted(Event):
+    """
+    The participant left C{room}, or was removed from it (C{by}: the
+    operator, with C{reason}).
+    """
+
+    room: str
+    by: str = ""
+    reason: str = ""
+
+
+@dataclass
+class CurrentRoom(Event):
+    """Plain lines go to C{room} now (C{""}: the participant is in none)."""
+
+    room: str
+
+
+@dataclass
+class Names(Event):
+    """The nicknames in C{room}, operators marked in C{operators}."""
+
+    room: str
+    nicknames: list[str]
+    operators: list[str]
+
+
+@dataclass
+class RoomSummary:
+    """One room as C{/rooms} lists it."""
+
+    name: str
+    members: int
+    topic: str
+
+
+@dataclass
+class RoomList(Event):
+    """Every room, sorted by name."""
+
+    rooms: list[RoomSummary]
+
+
+@dataclass
+class TopicIs(Event):
+    """
+    The topic of C{room}: C{""} for none; set by C{by} at C{at} (seconds
+    since the epoch).
+    """
+
+    room: str
+    topic: str
+    by: str
+    at: float
+
+
+@dataclass
+class HistoryReplay(Event):
+    """
+    Past events shown to the participant, oldest first: C{records} (each a
+    L{twistedchat.history.Record}) of C{room} (C{""}: private messages
+    only), as C{viewer} (the key of the account they proved they own, or
+    C{None}) may see them. C{asked}: they asked for it (C{/history}),
+    rather than getting it on joining.
+    """
+
+    room: str
+    records: list[Any]
+    viewer: str | None
+    asked: bool

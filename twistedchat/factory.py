@@ -1,6 +1,6 @@
 """
-The shared chat state: who is online, joining, leaving, renaming, and
-broadcast.
+The shared chat state: who is online, the rooms and their moderation,
+joining, leaving, renaming, and the one fan-out path every message takes.
 
 L{ChatFactory} knows nothing about sockets or wire formats. It talks to
 each connection through L{IParticipant} (deliver an event, disconnect), the
@@ -22,17 +22,21 @@ from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 from zope.interface import Attribute, Interface
 
-from twistedchat.accounts import Accounts, make_portal
+from twistedchat.accounts import Account, Accounts, IAccount, make_portal
 from twistedchat.events import (
     Action,
     ChatLine,
     Event,
     Ghosted,
     Joined,
+    Kicked,
+    Killed,
     Left,
+    ModeChanged,
     NicknameChanged,
     PrivateMessage,
     ServerShutdown,
+    TopicChanged,
 )
 from twistedchat.history import History
 from twistedchat.nicknames import (
@@ -43,6 +47,16 @@ from twistedchat.nicknames import (
     random_nickname,
     validate_nickname,
 )
+from twistedchat.rooms import (
+    BannedFromRoom,
+    NoSuchRoom,
+    NotInRoom,
+    NotOperator,
+    Room,
+    room_key,
+    validate_room_name,
+)
+from twistedchat.roomstore import RoomStore, StoredRoom
 from twistedchat.sendq import Flusher
 from twistedchat.throttles import (
     ConnectionThrottle,
@@ -85,6 +99,14 @@ class IParticipant(Interface):
     nickname = Attribute(
         "The participant's nickname (C{str}), or C{None} before registration."
         " Set only by L{ChatFactory}."
+    )
+    account = Attribute(
+        "The L{IAccount} the participant proved it owns (the avatar the portal"
+        " returned), or C{None}."
+    )
+    rooms = Attribute(
+        "The rooms the participant is in: a C{dict} of L{Room} by room key."
+        " Changed only by L{ChatFactory}."
     )
 
     def deliver(event: Event) -> None:
@@ -149,6 +171,14 @@ class ChatFactory(ServerFactory):
     @ivar portal: the C{twisted.cred} portal that checks their passwords.
     @ivar reserved_nicknames: nicknames nobody may take, nor any that looks
         like one of them (see L{nickname_skeleton}).
+    @ivar default_room: the room everyone is put in on registration; it
+        never vanishes.
+    @ivar quiet_joins_above: in a room with more members than this, joins
+        and leaves are not announced.
+    @ivar server_operators: keys of the accounts that are operators in
+        every room and may C{/kill} (C{--oper}).
+    @ivar room_store: where rooms operated by an account are kept across
+        restarts, or C{None}.
     """
 
     _log = Logger()
@@ -181,8 +211,21 @@ class ChatFactory(ServerFactory):
         history_on_join: int = 20,
         accounts: Accounts | None = None,
         reserved_nicknames: Iterable[str] = DEFAULT_RESERVED_NICKNAMES,
+        default_room: str = "#lobby",
+        quiet_joins_above: int = 250,
+        server_operators: Iterable[str] = (),
+        stored_rooms: Iterable[StoredRoom] = (),
+        room_store: RoomStore | None = None,
         rng: random.Random | None = None,
     ) -> None:
+        """
+        @param stored_rooms: the rooms kept across restarts (read at
+            start-up by L{twistedchat.roomstore.load_rooms}).
+        @param server_operators: the nicknames of the server operators'
+            accounts.
+        @raise twistedchat.rooms.InvalidRoomName: C{default_room} is no room
+            name.
+        """
         self.clock = clock
         self.server_name = server_name
         self.max_nick_length = max_nick_length
@@ -218,6 +261,17 @@ class ChatFactory(ServerFactory):
         self._skeletons: dict[str, str] = {}
         self._closing: Deferred[None] | None = None
         self.flusher = Flusher(clock)
+        self.quiet_joins_above = quiet_joins_above
+        self.server_operators = frozenset(nickname_key(n) for n in server_operators)
+        self.room_store = room_store
+        self._rooms: dict[str, Room] = {}
+        self._stored: set[str] = set()
+        for stored in stored_rooms:
+            self._rooms[stored.key] = Room.restored(stored)
+            self._stored.add(stored.key)
+        validate_room_name(default_room)
+        self.default_room = self._rooms.setdefault(room_key(default_room), Room(default_room))
+        self.default_room.permanent = True
 
     # Connections
 
@@ -303,6 +357,28 @@ class ChatFactory(ServerFactory):
         """
         return sorted((p.nickname for p in self._participants.values()), key=nickname_key)
 
+    def online_summary(self) -> tuple[int, list[str]]:
+        """
+        Return how many are online and, unless there are more than
+        C{quiet_joins_above} (a list that long helps nobody, and sorting
+        it for each of thousands of users joining at once would cost
+        seconds), their nicknames sorted case-insensitively; else C{[]}.
+        """
+        count = len(self._participants)
+        return count, self.nicknames() if count <= self.quiet_joins_above else []
+
+    def participant(self, nickname: str) -> IParticipant:
+        """
+        Return the registered participant called C{nickname} (compared
+        case-insensitively).
+
+        @raise NoSuchNickname: nobody online is called that.
+        """
+        try:
+            return self._participants[nickname_key(nickname)]
+        except KeyError:
+            raise NoSuchNickname(nickname) from None
+
     def is_joined(self, participant: IParticipant) -> bool:
         """
         Return whether C{participant} is in the chat.
@@ -332,7 +408,7 @@ class ChatFactory(ServerFactory):
             or (self.accounts is not None and self.accounts.is_taken(key))
         )
 
-    def _claim(self, participant: IParticipant, nickname: str, identified: bool) -> None:
+    def _claim(self, participant: IParticipant, nickname: str, account: IAccount | None) -> None:
         """
         Check that C{participant} may take C{nickname}, and if it proved it
         owns C{nickname}'s account while another connection holds it, close
@@ -342,18 +418,21 @@ class ChatFactory(ServerFactory):
         look-alike characters counts as taken (UTS #39 skeletons, as Ergo
         does), so nobody can pass as C{alice} with C{aIice}.
 
+        @param account: the account C{participant} proved it owns (the
+            avatar C{twisted.cred} returned), or C{None}.
         @raise twistedchat.nicknames.InvalidNickname: C{nickname} breaks
             the rules of L{twistedchat.nicknames.validate_nickname}.
         @raise NicknameReserved: it, or one that looks like it, is reserved.
         @raise NicknameInUse: someone else has it or one that looks like it.
-        @raise NicknameRegistered: it is registered and not C{identified}.
+        @raise NicknameRegistered: it is registered to another account than
+            C{account}.
         """
         validate_nickname(nickname, self.max_nick_length)
         key, skeleton = nickname_key(nickname), nickname_skeleton(nickname)
         if skeleton in self._reserved:
             raise NicknameReserved(f"The nickname {nickname} is reserved.")
         registered = self.accounts is not None and self.accounts.is_registered(nickname)
-        if registered and not identified:
+        if registered and (account is None or account.nickname_key != key):
             raise NicknameRegistered(nickname)
         holder = self._participants.get(key)
         if holder is not None and holder is not participant and not registered:
@@ -390,53 +469,70 @@ class ChatFactory(ServerFactory):
         if self._skeletons.get(skeleton) == nickname_key(nickname):
             del self._skeletons[skeleton]
 
-    def register(self, participant: IParticipant, nickname: str, identified: bool = False) -> None:
+    def register(
+        self, participant: IParticipant, nickname: str, account: IAccount | None = None
+    ) -> Room | None:
         """
-        Put C{participant} into the chat as C{nickname} and announce it to
-        everyone else. If it proved it owns C{nickname}'s account and
-        another connection holds the nickname, that one is closed as
-        "ghosted" first.
+        Put C{participant} into the chat as C{nickname}, and into the
+        default room unless it is banned from it, announcing it there. If it
+        proved it owns C{nickname}'s account and another connection holds
+        the nickname, that one is closed as "ghosted" first.
 
-        @param identified: whether the participant proved it owns
-            C{nickname}'s account (checked through L{portal}).
+        @param account: the account C{participant} proved it owns: the
+            avatar the portal returned for its password, or C{None}.
+        @return: the default room, or C{None} if it is banned from it.
         @raise twistedchat.nicknames.InvalidNickname: C{nickname} breaks
             the rules of L{twistedchat.nicknames.validate_nickname}.
         @raise NicknameReserved: it, or one that looks like it, is reserved.
         @raise NicknameInUse: someone else has it, or one that looks like it.
-        @raise NicknameRegistered: it is registered and not C{identified}.
+        @raise NicknameRegistered: it is registered to another account.
         """
-        self._claim(participant, nickname, identified)
+        self._claim(participant, nickname, account)
+        participant.account = account
         self._add(participant, nickname)
-        self._publish(Joined(nickname), exclude=participant)
+        room = self.default_room
+        if room.is_banned(nickname, _key(account)) and not self.is_server_operator(participant):
+            return None
+        self._enter(participant, room)
+        return room
 
-    def rename(self, participant: IParticipant, new: str, identified: bool = False) -> None:
+    def rename(self, participant: IParticipant, new: str, account: IAccount | None = None) -> None:
         """
         Change a registered participant's nickname to C{new} and announce it
-        to everyone else. A change of case only is allowed.
+        to everyone who shares a room with it. A change of case only is
+        allowed.
 
-        @param identified: whether the participant proved it owns C{new}'s
-            account, if it has one; another connection holding C{new} is
-            then closed as "ghosted".
+        @param account: the account the participant proved it owns, if
+            any; if it is C{new}'s, another connection holding C{new} is
+            closed as "ghosted".
         @raise twistedchat.nicknames.InvalidNickname: C{new} breaks the
             nickname rules.
         @raise NicknameReserved: it, or one that looks like it, is reserved.
         @raise NicknameInUse: someone else has it, or one that looks like it.
-        @raise NicknameRegistered: it is registered and not C{identified}.
+        @raise NicknameRegistered: it is registered to another account.
         """
         old = participant.nickname
         assert old is not None
-        self._claim(participant, new, identified or nickname_key(new) == nickname_key(old))
+        if nickname_key(new) == nickname_key(old):
+            account = Account(nickname_key(old))
+        self._claim(participant, new, account)
         if new == old:
             return
         self._remove(participant)
         self._add(participant, new)
         self._log.info("{old} is now known as {new}", old=old, new=new)
-        self._publish(NicknameChanged(old, new), exclude=participant)
+        event = NicknameChanged(old, new)
+        rooms = list(participant.rooms.values())
+        if self.history is not None:
+            for room in rooms:
+                self.history.record(event, room.key)
+        self._fan_out(event, _everyone_in(rooms), participant)
 
     def leave(self, participant: IParticipant, reason: str) -> None:
         """
-        Take C{participant} out of the chat, if it is in, and announce that
-        it left for C{reason}, unless the server is shutting down.
+        Take C{participant} out of the chat and its rooms, if it is in, and
+        announce that it left for C{reason} in each room it was in that
+        announces leaves, unless the server is shutting down.
         """
         if not self.is_joined(participant):
             return
@@ -444,26 +540,377 @@ class ChatFactory(ServerFactory):
         assert nickname is not None
         self._remove(participant)
         self._log.info("{nickname} quit ({reason})", nickname=nickname, reason=reason)
-        if self._closing is None:
-            self._publish(Left(nickname, reason))
+        rooms = list(participant.rooms.values())
+        announced = [room for room in rooms if not self._quiet(room)]
+        for room in rooms:
+            self._exit(participant, room)
+        if self._closing is not None or not announced:
+            return
+        event = Left(nickname, reason)
+        if self.history is not None:
+            for room in announced:
+                self.history.record(event, room.key)
+        self._fan_out(event, _everyone_in(announced))
+
+    # Rooms
+
+    def rooms(self) -> list[Room]:
+        """
+        Return every room, sorted by name (case-insensitively).
+        """
+        return sorted(self._rooms.values(), key=lambda room: room.key)
+
+    def room(self, name: str) -> Room:
+        """
+        Return the room called C{name}.
+
+        @raise twistedchat.rooms.InvalidRoomName: C{name} is no room name.
+        @raise twistedchat.rooms.NoSuchRoom: there is no such room.
+        """
+        validate_room_name(name)
+        room = self._rooms.get(room_key(name))
+        if room is None:
+            raise NoSuchRoom(name, f"There is no room {name}; /rooms lists them.")
+        return room
+
+    def room_of(self, participant: IParticipant, name: str) -> Room:
+        """
+        Return the room called C{name}, which C{participant} must be in.
+
+        @raise twistedchat.rooms.InvalidRoomName: C{name} is no room name.
+        @raise twistedchat.rooms.NotInRoom: it is not in that room (or
+            there is none).
+        """
+        validate_room_name(name)
+        room = participant.rooms.get(room_key(name))
+        if room is None:
+            raise NotInRoom(name, f"You are not in {name}; /join {name} joins it.")
+        return room
+
+    def is_server_operator(self, participant: IParticipant) -> bool:
+        """
+        Return whether C{participant} proved it owns an account named with
+        C{--oper}.
+        """
+        account = participant.account
+        return account is not None and account.nickname_key in self.server_operators
+
+    def is_operator(self, participant: IParticipant, room: Room) -> bool:
+        """
+        Return whether C{participant} is an operator of C{room}: made one
+        while connected, or through the account it proved it owns, or as a
+        server operator.
+        """
+        return (
+            participant in room.operators
+            or _key(participant.account) in room.operator_accounts
+            or self.is_server_operator(participant)
+        )
+
+    def _quiet(self, room: Room) -> bool:
+        """
+        Return whether C{room} has so many members that joins and leaves
+        are not announced there (C{quiet_joins_above}).
+        """
+        return len(room.members) > self.quiet_joins_above
+
+    def _enter(self, participant: IParticipant, room: Room) -> None:
+        """
+        Put C{participant} into C{room} and announce it to the others
+        unless the room is too crowded for that.
+        """
+        room.members[participant] = None
+        participant.rooms[room.key] = room
+        if not self._quiet(room):
+            self._publish(Joined(participant.nickname, room.name), room, participant)
+
+    def _exit(self, participant: IParticipant, room: Room) -> None:
+        """
+        Take C{participant} out of C{room}, without a word; a room left
+        empty vanishes unless it is kept (see L{Room.permanent},
+        L{Room.persistent}).
+        """
+        room.members.pop(participant, None)
+        room.operators.discard(participant)
+        participant.rooms.pop(room.key, None)
+        if not room.members and not room.permanent and not room.persistent:
+            del self._rooms[room.key]
+            if self.history is not None:
+                self.history.forget(room.key)
+
+    def join(self, participant: IParticipant, name: str) -> Room:
+        """
+        Put C{participant} into the room called C{name}, creating it, with
+        C{participant} as its operator, if there is none; announce it to
+        the room's members unless the room is too crowded for that.
+
+        @return: the room.
+        @raise twistedchat.rooms.InvalidRoomName: C{name} is no room name.
+        @raise twistedchat.rooms.BannedFromRoom: it is banned from the room.
+        """
+        validate_room_name(name)
+        key = room_key(name)
+        room = self._rooms.get(key)
+        if room is not None and key in participant.rooms:
+            return room
+        if room is None:
+            room = self._rooms[key] = Room(name, key)
+            self._log.info(
+                "{nickname} created the room {room}", nickname=participant.nickname, room=name
+            )
+            if participant.account is not None:
+                room.operator_accounts.add(participant.account.nickname_key)
+                self._save(room)
+            else:
+                room.operators.add(participant)
+        elif room.is_banned(participant.nickname, _key(participant.account)):
+            if not self.is_server_operator(participant):
+                raise BannedFromRoom(room.name, f"You are banned from {room.name}.")
+        self._enter(participant, room)
+        return room
+
+    def part(self, participant: IParticipant, name: str, reason: str) -> Room:
+        """
+        Take C{participant} out of the room called C{name}, telling the
+        other members unless the room is too crowded for that.
+
+        @return: the room it left.
+        @raise twistedchat.rooms.InvalidRoomName: C{name} is no room name.
+        @raise twistedchat.rooms.NotInRoom: it is not in that room.
+        """
+        room = self.room_of(participant, name)
+        if not self._quiet(room):
+            self._publish(Left(participant.nickname, reason, room.name), room, participant)
+        self._exit(participant, room)
+        return room
+
+    # Moderation
+
+    def _operated(self, operator: IParticipant, name: str) -> Room:
+        """
+        Return the room called C{name}, of which C{operator} must be a
+        member and an operator.
+
+        @raise twistedchat.rooms.InvalidRoomName: C{name} is no room name.
+        @raise twistedchat.rooms.NotInRoom: C{operator} is not in it.
+        @raise twistedchat.rooms.NotOperator: it is no operator there.
+        """
+        room = self.room_of(operator, name)
+        if not self.is_operator(operator, room):
+            raise NotOperator(room.name, f"You are not an operator of {room.name}.")
+        return room
+
+    def _member(self, room: Room, nickname: str) -> IParticipant:
+        """
+        Return the member of C{room} called C{nickname}.
+
+        @raise twistedchat.rooms.NotInRoom: nobody in C{room} is called that.
+        """
+        target = self._participants.get(nickname_key(nickname))
+        if target is None or target not in room.members:
+            raise NotInRoom(room.name, f"Nobody called {nickname} is in {room.name}.")
+        return target
+
+    def _moderated(self, operator: IParticipant, room: Room, event: Event, what: str) -> None:
+        """
+        Log what C{operator} did, keep the room's new state if it is kept
+        across restarts, and tell every member of C{room} with C{event}.
+        """
+        self._log.info(
+            "operator {operator} in {room}: {what}",
+            operator=operator.nickname,
+            room=room.name,
+            what=what,
+        )
+        self._save(room)
+        self._publish(event, room)
+
+    def set_topic(self, participant: IParticipant, name: str, topic: str) -> Room:
+        """
+        Set the topic of the room called C{name} to C{topic} (C{""} clears
+        it) and tell its members, C{participant} included.
+
+        @return: the room.
+        @raise twistedchat.rooms.InvalidRoomName: C{name} is no room name.
+        @raise twistedchat.rooms.NotInRoom: C{participant} is not in it.
+        @raise twistedchat.rooms.NotOperator: the room is C{+t} and
+            C{participant} is no operator there.
+        """
+        room = self.room_of(participant, name)
+        if room.topic_locked and not self.is_operator(participant, room):
+            raise NotOperator(room.name, f"Only operators set the topic of {room.name}.")
+        nickname = participant.nickname
+        assert nickname is not None
+        room.topic, room.topic_by, room.topic_at = topic, nickname, self.clock.seconds()
+        self._save(room)
+        self._publish(TopicChanged(room.name, nickname, topic), room)
+        return room
+
+    def set_mode(self, operator: IParticipant, name: str, change: str) -> Room:
+        """
+        Turn the room mode C{+t} (only operators set the topic) on or off:
+        C{change} is C{"+t"} or C{"-t"}.
+
+        @raise ValueError: C{change} is neither.
+        @raise twistedchat.rooms.RoomError: see L{_operated}.
+        """
+        if change not in ("+t", "-t"):
+            raise ValueError(change)
+        room = self._operated(operator, name)
+        room.topic_locked = change == "+t"
+        self._moderated(operator, room, ModeChanged(room.name, operator.nickname, change), change)
+        return room
+
+    def kick(self, operator: IParticipant, name: str, nickname: str, reason: str) -> None:
+        """
+        Remove the member called C{nickname} from the room called C{name},
+        telling every member why (the one kicked included).
+
+        @raise twistedchat.rooms.RoomError: C{operator} is not an operator
+            of the room (see L{_operated}), or nobody called C{nickname}
+            is in it.
+        """
+        room = self._operated(operator, name)
+        target = self._member(room, nickname)
+        event = Kicked(room.name, operator.nickname, target.nickname, reason)
+        self._moderated(operator, room, event, f"kicked {target.nickname} ({reason})")
+        self._exit(target, room)
+
+    def ban(self, operator: IParticipant, name: str, nickname: str, reason: str) -> None:
+        """
+        Ban C{nickname} from the room called C{name}: the account of the
+        one who has it, if they proved they own one, else the nickname
+        (registered nicknames are their account). A member who is banned
+        is also removed from the room. Every member is told.
+
+        @raise twistedchat.nicknames.InvalidNickname: C{nickname} is no
+            nickname.
+        @raise twistedchat.rooms.RoomError: see L{_operated}.
+        """
+        room = self._operated(operator, name)
+        validate_nickname(nickname, self.max_nick_length)
+        target = self._participants.get(nickname_key(nickname))
+        if target is not None and target.account is not None:
+            ban = ("account", target.account.nickname_key)
+        elif self.accounts is not None and self.accounts.is_registered(nickname):
+            ban = ("account", nickname_key(nickname))
+        else:
+            ban = ("nickname", nickname_key(nickname))
+        shown = target.nickname if target is not None else nickname
+        room.bans.add(ban)
+        event = ModeChanged(room.name, operator.nickname, "+b", shown)
+        self._moderated(operator, room, event, f"banned {shown} ({ban[0]})")
+        if target is not None and target in room.members:
+            self._publish(Kicked(room.name, operator.nickname, shown, reason or "banned"), room)
+            self._exit(target, room)
+
+    def unban(self, operator: IParticipant, name: str, nickname: str) -> None:
+        """
+        Lift the bans on C{nickname} in the room called C{name}: as a
+        nickname, as an account, and on the account of whoever is online
+        as C{nickname}; tell every member.
+
+        @raise twistedchat.rooms.RoomError: see L{_operated}, or
+            C{nickname} is not banned there.
+        """
+        room = self._operated(operator, name)
+        key = nickname_key(nickname)
+        bans = {("account", key), ("nickname", key)}
+        target = self._participants.get(key)
+        if target is not None and target.account is not None:
+            bans.add(("account", target.account.nickname_key))
+        bans &= room.bans
+        if not bans:
+            raise NotInRoom(room.name, f"{nickname} is not banned from {room.name}.")
+        room.bans -= bans
+        event = ModeChanged(room.name, operator.nickname, "-b", nickname)
+        self._moderated(operator, room, event, f"unbanned {nickname}")
+
+    def set_operator(
+        self, operator: IParticipant, name: str, nickname: str, operator_now: bool
+    ) -> None:
+        """
+        Make the member called C{nickname} an operator of the room called
+        C{name} (C{operator_now} true: C{/op}), through its account if it
+        proved it owns one, or no longer one (C{/deop}); tell every member.
+
+        @raise twistedchat.rooms.RoomError: see L{_operated}, or nobody
+            called C{nickname} is in the room.
+        """
+        room = self._operated(operator, name)
+        target = self._member(room, nickname)
+        account = _key(target.account)
+        if operator_now:
+            if account is not None:
+                room.operator_accounts.add(account)
+            else:
+                room.operators.add(target)
+        else:
+            room.operators.discard(target)
+            room.operator_accounts.discard(account)  # type: ignore[arg-type]
+        change = "+o" if operator_now else "-o"
+        event = ModeChanged(room.name, operator.nickname, change, target.nickname)
+        self._moderated(operator, room, event, f"{change} {target.nickname}")
+
+    def kill(self, operator: IParticipant, nickname: str, reason: str) -> None:
+        """
+        Disconnect the participant called C{nickname} (C{/kill}): tell it
+        who did it and why, and everyone in its rooms that it left, "killed
+        by OPERATOR: REASON".
+
+        @raise twistedchat.rooms.NotOperator: C{operator} is no server
+            operator.
+        @raise NoSuchNickname: nobody online is called C{nickname}.
+        """
+        if not self.is_server_operator(operator):
+            raise NotOperator("", "Only server operators can /kill.")
+        target = self.participant(nickname)
+        self._log.info(
+            "server operator {operator} killed {nickname}: {reason}",
+            operator=operator.nickname,
+            nickname=target.nickname,
+            reason=reason,
+        )
+        target.deliver(Killed(operator.nickname, reason))
+        self.leave(target, f"killed by {operator.nickname}: {reason}")
+        target.disconnect()
+
+    def _save(self, room: Room) -> None:
+        """
+        Keep C{room}'s topic, operators and bans across restarts while an
+        account is one of its operators; forget them once none is.
+        """
+        if self.room_store is None:
+            return
+        if room.persistent:
+            self._stored.add(room.key)
+            self.room_store.save(room.stored())
+        elif room.key in self._stored:
+            self._stored.discard(room.key)
+            self.room_store.forget(room.key)
 
     # Talking
 
-    def say(self, sender: IParticipant, text: str) -> None:
+    def say(self, sender: IParticipant, room: Room, text: str) -> None:
         """
-        Send a chat line from C{sender} to everyone else.
+        Send a chat line from C{sender} to the other members of C{room}.
         """
         if self.log_messages:
-            self._log.info("<{nickname}> {text}", nickname=sender.nickname, text=text)
-        self._publish(ChatLine(sender.nickname, text), exclude=sender)
+            self._log.info(
+                "{room} <{nickname}> {text}", room=room.name, nickname=sender.nickname, text=text
+            )
+        self._publish(ChatLine(sender.nickname, text, room.name), room, sender)
 
-    def act(self, sender: IParticipant, text: str) -> None:
+    def act(self, sender: IParticipant, room: Room, text: str) -> None:
         """
-        Send an action (C{/me}) from C{sender} to everyone else.
+        Send an action (C{/me}) from C{sender} to the other members of
+        C{room}.
         """
         if self.log_messages:
-            self._log.info("* {nickname} {text}", nickname=sender.nickname, text=text)
-        self._publish(Action(sender.nickname, text), exclude=sender)
+            self._log.info(
+                "{room} * {nickname} {text}", room=room.name, nickname=sender.nickname, text=text
+            )
+        self._publish(Action(sender.nickname, text, room.name), room, sender)
 
     def private_message(self, sender: IParticipant, recipient: str, text: str) -> str:
         """
@@ -473,9 +920,7 @@ class ChatFactory(ServerFactory):
         @return: the recipient's nickname as they spell it.
         @raise NoSuchNickname: nobody online is called C{recipient}.
         """
-        target = self._participants.get(nickname_key(recipient))
-        if target is None:
-            raise NoSuchNickname(recipient)
+        target = self.participant(recipient)
         self._log.info(
             "private message from {sender} to {recipient}, {length} characters",
             sender=sender.nickname,
@@ -485,22 +930,27 @@ class ChatFactory(ServerFactory):
         message = PrivateMessage(sender.nickname, target.nickname, text)
         if self.history is not None:
             self.history.record(message)
-        target.deliver(message)
+        self._fan_out(message, (target,))
         return target.nickname
 
-    def _publish(self, event: Event, exclude: IParticipant | None = None) -> None:
+    def _publish(self, event: Event, room: Room, exclude: IParticipant | None = None) -> None:
         """
-        Store C{event} in the history, if any, and broadcast it.
+        Store C{event} in C{room}'s history, if any, and deliver it to the
+        room's members but C{exclude}.
         """
         if self.history is not None:
-            self.history.record(event)
-        self.broadcast(event, exclude)
+            self.history.record(event, room.key)
+        self._fan_out(event, room.members, exclude)
 
-    def broadcast(self, event: Event, exclude: IParticipant | None = None) -> None:
+    def _fan_out(
+        self, event: Event, recipients: Iterable[IParticipant], exclude: IParticipant | None = None
+    ) -> None:
         """
-        Deliver C{event} to every registered participant but C{exclude}.
+        Deliver C{event} to each of C{recipients} but C{exclude}: the one
+        path every message takes to its recipients, one call per
+        recipient.
         """
-        for participant in list(self._participants.values()):
+        for participant in list(recipients):
             if participant is not exclude:
                 participant.deliver(event)
 
@@ -539,3 +989,22 @@ class _Taken:
 
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and self._factory.is_taken(key)
+
+
+def _key(account: IAccount | None) -> str | None:
+    """
+    Return the key of C{account}, or C{None} for none.
+    """
+    return None if account is None else account.nickname_key
+
+
+def _everyone_in(rooms: list[Room]) -> Iterable[IParticipant]:
+    """
+    Return the members of C{rooms}, each once.
+    """
+    if len(rooms) == 1:
+        return rooms[0].members
+    members: dict[IParticipant, None] = {}
+    for room in rooms:
+        members.update(room.members)
+    return members

@@ -1,12 +1,21 @@
 """
-History: every chat line, action, join, leave and nickname change, with a
-UTC timestamp, in SQLite; the most recent ones also in memory for replay.
+History: every chat line, action, join, leave, nickname change, topic
+change, kick, mode change and private message, with a UTC timestamp, in
+SQLite; the most recent ones of each room, and of the private messages,
+also in memory for replay.
 
-Replay and C{/history} count the conversation: chat lines, actions and
-the private messages the viewer may see. The notices (joins, leaves,
-nickname changes) that happened among the lines shown come with them, but
-never more notices than lines asked for, and they are kept apart in
-memory, so a storm of joins and leaves cannot push the conversation out.
+Each event belongs to one room, named by its key
+(L{twistedchat.nicknames.nickname_key} of the room's name), or, for a
+private message, to none. An event seen in several rooms (a quit, a
+nickname change) is recorded once in each of them.
+
+Replay and C{/history} count the conversation: a room's chat lines and
+actions and, when asked for, the private messages the viewer may see. The notices (joins, leaves,
+nickname changes, topic changes, kicks, mode changes) that happened among
+the lines shown come with them, but never more notices than lines asked
+for, and they are kept apart in memory, room by room, so a storm of joins
+and leaves cannot push the conversation out, and a flood in one room
+cannot push out another room's.
 
 The recent events are read at start-up (L{load_recent}, through
 L{twistedchat.database.open_database}). While the server runs, writes go
@@ -17,7 +26,8 @@ last batch). One batch is written at a time, in order. A batch that could
 not be written (the database locked by another process for longer than
 L{twistedchat.database.BUSY_TIMEOUT}, a full disk) is kept and tried again
 with the next one; at most L{MAX_UNWRITTEN} events wait so, and beyond
-that the oldest are dropped, and logged.
+that the oldest are dropped, and logged. A room that no longer exists is
+forgotten in memory (L{History.forget}); its events stay on disk.
 
 Private messages are stored for their two participants' own replay: they
 are shown only to a viewer who proved (with a password) that they own the
@@ -27,9 +37,11 @@ else.
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any, TypeAlias
 
 from twisted.enterprise.adbapi import ConnectionPool
@@ -43,10 +55,13 @@ from twistedchat.events import (
     ChatLine,
     Event,
     Joined,
+    Kicked,
     Left,
+    ModeChanged,
     NicknameChanged,
     PrivateMessage,
     Renderable,
+    TopicChanged,
 )
 from twistedchat.nicknames import nickname_key
 
@@ -66,116 +81,192 @@ def is_conversation(event: Event) -> bool:
     """
     Return whether C{event} is something said (a chat line, an action, a
     private message), which replays count, rather than a notice (a join, a
-    leave, a nickname change).
+    leave, a nickname change, a topic change, a kick, a mode change).
     """
     return isinstance(event, _CONVERSATION)
 
 
-#: Their kinds in the events table; the others (join, leave, nick) are
-#: notices.
-_CONVERSATION_KINDS = ("chat", "action", "private")
-
-#: A row of the events table: at, kind, nickname, target, text.
-Row: TypeAlias = tuple[float, str, str, str | None, str | None]
+#: A row of the events table: at, kind, nickname, target, text, room (the
+#: room key, or C{None} for a private message).
+Row: TypeAlias = tuple[float, str, str, str | None, str | None, str | None]
 
 
 @dataclass
 class Record(Renderable):
     """
-    One stored event and when it happened (seconds since the epoch, UTC).
-    A front end renders it once for everyone it replays it to (see
+    One stored event, when it happened (seconds since the epoch, UTC) and
+    the key of the room it happened in (C{None} for a private message). A
+    front end renders it once for everyone it replays it to (see
     L{Renderable.render}).
     """
 
     at: float
     event: Event
+    room: str | None = None
+
+
+#: An event kept in memory: its number in the order of events, and it.
+_Kept: TypeAlias = tuple[int, Record]
 
 
 def _row(record: Record) -> Row:
     """
     Turn C{record} into a row of the events table.
+
+    @raise TypeError: events of this type are not stored.
     """
-    at, event = record.at, record.event
+    at, event, room = record.at, record.event, record.room
     match event:
         case ChatLine(sender=sender, text=text):
-            return (at, "chat", sender, None, text)
+            return (at, "chat", sender, None, text, room)
         case Action(sender=sender, text=text):
-            return (at, "action", sender, None, text)
+            return (at, "action", sender, None, text, room)
         case Joined(nickname=nickname):
-            return (at, "join", nickname, None, None)
+            return (at, "join", nickname, None, None, room)
         case Left(nickname=nickname, reason=reason):
-            return (at, "leave", nickname, None, reason)
+            return (at, "leave", nickname, None, reason, room)
         case NicknameChanged(old=old, new=new):
-            return (at, "nick", old, new, None)
+            return (at, "nick", old, new, None, room)
+        case TopicChanged(nickname=nickname, topic=topic):
+            return (at, "topic", nickname, None, topic, room)
+        case Kicked(operator=operator, nickname=nickname, reason=reason):
+            return (at, "kick", operator, nickname, reason, room)
+        case ModeChanged(operator=operator, change=change, target=target):
+            return (at, "mode", operator, target or None, change, room)
         case PrivateMessage(sender=sender, recipient=recipient, text=text):
-            return (at, "private", sender, recipient, text)
+            return (at, "private", sender, recipient, text, None)
     raise TypeError(f"{event!r} is not stored")
 
 
-def _record(at: float, kind: str, nickname: str, target: str | None, text: str | None) -> Record:
+def _record(
+    at: float,
+    kind: str,
+    nickname: str,
+    target: str | None,
+    text: str | None,
+    room: str | None,
+) -> Record:
     """
-    Turn a row of the events table back into a L{Record}.
+    Turn a row of the events table back into a L{Record}. A room event
+    gets the room key as its room's name (the name as created is not
+    stored with it).
+
+    @raise ValueError: C{kind} is unknown.
     """
     event: Event
+    name = room or ""
     match kind:
         case "chat":
-            event = ChatLine(nickname, text or "")
+            event = ChatLine(nickname, text or "", name)
         case "action":
-            event = Action(nickname, text or "")
+            event = Action(nickname, text or "", name)
         case "join":
-            event = Joined(nickname)
+            event = Joined(nickname, name)
         case "leave":
-            event = Left(nickname, text or "")
+            event = Left(nickname, text or "", name)
         case "nick":
             event = NicknameChanged(nickname, target or "")
+        case "topic":
+            event = TopicChanged(name, nickname, text or "")
+        case "kick":
+            event = Kicked(name, nickname, target or "", text or "")
+        case "mode":
+            event = ModeChanged(name, nickname, text or "", target or "")
         case "private":
-            event = PrivateMessage(nickname, target or "", text or "")
+            return Record(at, PrivateMessage(nickname, target or "", text or ""))
         case _:
             raise ValueError(f"unknown event kind {kind!r}")
-    return Record(at, event)
+    return Record(at, event, room)
 
 
-def load_recent(connection: Any, keep: int) -> list[Record]:
+#: What L{load_recent} reads: by room (C{NULL} for private messages; rows
+#: stored before rooms, with no room, are the default room's), the last
+#: C{:keep} conversation events and, of the notices after the oldest of
+#: them (after none if fewer than C{:keep}), the last C{:keep}.
+_LOAD_RECENT = """
+WITH placed AS (
+    SELECT id, at, kind, nickname, target, text,
+        CASE WHEN kind = 'private' THEN NULL ELSE coalesce(room, :default_room) END AS room,
+        kind IN ('chat', 'action', 'private') AS said  -- conversation; the rest are notices
+    FROM events
+),
+lines AS (
+    SELECT * FROM (
+        SELECT *, ROW_NUMBER() OVER (PARTITION BY room ORDER BY id DESC) AS newest
+        FROM placed WHERE said
+    ) WHERE newest <= :keep
+),
+starts AS (
+    SELECT room, min(id) AS after FROM lines GROUP BY room HAVING count(*) = :keep
+),
+notices AS (
+    SELECT * FROM (
+        SELECT placed.*, ROW_NUMBER() OVER (PARTITION BY placed.room ORDER BY id DESC) AS newest
+        FROM placed LEFT JOIN starts ON starts.room = placed.room
+        WHERE NOT said AND id > coalesce(starts.after, 0)
+    ) WHERE newest <= :keep
+)
+SELECT at, kind, nickname, target, text, room FROM (
+    SELECT id, at, kind, nickname, target, text, room FROM lines
+    UNION ALL
+    SELECT id, at, kind, nickname, target, text, room FROM notices
+)
+ORDER BY id
+"""
+
+
+def load_recent(connection: Any, keep: int, default_room: str) -> list[Record]:
     """
-    Read, at start-up, what L{History} keeps in memory: the last C{keep}
-    conversation events (chat lines, actions and private messages) and,
-    of the notices (joins, leaves, nickname changes) since the oldest of
-    them, the last C{keep}; oldest first.
+    Read, at start-up, what L{History} keeps in memory: for each room, the
+    last C{keep} conversation events (chat lines, actions) and, of the
+    notices (joins, leaves, nickname changes, topic changes, kicks, mode
+    changes) since the oldest of them, the last C{keep}; and the last
+    C{keep} private messages. All of them oldest first, in the order they
+    were stored.
 
-    Two queries, so that the conversation is found however many notices
-    followed it.
+    One query, with window functions (SQLite 3.25 or later), so that each
+    room's conversation is found however many notices followed it, and
+    however many rooms there are. It ranks every row, so it takes time in
+    proportion to the table (a few seconds for a million events).
 
     @param connection: an open C{sqlite3} connection.
     @param keep: how many of each to read (C{--history-max}).
+    @param default_room: the key of the room that events stored before
+        rooms existed (schema version 3) happened in.
     """
     if keep <= 0:
         return []
-    kinds = ", ".join("?" * len(_CONVERSATION_KINDS))
-    lines = connection.execute(
-        "SELECT id, at, kind, nickname, target, text FROM events"
-        f" WHERE kind IN ({kinds}) ORDER BY id DESC LIMIT ?",
-        (*_CONVERSATION_KINDS, keep),
-    ).fetchall()
-    after = lines[-1][0] if len(lines) == keep else 0
-    notices = connection.execute(
-        "SELECT id, at, kind, nickname, target, text FROM events"
-        f" WHERE kind NOT IN ({kinds}) AND id > ? ORDER BY id DESC LIMIT ?",
-        (*_CONVERSATION_KINDS, after, keep),
-    ).fetchall()
-    return [_record(*row[1:]) for row in sorted(lines + notices)]
+    rows = connection.execute(_LOAD_RECENT, {"keep": keep, "default_room": default_room})
+    return [_record(*row) for row in rows]
+
+
+class _RoomEvents:
+    """
+    The recent events of one room in memory, numbered in the order of
+    events: the last C{cap} conversation events and, apart from them, the
+    last C{cap} notices.
+    """
+
+    __slots__ = ("conversation", "notices")
+
+    def __init__(self, cap: int) -> None:
+        self.conversation: deque[_Kept] = deque(maxlen=cap)
+        self.notices: deque[_Kept] = deque(maxlen=cap)
 
 
 class History:
     """
     The chat's history: the recent events in memory, everything on disk.
 
-    In memory, the last C{cap} conversation events (chat lines, actions,
-    private messages) and, apart from them, the last C{cap} notices (joins,
-    leaves, nickname changes), so that notices never push the
-    conversation out.
+    In memory, for each room, the last C{cap} conversation events (chat
+    lines, actions) and, apart from them, the last C{cap} notices (joins,
+    leaves, nickname changes, topic changes, kicks, mode changes), so that
+    notices never push the conversation out; and the last C{cap} private
+    messages. Every event kept is numbered in the order of events, so
+    that what is kept apart can be replayed in order.
 
-    @ivar cap: how many recent conversation events are kept in memory and
-        can be replayed (the most C{/history} shows).
+    @ivar cap: how many recent conversation events of a room are kept in
+        memory and can be replayed (the most C{/history} shows).
     """
 
     _log = Logger()
@@ -192,17 +283,19 @@ class History:
         """
         @param pool: the pool from L{twistedchat.database.make_pool}, or C{None} to keep the
             recent events in memory only (C{--database :memory:}).
-        @param recent: the recent events read at start-up (L{load_recent}), oldest first.
+        @param recent: the recent events read at start-up (L{load_recent}), oldest first;
+            each knows its room.
         @param retention: days to keep events for; C{0} keeps them forever.
         @param max_unwritten: the most events kept while the database cannot be
             written (L{MAX_UNWRITTEN}); at least 1.
+        @raise ValueError: a record of C{recent} is a room event with no room.
         """
         self.cap = cap
         self._pool = pool
         self._clock = clock
         self._sequence = 0
-        self._conversation: deque[tuple[int, Record]] = deque(maxlen=cap)
-        self._notices: deque[tuple[int, Record]] = deque(maxlen=cap)
+        self._rooms: dict[str, _RoomEvents] = {}
+        self._private: deque[_Kept] = deque(maxlen=cap)
         for record in recent:
             self._remember(record)
         self._retention = retention
@@ -260,16 +353,29 @@ class History:
             d.addCallback(close)
         return d
 
-    def record(self, event: Event) -> None:
+    def record(self, event: Event, room: str | None = None) -> None:
         """
-        Remember C{event} as happening now; it reaches the disk with the
-        next batch.
+        Remember C{event} as happening now in the room C{room}; it reaches
+        the disk with the next batch.
+
+        An event seen in several rooms (a quit, L{Left} with no room, or a
+        L{NicknameChanged}) is recorded once for each room its participant
+        was in; the same event object may be recorded so in several rooms.
 
         If L{MAX_UNWRITTEN} events are already waiting to be written, the
         oldest not being written now is dropped; the first drop logs a
         warning, and the next successful write logs how many were dropped.
+
+        @param room: the key of the room it happened in
+            (L{twistedchat.nicknames.nickname_key} of its name); C{None}
+            for a private message, and only for one.
+        @raise ValueError: C{event} is a private message and C{room} is not
+            C{None}, or the other way round.
         """
-        record = Record(self._clock.seconds(), event)
+        if isinstance(event, PrivateMessage) != (room is None):
+            where = "in no room" if room is None else f"in the room {room!r}"
+            raise ValueError(f"{event!r} cannot be recorded {where}")
+        record = Record(self._clock.seconds(), event, room)
         self._remember(record)
         if self._pool is None:
             return
@@ -286,61 +392,110 @@ class History:
 
     def _remember(self, record: Record) -> None:
         """
-        Keep C{record} in memory for replay, numbered in the order of
-        events.
+        Keep C{record} in memory for replay, with its room's events or the
+        private messages, numbered in the order of events.
+
+        @raise ValueError: C{record} is a room event with no room.
         """
         self._sequence += 1
-        kept = self._conversation if is_conversation(record.event) else self._notices
+        if isinstance(record.event, PrivateMessage):
+            self._private.append((self._sequence, record))
+            return
+        if record.room is None:
+            raise ValueError(f"{record!r} happened in no room")
+        events = self._rooms.get(record.room)
+        if events is None:
+            events = self._rooms[record.room] = _RoomEvents(self.cap)
+        kept = events.conversation if is_conversation(record.event) else events.notices
         kept.append((self._sequence, record))
 
-    def recent(self, count: int, viewer: str | None = None, since: float = 0.0) -> list[Record]:
+    def forget(self, room: str) -> None:
         """
-        Return, oldest first, the last C{count} conversation events (at
-        most C{cap}) that C{viewer} may see: chat lines, actions, and the
-        private messages C{viewer} sent or received from C{since} on; and
-        among them the most recent notices (joins, leaves, nickname
+        Forget the events of the room whose key is C{room} kept in memory,
+        when the room no longer exists; they stay on disk. A room never
+        seen is ignored.
+        """
+        self._rooms.pop(room, None)
+
+    def recent(
+        self,
+        count: int,
+        room: str | None,
+        viewer: str | None = None,
+        since: float = 0.0,
+        private: bool = False,
+    ) -> list[Record]:
+        """
+        Return, oldest first, the last C{count} conversation events that
+        the viewer may see: the chat lines and actions of C{room} and, if
+        C{private}, the private messages C{viewer} sent or received from
+        C{since} on; and among them the most recent notices of C{room}
+        (joins, leaves, nickname changes, topic changes, kicks, mode
         changes), at most C{count} too. None older than the retention.
 
         The notices are those since the oldest conversation event returned,
-        or, if fewer than C{count} were found, since the oldest one kept.
+        or, if fewer than C{count} were found, since the oldest chat line or
+        action of C{room} kept if C{cap} of them are: before it, the room's
+        conversation was forgotten.
 
+        Only the newest events are looked at, newest first, until C{count}
+        are found: a join asks for this.
+
+        @param count: how many conversation events, at most (callers keep
+            it at most C{cap}).
+        @param room: the room's key; C{None} for no room (with C{private},
+            only private messages).
         @param viewer: the nickname key of the account the viewer proved
             it owns, or C{None}, who sees no private messages.
         @param since: seconds since the epoch: when the viewer's account
             was registered. Before that the nickname was anyone's, so its
             private messages were someone else's.
+        @param private: whether to include the private messages C{viewer}
+            may see.
         """
         if count <= 0:
             return []
         oldest = self._clock.seconds() - self._retention * 86400 if self._retention else 0
-        lines: list[tuple[int, Record]] = []
+        events = self._rooms.get(room) if room is not None else None
+        sources: list[Iterator[_Kept]] = []
+        if events is not None:
+            sources.append(reversed(events.conversation))
+        if private and viewer is not None:
+            sources.append(self._visible_private(viewer, since))
         # Newest first, stopping at count: every joiner asks for this.
-        for sequence, record in reversed(self._conversation):
-            if len(lines) >= count:
-                break
-            event = record.event
-            if record.at >= oldest and (
-                not isinstance(event, PrivateMessage)
-                or (
-                    record.at >= since
-                    and viewer in (nickname_key(event.sender), nickname_key(event.recipient))
-                )
-            ):
-                lines.append((sequence, record))
+        newest_first = heapq.merge(*sources, key=lambda kept: kept[0], reverse=True)
+        lines = list(islice((kept for kept in newest_first if kept[1].at >= oldest), count))
         if len(lines) >= count:
             start = lines[-1][0]
-        elif len(self._conversation) == self._conversation.maxlen:
-            # Older conversation was forgotten: so are the notices among it.
-            start = self._conversation[0][0]
+        elif events is not None and len(events.conversation) == events.conversation.maxlen:
+            # The room's older conversation was forgotten: so are the
+            # notices among it.
+            start = events.conversation[0][0] if events.conversation else 0
         else:
             start = 0
-        notices: list[tuple[int, Record]] = []
-        for sequence, record in reversed(self._notices):
-            if sequence < start or len(notices) >= count:
-                break
-            if record.at >= oldest:
-                notices.append((sequence, record))
-        return [record for _, record in sorted(lines + notices, key=lambda pair: pair[0])]
+        notices: list[_Kept] = []
+        if events is not None:
+            for sequence, record in reversed(events.notices):
+                if sequence < start or len(notices) >= count:
+                    break
+                if record.at >= oldest:
+                    notices.append((sequence, record))
+        return [record for _, record in sorted(lines + notices, key=lambda kept: kept[0])]
+
+    def _visible_private(self, viewer: str, since: float) -> Iterator[_Kept]:
+        """
+        Yield, newest first, the private messages kept that the nickname
+        key C{viewer} sent or received from C{since} (seconds since the
+        epoch) on.
+        """
+        for sequence, record in reversed(self._private):
+            event = record.event
+            assert isinstance(event, PrivateMessage)
+            if record.at >= since and viewer in (
+                nickname_key(event.sender),
+                nickname_key(event.recipient),
+            ):
+                yield sequence, record
 
     def flush(self) -> Deferred[None]:
         """
@@ -441,5 +596,6 @@ def _insert(cursor: Any, rows: list[Row]) -> None:
     Insert C{rows} into the events table (runs in a pool thread).
     """
     cursor.executemany(
-        "INSERT INTO events (at, kind, nickname, target, text) VALUES (?, ?, ?, ?, ?)", rows
+        "INSERT INTO events (at, kind, nickname, target, text, room) VALUES (?, ?, ?, ?, ?, ?)",
+        rows,
     )

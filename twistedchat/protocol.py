@@ -1,12 +1,14 @@
 """
-The telnet/line wire protocol: framing, decoding, per-connection state,
-commands, and how events look on a terminal.
+The telnet/line wire protocol: framing, telnet negotiation, decoding, and
+how events and replies look on a terminal.
 
 Each TCP connection is a L{ChatTelnetTransport}, Twisted's
 L{twisted.conch.telnet.TelnetTransport}, which removes telnet negotiation
 (RFC 854 IAC sequences) from the input, refuses every option, and hands the
 remaining bytes to a L{ChatProtocol}. C{nc} users send no IAC sequences, so
-the same protocol serves both.
+the same protocol serves both. What a user may do, and every rule about it,
+is the L{twistedchat.session.ChatSession}'s; this module only turns lines
+into calls on it and what comes back into lines.
 
 What a user sees, by the first characters of each line::
 
@@ -14,17 +16,18 @@ What a user sees, by the first characters of each line::
     <nick> chat line                 * nick action (/me)
     *nick* private message to you    -> *nick* your private message, sent
     - message of the day
+
+A user in more than one room sees the room before each line said, done,
+joined or left in a room: C{[#room] <nick> text}.
 """
 
 from __future__ import annotations
 
-import math
 import re
 import socket
 import time
 from collections.abc import Callable
-from enum import Enum, auto
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from twisted.conch.telnet import (
     DO,
@@ -35,10 +38,8 @@ from twisted.conch.telnet import (
     TelnetProtocol,
     TelnetTransport,
 )
-from twisted.cred.credentials import UsernamePassword
-from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
     IAddress,
     IConsumer,
@@ -52,29 +53,44 @@ from twisted.internet.interfaces import (
 )
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
-from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twistedchat import __version__
-from twistedchat.accounts import Account, AccountError, IAccount
 from twistedchat.events import (
     Action,
     ChatLine,
+    CurrentRoom,
+    Error,
     Event,
     Ghosted,
+    HistoryReplay,
     Joined,
+    Kicked,
+    Killed,
     Left,
+    ModeChanged,
+    Names,
     NicknameChanged,
+    NicknameWanted,
+    Notice,
+    PasswordWanted,
     PrivateMessage,
+    PrivateMessageSent,
+    RoomJoined,
+    RoomList,
+    RoomParted,
     ServerShutdown,
+    TopicChanged,
+    TopicIs,
+    Welcome,
 )
-from twistedchat.factory import IParticipant, NicknameRegistered, NoSuchNickname
 from twistedchat.history import Record, is_conversation
-from twistedchat.nicknames import InvalidNickname, NicknameInUse, nickname_key
+from twistedchat.nicknames import InvalidNickname, nickname_key
 from twistedchat.sanitize import clean_line
 from twistedchat.sendq import SendQueue
-from twistedchat.throttles import FailureReport, TokenBucket
+from twistedchat.session import ChatSession, IFrontEnd, Refused, State, parse_command
+from twistedchat.throttles import TokenBucket
 
 if TYPE_CHECKING:
     from twistedchat.factory import ChatFactory
@@ -82,28 +98,7 @@ if TYPE_CHECKING:
 NOTICE = "*** "
 ERROR = "!!! "
 
-HELP = """\
-Commands (case-insensitive):
-  /help              this list
-  /who               who is online (also /names, /users)
-  /msg NICK TEXT     a private message that only NICK sees
-  /me TEXT           an action: others see "* yournick TEXT"
-  /nick NEWNICK [PASSWORD]  change your nickname (a registered one needs its password)
-  /register PASSWORD register your nickname: from then on it needs this password
-  /identify PASSWORD prove you own your registered nickname
-  /password OLD NEW  change your nickname's password
-  /history [N]       the last N lines said here (default 20)
-  /quit [REASON]     leave the chat (also /exit, .exit)
-  //TEXT             send a line that starts with "/"
-Any other line goes to everyone as <yournick> TEXT."""
-
 PROMPT = "Choose a nickname (or send an empty line for a random one):"
-
-#: Wrong passwords on one connection (at the nickname prompt, or with
-#: /identify, /password or /nick NICK PASSWORD) before it is closed.
-MAX_WRONG_PASSWORDS = 3
-#: Seconds before a wrong password is answered, to slow down guessing.
-WRONG_PASSWORD_DELAY = 1.0
 
 #: Seconds a closing connection has to send what it was told before it is
 #: aborted (a peer that does not read, or a TLS handshake that never ends,
@@ -127,6 +122,15 @@ KEEPALIVE_COUNT = 4
 #: unacknowledged, and retransmissions would take about 15 minutes.
 USER_TIMEOUT = 120_000
 
+_MODE_CHANGES = {
+    "+o": "{operator} made {target} an operator of {room}",
+    "-o": "{operator} made {target} no longer an operator of {room}",
+    "+b": "{operator} banned {target} from {room}",
+    "-b": "{operator} lifted the ban on {target} in {room}",
+    "+t": "{operator} set {room} +t: only operators set the topic",
+    "-t": "{operator} set {room} -t: anyone may set the topic",
+}
+
 
 def render_line(event: Event) -> bytes:
     """
@@ -135,28 +139,57 @@ def render_line(event: Event) -> bytes:
     Pass this function to L{Event.render} so a broadcast is formatted and
     encoded once for all telnet recipients.
     """
+    return _text(event).encode("utf-8") + b"\r\n"
+
+
+def render_room_line(event: Event) -> bytes:
+    """
+    Format C{event} as L{render_line} does, for a user in several rooms:
+    what was said, done, joined or left in a room starts with the room,
+    C{[#room] }.
+    """
+    text = _text(event)
+    if isinstance(event, (ChatLine, Action, Joined, Left)) and event.room:
+        text = f"[{event.room}] {text}"
+    return text.encode("utf-8") + b"\r\n"
+
+
+def _text(event: Event) -> str:
+    """
+    Return C{event} as the text of one line.
+    """
     match event:
         case ChatLine(sender=sender, text=text):
-            line = f"<{sender}> {text}"
+            return f"<{sender}> {text}"
         case Action(sender=sender, text=text):
-            line = f"* {sender} {text}"
+            return f"* {sender} {text}"
         case PrivateMessage(sender=sender, text=text):
-            line = f"*{sender}* {text}"
+            return f"*{sender}* {text}"
         case Joined(nickname=nickname):
-            line = f"{NOTICE}{nickname} has joined"
+            return f"{NOTICE}{nickname} has joined"
         case Left(nickname=nickname, reason=reason):
-            line = f"{NOTICE}{nickname} has left ({reason})"
+            return f"{NOTICE}{nickname} has left ({reason})"
         case NicknameChanged(old=old, new=new):
-            line = f"{NOTICE}{old} is now known as {new}"
+            return f"{NOTICE}{old} is now known as {new}"
+        case TopicChanged(room=room, nickname=nickname, topic=topic):
+            if topic:
+                return f"{NOTICE}{nickname} set the topic of {room}: {topic}"
+            return f"{NOTICE}{nickname} cleared the topic of {room}"
+        case Kicked(room=room, operator=operator, nickname=nickname, reason=reason):
+            return f"{NOTICE}{operator} removed {nickname} from {room} ({reason})"
+        case ModeChanged(room=room, operator=operator, change=change, target=target):
+            return NOTICE + _MODE_CHANGES[change].format(
+                operator=operator, target=target, room=room
+            )
         case Ghosted(nickname=nickname):
-            line = (
+            return (
                 f"{NOTICE}Someone who gave the password of {nickname} has taken it over; goodbye."
             )
+        case Killed(operator=operator, reason=reason):
+            return f"{NOTICE}The server operator {operator} disconnected you: {reason}"
         case ServerShutdown():
-            line = f"{NOTICE}server shutting down"
-        case _:
-            raise TypeError(f"no telnet form for {event!r}")
-    return line.encode("utf-8") + b"\r\n"
+            return f"{NOTICE}server shutting down"
+    raise TypeError(f"no telnet form for {event!r}")
 
 
 def render_sent(recipient: str, text: str) -> bytes:
@@ -166,16 +199,20 @@ def render_sent(recipient: str, text: str) -> bytes:
     return f"-> *{recipient}* {text}\r\n".encode()
 
 
-def render_history(record: Record, viewer: str | None = None) -> bytes:
+def render_history(
+    record: Record, viewer: str | None = None, renderer: Callable[[Event], bytes] = render_line
+) -> bytes:
     """
     Format a past event as one telnet line: its UTC time in brackets, then
-    the line as it was shown live (a private message that C{viewer}, a
-    nickname key, sent as its sender saw it). Each record is formatted
-    once for every viewer who sees it alike.
+    the line as C{renderer} shows it live (a private message that
+    C{viewer}, a nickname key, sent as its sender saw it). Each record is
+    formatted once for every viewer who sees it alike.
     """
     event = record.event
     if isinstance(event, PrivateMessage) and viewer == nickname_key(event.sender):
         return _timestamp(record) + render_sent(event.recipient, event.text)
+    if renderer is render_room_line:
+        return record.render(_render_past_in_room)
     return record.render(_render_past)
 
 
@@ -183,46 +220,17 @@ def _render_past(record: Record) -> bytes:
     return _timestamp(record) + record.event.render(render_line)
 
 
+def _render_past_in_room(record: Record) -> bytes:
+    return _timestamp(record) + record.event.render(render_room_line)
+
+
 def _timestamp(record: Record) -> bytes:
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(record.at))
     return f"[{when} UTC] ".encode()
 
 
-def parse_command(text: str) -> tuple[str, str] | None:
-    """
-    Split a command line into its lower-case name and its argument.
-
-    @param text: one input line, already cleaned.
-    @return: C{(name, argument)} for C{/name argument} and for the classic
-        C{.exit}; C{None} for a chat line, including C{//text}, which sends
-        C{/text}.
-    """
-    if text.startswith("/") and not text.startswith("//"):
-        name, _, argument = text[1:].partition(" ")
-        return name.lower(), argument.strip()
-    first, _, argument = text.partition(" ")
-    if first.lower() == ".exit":
-        return "exit", argument.strip()
-    return None
-
-
-def _unused_password(nickname: str) -> str:
-    """
-    Say that a password given with C{nickname}, which is not registered,
-    was not used.
-    """
-    return (
-        f"The nickname {nickname} is not registered, so the password was not used; "
-        "/register PASSWORD registers it."
-    )
-
-
-def _seconds(wait: float) -> str:
-    """
-    Say C{wait} seconds, rounded up: C{1 second}, C{4 seconds}.
-    """
-    whole = math.ceil(wait)
-    return "1 second" if whole == 1 else f"{whole} seconds"
+def _people(count: int) -> str:
+    return "1 user" if count == 1 else f"{count} users"
 
 
 def peer_host(address: IAddress) -> str | None:
@@ -255,68 +263,41 @@ def describe_address(address: IAddress) -> str:
 _NOT_PAUSED: frozenset[str] = frozenset()
 
 
-class State(Enum):
+@implementer(IFrontEnd)
+class ChatProtocol(LineReceiver, TelnetProtocol):
     """
-    Where a connection is in its life.
-    """
+    One telnet or C{nc} connection: reads lines, hands them to its
+    L{ChatSession}, and writes what comes back as lines (the session's
+    L{twistedchat.session.IFrontEnd}).
 
-    AWAITING_NICKNAME = auto()
-    AWAITING_PASSWORD = auto()
-    CHATTING = auto()
-    CLOSED = auto()
-
-
-@implementer(IParticipant)
-class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
-    """
-    One user's connection: reads lines, keeps the connection's state, turns
-    lines into calls on the shared L{ChatFactory}, and writes what comes back.
-
-    Input lines end in LF; L{TelnetTransport} has already turned telnet's
-    CRLF into LF. C{MAX_LENGTH} (bytes) comes from the factory's
-    C{max_line_length}.
+    Input lines end in LF; L{ChatTelnetTransport} has already turned
+    telnet's line ends into LF. C{MAX_LENGTH} (bytes) comes from the
+    factory's C{max_line_length}.
 
     Output goes through a L{SendQueue}; a client that does not read what
     it is sent only fills its own SendQ, and is cut off when that passes
     C{max_sendq} bytes or stays congested for C{sendq_timeout} seconds.
     Nobody else waits for it. Reading input pauses while a client is over
-    its flood limits (token buckets of C{flood_burst} lines refilled at
-    C{flood_rate} lines per second, and of C{flood_byte_burst} bytes
-    refilled at C{flood_bytes} bytes per second); the kernel's TCP buffers
-    then hold the sender back, and no line is dropped or reordered.
+    its flood limits (the session's lines bucket, and this connection's
+    bucket of C{flood_byte_burst} bytes refilled at C{flood_bytes} bytes
+    per second) and while a command checks a password; the kernel's TCP
+    buffers then hold the sender back, and no line is dropped or
+    reordered.
 
     @ivar factory: the shared state, set by L{ChatTelnetTransport}.
-    @ivar nickname: the nickname once registered, else C{None}.
-    @ivar state: the connection's L{State}.
+    @ivar session: the user's L{ChatSession}, once the connection was let
+        in.
     """
 
     delimiter = b"\n"
     factory: ChatFactory
+    session: ChatSession
     _log = Logger()
 
-    # Command name to method name.
-    _COMMANDS = {
-        "help": "_help",
-        "who": "_who",
-        "names": "_who",
-        "users": "_who",
-        "msg": "_msg",
-        "me": "_me",
-        "nick": "_nick",
-        "history": "_history",
-        "register": "_register_account",
-        "identify": "_identify",
-        "password": "_password",
-        "quit": "_quit",
-        "exit": "_quit",
-    }
-
     def __init__(self) -> None:
-        self.nickname: str | None = None
-        self.state = State.AWAITING_NICKNAME
+        self._closed = False
         self._peer = "?"
         self._output: SendQueue | None = None
-        self._registration_timer: IDelayedCall | None = None
         self._sendq_timer: IDelayedCall | None = None
         self._flood_timer: IDelayedCall | None = None
         # Set while the rest of an over-long line is being thrown away.
@@ -326,23 +307,19 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
         # Why reading is paused: "flood", "bytes", "password" (empty: it
         # is not).
         self._paused_for = _NOT_PAUSED
-        # Flood control by lines and by bytes; None where it is off.
-        self._lines: TokenBucket | None = None
         self._bytes: TokenBucket | None = None
         self._bytes_timer: IDelayedCall | None = None
         self._close_timer: IDelayedCall | None = None
         # Lines ignored since the last nickname answer (see _answered).
         self._ignoring: int | None = None
         self._ignore_timer: IDelayedCall | None = None
-        # The registered nickname whose password is awaited, and the
-        # nickname key of the account this connection proved it owns.
-        self._claim: str | None = None
-        self._identified: str | None = None
-        self._wrong_passwords = 0
-        self._password_timer: IDelayedCall | None = None
-        self._failure_report: FailureReport | None = None
-        # The address group per-address limits count this connection in.
-        self._group: str | None = None
+
+    @property
+    def nickname(self) -> str | None:
+        """
+        The session's nickname, or C{None} (not registered, or refused).
+        """
+        return self.session.nickname if self._output is not None else None
 
     # Connection life
 
@@ -353,7 +330,7 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
         host = peer_host(address)
         refusal = factory.admission(host)
         if refusal is not None:
-            self.state = State.CLOSED
+            self._closed = True
             self._log.info("refused {peer}: {reason}", peer=self._peer, reason=refusal)
             self.transport.write(f"{ERROR}{refusal}\r\n".encode())
             self.transport.loseConnection()
@@ -362,14 +339,11 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
             )
             return
         self._log.info("connection from {peer}", peer=self._peer)
-        factory.connected(self, host)
-        self._group = factory.group_of(host)
         self.MAX_LENGTH = factory.max_line_length
-        now = factory.clock.seconds()
-        if factory.flood_rate:
-            self._lines = TokenBucket(factory.flood_rate, factory.flood_burst, now)
         if factory.flood_bytes:
-            self._bytes = TokenBucket(factory.flood_bytes, factory.flood_byte_burst, now)
+            self._bytes = TokenBucket(
+                factory.flood_bytes, factory.flood_byte_burst, factory.clock.seconds()
+            )
         self._output = SendQueue(
             self.transport,
             factory.flusher,
@@ -377,60 +351,45 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
             self,
             handshaking=self.transport.handshaking,
         )
+        self.session = ChatSession(factory, self, host, self._peer)
         self._notice(f"This is {factory.server_name}, running twistedchat {__version__}.")
         if factory.motd:
             for line in factory.motd.splitlines():
                 self._write(f"- {line}")
-        if factory.random_nicknames:
-            nickname = factory.free_random_nickname()
-            self._notice(f"Your nickname is {nickname}; /nick changes it.")
-            self._register(nickname)
-        else:
+        self.session.open()
+        if self.session.state is State.AWAITING_NICKNAME:
             self._notice(PROMPT)
-            self._registration_timer = factory.clock.callLater(
-                factory.registration_timeout, self._registration_timed_out
-            )
 
     def connectionLost(self, reason: Failure | None = None) -> None:
-        if self._output is None:
-            # Refused by admission(): the factory never knew it.
-            if self._close_timer is not None and self._close_timer.active():
-                self._close_timer.cancel()
-            return
-        self.state = State.CLOSED
+        self._closed = True
         for timer in (
-            self._registration_timer,
             self._sendq_timer,
             self._flood_timer,
             self._bytes_timer,
-            self._password_timer,
             self._close_timer,
             self._ignore_timer,
         ):
             if timer is not None and timer.active():
                 timer.cancel()
-        self.setTimeout(None)
+        if self._output is None:
+            return  # refused by admission(): the factory never knew it
         self._output.clear()
         self._log.info(
             "connection from {peer} closed ({nickname})",
             peer=self._peer,
-            nickname=self.nickname or "not registered",
+            nickname=self.session.nickname or "not registered",
         )
-        self.factory.disconnected(self, "connection lost")
+        self.session.connection_lost("connection lost")
 
-    def _registration_timed_out(self) -> None:
-        seconds = f"{self.factory.registration_timeout:g}"
-        self._error(f"No nickname chosen within {seconds} seconds; goodbye.")
-        self._log.info("registration timeout for {peer}", peer=self._peer)
-        self._close()
-
-    def _close(self) -> None:
+    def close(self) -> None:
         """
         Close the connection once what it was told has been sent, or abort
         it after L{CLOSE_TIMEOUT} seconds if that does not happen (a peer
         that does not read, or a TLS handshake that never completes).
         """
-        self.state = State.CLOSED
+        if self._closed:
+            return
+        self._closed = True
         assert self._output is not None
         self._output.close()
         self.transport.loseConnection()
@@ -439,27 +398,10 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
                 CLOSE_TIMEOUT, self.transport.abortConnection
             )
 
-    def timeoutConnection(self) -> None:
-        """
-        Disconnect a registered client that stayed silent for
-        C{idle_timeout} seconds (L{TimeoutMixin}).
-        """
-        seconds = f"{self.factory.idle_timeout:g}"
-        self._error(f"No input for {seconds} seconds; goodbye.")
-        self.factory.leave(self, "idle timeout")
-        self._close()
-
-    @property
-    def callLater(self) -> Callable[..., IDelayedCall]:
-        """
-        The factory's clock, for L{TimeoutMixin}.
-        """
-        return self.factory.clock.callLater
-
     # Output and its SendQ (see twistedchat.sendq.SendQueueOwner)
 
     def sendq_congested(self) -> None:
-        if self.state is not State.CLOSED:
+        if not self._closed:
             self._sendq_timer = self.factory.clock.callLater(
                 self.factory.sendq_timeout, self.sendq_exceeded
             )
@@ -477,7 +419,7 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
         current broadcast is over (this may run in the middle of one), so
         that everyone sees events in the same order.
         """
-        if self.state is State.CLOSED:
+        if self._closed:
             return
         output = self._output
         assert output is not None
@@ -485,34 +427,113 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
             "SendQ exceeded for {peer} ({nickname}): {waiting} bytes waiting"
             " ({queued} queued, up to {in_transport} in the transport's buffer)",
             peer=self._peer,
-            nickname=self.nickname or "not registered",
+            nickname=self.session.nickname or "not registered",
             waiting=output.waiting,
             queued=output.queued,
             in_transport=output.in_transport,
         )
-        self.state = State.CLOSED
+        self._closed = True
         output.clear()
         self.factory.clock.callLater(0, self._cut_off)
 
     def _cut_off(self) -> None:
-        self.factory.leave(self, "SendQ exceeded")
+        self.session.cut_off("SendQ exceeded")
         self.transport.abortConnection()
 
-    # IParticipant
+    # IFrontEnd
 
     def deliver(self, event: Event) -> None:
         """
-        Write C{event} as one line; see L{render_line}.
+        Write C{event} as one line; see L{render_line}, and
+        L{render_room_line} for a user in several rooms.
         """
-        if self.state is not State.CLOSED:
-            self._output.write(event.render(render_line))  # type: ignore[union-attr]
+        if not self._closed:
+            self._output.write(  # type: ignore[union-attr]
+                event.render(render_room_line if len(self.session.rooms) > 1 else render_line)
+            )
 
-    def disconnect(self) -> None:
+    def reply(self, event: Event) -> None:
         """
-        Close the connection after what was written has been sent.
+        Write C{event}, an answer to this user's command, as lines.
         """
-        if self.state is not State.CLOSED:
-            self._close()
+        if self._closed:
+            return
+        match event:
+            case Notice(text=text):
+                self._notice(text)
+            case Error(text=text):
+                self._error(text)
+            case NicknameWanted():
+                self._notice(PROMPT)
+            case PasswordWanted(nickname=nickname):
+                self._notice(
+                    f"The nickname {nickname} is registered. Send its password, "
+                    "or an empty line to choose another nickname:"
+                )
+            case Welcome(nickname=nickname, online=(count, nicknames)):
+                listed = f": {', '.join(nicknames)}" if nicknames else ""
+                self._notice(
+                    f"Welcome, {nickname}! {_people(count)} online{listed}. "
+                    "Type /help for the commands."
+                )
+            case PrivateMessageSent(recipient=recipient, text=text):
+                self._output.write(render_sent(recipient, text))  # type: ignore[union-attr]
+            case RoomJoined(room=room, topic=topic, members=members, already=already):
+                if already:
+                    self._notice(f"You are in {room} already; your lines go there now.")
+                    return
+                self._notice(
+                    f"You joined {room}; your lines go there now. "
+                    f"{_people(len(members))} here: {', '.join(members)}."
+                )
+                if topic:
+                    self._notice(f"Topic of {room}: {topic}")
+            case RoomParted(room=room):
+                self._notice(f"You left {room}.")
+            case CurrentRoom(room=room):
+                self._notice(f"Your lines go to {room} now.")
+            case Names(room=room, nicknames=nicknames, operators=operators):
+                marked = set(operators)
+                shown = ", ".join(f"@{n}" if n in marked else n for n in nicknames)
+                self._notice(f"{_people(len(nicknames))} in {room}: {shown}")
+            case RoomList(rooms=rooms):
+                self._notice("1 room:" if len(rooms) == 1 else f"{len(rooms)} rooms:")
+                for summary in rooms:
+                    topic = f": {summary.topic}" if summary.topic else ""
+                    self._notice(f"  {summary.name} ({_people(summary.members)}){topic}")
+            case TopicIs(room=room, topic=topic, by=by, at=at):
+                if not topic:
+                    self._notice(f"{room} has no topic.")
+                else:
+                    when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(at))
+                    self._notice(f"Topic of {room}: {topic} (set by {by}, {when} UTC)")
+            case HistoryReplay():
+                self._replay(event)
+            case _:
+                self.deliver(event)
+
+    def _replay(self, replay: HistoryReplay) -> None:
+        """
+        Show past events, marked as history.
+        """
+        records = replay.records
+        if not records:
+            self._notice("Nothing has been said here yet.")
+            return
+        several = len(self.session.rooms) > 1
+        here = f"in {replay.room}" if several else "here"
+        said = sum(1 for record in records if is_conversation(record.event))
+        if said:
+            lines = "line" if said == 1 else f"{said} lines"
+            self._notice(f"The last {lines} said {here}:")
+        else:
+            self._notice(f"Nothing has been said {here} lately; who came and went:")
+        renderer = render_room_line if several else render_line
+        for record in records:
+            self._output.write(  # type: ignore[union-attr]
+                render_history(record, replay.viewer, renderer)
+            )
+        self._notice("End of history.")
 
     def handshake_completed(self) -> None:
         """
@@ -528,7 +549,7 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
         a client answering nothing cannot make the server buffer replies
         without bound.
         """
-        if self.state is not State.CLOSED and self._output is not None:
+        if not self._closed and self._output is not None:
             self._output.write(data)
 
     # Framing
@@ -539,7 +560,7 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
         longer than C{MAX_LENGTH} bytes gets an error and is thrown away up
         to its end, and the connection stays usable.
         """
-        if self._output is None or self.state is State.CLOSED:
+        if self._output is None or self._closed:
             return  # refused, or closing: nothing more is read
         while True:
             if self._discarding:
@@ -560,7 +581,7 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
         @param line: what L{LineReceiver} had buffered: the start of the long
             line, and everything after it if its end was already received.
         """
-        if self.state is State.CLOSED:
+        if self._closed:
             return
         self._error(f"Line too long: at most {self.MAX_LENGTH} bytes. It was not sent.")
         end = line.find(self.delimiter)
@@ -576,30 +597,36 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
             if command is None or command[0] not in ("quit", "exit"):
                 self._ignoring += 1
                 return
-        if self.state is State.CHATTING:
-            self.resetTimeout()
-            self._chat_line(text)
-        elif self.state is State.AWAITING_NICKNAME:
+        state = self.session.state
+        if state is State.CHATTING:
+            self._wait_for(self.session.line(text))
+        elif state is State.AWAITING_NICKNAME:
             self._nickname_line(text)
-        elif self.state is State.AWAITING_PASSWORD:
+        elif state is State.AWAITING_PASSWORD:
             self._password_line(text)
-        if self.state is not State.CLOSED:
+        if not self._closed:
             self._throttle()
+
+    def _wait_for(self, done: Deferred[None] | None) -> None:
+        """
+        Read no more lines until C{done} (a command checking a password)
+        fires.
+        """
+        if done is not None and not done.called:
+            self._pause_input("password")
+            done.addBoth(lambda _: self._resume_input("password"))
 
     # Flood control, in lines and in bytes
 
     def _throttle(self) -> None:
         """
-        After each line: take a token from the flood bucket, and pause
-        reading until the bucket holds one again.
+        After each line: count it against the session's flood control, and
+        pause reading for as long as it says.
         """
-        if self._lines is None:
-            return
-        clock = self.factory.clock
-        wait = self._lines.take(1, clock.seconds(), keep=1)
+        wait = self.session.flood_wait()
         if wait and "flood" not in self._paused_for:
             self._pause_input("flood")
-            self._flood_timer = clock.callLater(wait, self._resume_input, "flood")
+            self._flood_timer = self.factory.clock.callLater(wait, self._resume_input, "flood")
 
     def bytes_received(self, count: int) -> None:
         """
@@ -610,7 +637,7 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
         budget: bytes without a newline, telnet negotiation storms and long
         lines cost the server a bounded share of its time.
         """
-        if self._bytes is None or self.state is State.CLOSED:
+        if self._bytes is None or self._closed:
             return
         clock = self.factory.clock
         wait = self._bytes.take(count, clock.seconds())
@@ -631,7 +658,7 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
 
     def _resume_input(self, reason: str) -> None:
         self._paused_for = self._paused_for - {reason}
-        if self.state is State.CLOSED:
+        if self._closed:
             return
         if self._paused_for - {"bytes"}:
             return
@@ -640,7 +667,7 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
             # Lines already received wait in LineReceiver's buffer; this
             # may pause reading again.
             self.dataReceived(b"")
-        if not self._paused_for and self.state is not State.CLOSED:
+        if not self._paused_for and not self._closed:
             self.transport.resumeProducing()
 
     # Registration
@@ -662,38 +689,37 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
         if command is not None:
             name, argument = command
             if name in ("quit", "exit"):
-                self._quit(argument)
+                self.session.quit(argument.strip() or "quit")
             else:
-                self._error("Choose a nickname first; /quit leaves.")
-                self._notice(PROMPT)
-                self._answered(REFUSAL_GRACE)
+                self._refused("Choose a nickname first; /quit leaves.")
             return
         nickname, _, password = text.strip().partition(" ")
-        password = password.strip()
-        if not nickname:
-            nickname = self.factory.free_random_nickname()
-            self._notice(f"Your nickname is {nickname}; /nick changes it.")
         try:
-            self._register(nickname, note=_unused_password(nickname) if password else "")
-        except InvalidNickname as e:
-            self._error(str(e))
-            self._notice(PROMPT)
-            self._answered(REFUSAL_GRACE)
+            done = self.session.choose_nickname(nickname, password.strip())
+        except (InvalidNickname, Refused) as e:
+            self._refused(str(e))
             return
-        except NicknameInUse:
-            self._error(f"The nickname {nickname} is taken.")
-            self._notice(PROMPT)
-            self._answered(REFUSAL_GRACE)
+        self._wait_for(done)
+        if self.session.state is State.CHATTING:
+            self._answered()
+
+    def _refused(self, why: str) -> None:
+        """
+        Say why the nickname line was refused, ask again, and ignore what
+        the client sent before it could see this (L{_answered}).
+        """
+        self._error(why)
+        self._notice(PROMPT)
+        self._answered(REFUSAL_GRACE)
+
+    def _password_line(self, text: str) -> None:
+        command = parse_command(text)
+        if command is not None and command[0] in ("quit", "exit"):
+            self.session.quit(command[1].strip() or "quit")
             return
-        except NicknameRegistered:
-            self._claim = nickname
-            self.state = State.AWAITING_PASSWORD
-            if password:
-                self._password_line(password)
-            else:
-                self._notice(self._password_prompt())
-            return
-        self._answered()
+        self._wait_for(self.session.give_password(text))
+        if not text:
+            self._answered()
 
     def _answered(self, grace: float = 0.0) -> None:
         """
@@ -721,435 +747,12 @@ class ChatProtocol(LineReceiver, TelnetProtocol, TimeoutMixin):
         if begun:
             ignored += 1
             self._discarding = True
-        if ignored and self.state is not State.CLOSED:
+        if ignored and not self._closed:
             lines_ignored = "1 line" if ignored == 1 else f"{ignored} lines"
             self._error(
                 f"Ignored {lines_ignored} sent before the answer above; wait for an answer "
                 "before sending more."
             )
-
-    def _password_prompt(self) -> str:
-        return (
-            f"The nickname {self._claim} is registered. Send its password, "
-            "or an empty line to choose another nickname:"
-        )
-
-    def _password_line(self, password: str) -> None:
-        nickname = self._claim
-        assert nickname is not None
-        command = parse_command(password)
-        if command is not None and command[0] in ("quit", "exit"):
-            self._quit(command[1])
-            return
-        if not password:
-            self._claim = None
-            self.state = State.AWAITING_NICKNAME
-            self._notice(PROMPT)
-            self._answered()
-            return
-        self._pause_input("password")
-        self._check_password(nickname, password).addCallback(self._claim_checked, nickname)
-
-    def _claim_checked(self, correct: bool | None, nickname: str) -> None:
-        if self.state is State.CLOSED:
-            return
-        if correct is None:
-            self._notice(self._password_prompt())
-            self._resume_input("password")
-            return
-        if correct:
-            self._claim = None
-            self.state = State.AWAITING_NICKNAME
-            try:
-                self._register(nickname, identified=True)
-            except (InvalidNickname, NicknameInUse):
-                self._error(f"The nickname {nickname} is taken.")
-                self._notice(PROMPT)
-                self._answered(REFUSAL_GRACE)
-            self._resume_input("password")
-            return
-        if self._closed_for_wrong_passwords():
-            return
-        self._error("Wrong password.")
-        self._notice(self._password_prompt())
-        self._resume_input("password")
-
-    def _closed_for_wrong_passwords(self) -> bool:
-        """
-        After the L{MAX_WRONG_PASSWORDS}th wrong password on this
-        connection, say why, leave the chat and close; return whether it
-        did. A right password does not reset the count, so nobody can
-        guess at one account while proving they own another.
-        """
-        if self._wrong_passwords < MAX_WRONG_PASSWORDS:
-            return False
-        self._error(f"Wrong password {MAX_WRONG_PASSWORDS} times; goodbye.")
-        self.factory.leave(self, "too many wrong passwords")
-        self._close()
-        return True
-
-    def _check_password(self, nickname: str, password: str) -> Deferred[bool | None]:
-        """
-        Check C{password} for the registered nickname C{nickname} through
-        the portal, unless too many wrong passwords were given for that
-        account or from this address group lately (the factory's
-        C{password_failures}): then say how long to wait.
-
-        @return: fires with C{True} at once if it is right; with C{False}
-            after L{WRONG_PASSWORD_DELAY} seconds if not, to slow guessing;
-            with C{None} if it was not checked (the user was told why).
-        """
-        factory = self.factory
-        portal = factory.portal
-        assert portal is not None
-        key = nickname_key(nickname)
-        failures = factory.password_failures
-        wait = failures.begin(key, self._group)
-        if wait:
-            self._log.info(
-                "password for {nickname} from {peer} not checked: wait {wait:.0f} s",
-                nickname=nickname,
-                peer=self._peer,
-                wait=wait,
-            )
-            self._error(
-                f"Too many wrong passwords for {nickname} or from your address lately; "
-                f"try again in {_seconds(wait)}."
-            )
-            return succeed(None)
-        credentials = UsernamePassword(nickname.encode("utf-8"), password.encode("utf-8"))
-        result: Deferred[bool | None] = Deferred()
-
-        def correct(avatar: tuple[Any, Account, Callable[[], None]]) -> None:
-            self._identified = avatar[1].nickname_key
-            self._log.info("{peer} identified as {nickname}", peer=self._peer, nickname=nickname)
-            # Shown once signed in (see _report_failures).
-            self._failure_report = failures.succeeded(key, self._group)
-            result.callback(True)
-
-        def wrong(failure: Failure) -> None:
-            if not failure.check(UnauthorizedLogin):
-                self._log.failure("checking a password failed", failure)
-            failures.failed(key, self._group, self._peer)
-            self._wrong_passwords += 1
-            self._log.info(
-                "wrong password for {nickname} from {peer}", nickname=nickname, peer=self._peer
-            )
-            self._password_timer = factory.clock.callLater(
-                WRONG_PASSWORD_DELAY, result.callback, False
-            )
-
-        portal.login(credentials, None, IAccount).addCallbacks(correct, wrong)
-        return result
-
-    def _report_failures(self) -> None:
-        """
-        Tell an account's owner, once they proved it is theirs, about the
-        wrong passwords given for it since they last did.
-        """
-        report, self._failure_report = self._failure_report, None
-        if report is None or self.state is State.CLOSED:
-            return
-        times = (
-            "1 wrong password was"
-            if report.failures == 1
-            else (f"{report.failures} wrong passwords were")
-        )
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(report.last_at))
-        self._notice(
-            f"{times} given for your nickname since you last signed in; "
-            f"the last from {report.last_peer} at {when} UTC."
-        )
-
-    def _register(self, nickname: str, identified: bool = False, note: str = "") -> None:
-        """
-        Join the chat as C{nickname}: the welcome, then C{note} if any, the
-        failed-password report, and the replay.
-
-        @raise twistedchat.nicknames.InvalidNickname: see
-            L{ChatFactory.register}, which also raises
-            L{twistedchat.nicknames.NicknameInUse} and L{NicknameRegistered}.
-        """
-        history = self.factory.history
-        # Taken before joining, so the replay ends where live traffic starts.
-        past = self._recent_history(self.factory.history_on_join) if history is not None else []
-        self.factory.register(self, nickname, identified)
-        self.state = State.CHATTING
-        self._log.info("{peer} registered as {nickname}", peer=self._peer, nickname=nickname)
-        if self._registration_timer is not None:
-            self._registration_timer.cancel()
-            self._registration_timer = None
-        if self.factory.idle_timeout:
-            self.setTimeout(self.factory.idle_timeout)
-        self._notice(f"Welcome, {nickname}! {self._online()}. Type /help for the commands.")
-        if note:
-            self._notice(note)
-        self._report_failures()
-        self._replay(past)
-
-    def _replay(self, records: list[Record]) -> None:
-        """
-        Show past events, marked as history.
-        """
-        if not records:
-            return
-        assert self._output is not None
-        said = sum(1 for record in records if is_conversation(record.event))
-        if said:
-            lines = "line" if said == 1 else f"{said} lines"
-            self._notice(f"The last {lines} said here:")
-        else:
-            self._notice("Nothing has been said here lately; who came and went:")
-        for record in records:
-            self._output.write(render_history(record, self._identified))
-        self._notice("End of history.")
-
-    # Chatting
-
-    def _chat_line(self, text: str) -> None:
-        if not text.strip():
-            return
-        command = parse_command(text)
-        if command is None:
-            self.factory.say(self, text[1:] if text.startswith("//") else text)
-            return
-        name, argument = command
-        method = self._COMMANDS.get(name)
-        if method is None:
-            self._error(f"Unknown command /{name}. Type /help for the commands.")
-        else:
-            getattr(self, method)(argument)
-
-    def _help(self, argument: str) -> None:
-        for line in HELP.splitlines():
-            self._notice(line)
-
-    def _who(self, argument: str) -> None:
-        self._notice(self._online())
-
-    def _online(self) -> str:
-        """
-        Say who is online: C{2 users online: alice, bob}.
-        """
-        online = self.factory.nicknames()
-        people = "user" if len(online) == 1 else "users"
-        return f"{len(online)} {people} online: {', '.join(online)}"
-
-    def _msg(self, argument: str) -> None:
-        recipient, _, text = argument.partition(" ")
-        text = text.strip()
-        if not recipient or not text:
-            self._error("Usage: /msg NICK TEXT")
-            return
-        try:
-            recipient = self.factory.private_message(self, recipient, text)
-        except NoSuchNickname:
-            self._error(f"No such nickname: {recipient}. /who lists who is online.")
-        else:
-            assert self._output is not None
-            self._output.write(render_sent(recipient, text))
-
-    def _history(self, argument: str) -> None:
-        history = self.factory.history
-        if history is None:
-            self._error("This server keeps no history.")
-            return
-        # Only ASCII digits: str.isdigit() also accepts "²", which int()
-        # refuses.
-        if argument and not (argument.isascii() and argument.isdigit() and int(argument)):
-            self._error(f"Usage: /history [N], N from 1 to {history.cap}")
-            return
-        records = self._recent_history(min(int(argument or 20), history.cap))
-        if not records:
-            self._notice("Nothing has been said here yet.")
-        self._replay(records)
-
-    def _recent_history(self, count: int) -> list[Record]:
-        """
-        Return the last C{count} events of the history this connection may
-        see: private messages only of the account it proved it owns, and
-        only since that account was registered.
-        """
-        assert self.factory.history is not None
-        accounts = self.factory.accounts
-        since = None
-        if self._identified is not None and accounts is not None:
-            since = accounts.registered_at(self._identified)
-        if since is None:
-            return self.factory.history.recent(count)
-        return self.factory.history.recent(count, self._identified, since)
-
-    def _me(self, argument: str) -> None:
-        if not argument:
-            self._error("Usage: /me TEXT")
-            return
-        self.factory.act(self, argument)
-
-    def _nick(self, argument: str) -> None:
-        new, _, password = argument.partition(" ")
-        if not new:
-            self._error("Usage: /nick NEWNICK [PASSWORD]")
-            return
-        try:
-            self._rename(new, nickname_key(new) == self._identified)
-            if password.strip() and self.nickname == new:
-                self._notice(_unused_password(new))
-        except NicknameRegistered:
-            if not password.strip():
-                self._error(f"The nickname {new} is registered; /nick {new} PASSWORD takes it.")
-                return
-            self._pause_input("password")
-            self._check_password(new, password.strip()).addCallback(self._nick_checked, new)
-
-    def _nick_checked(self, correct: bool | None, new: str) -> None:
-        if self.state is State.CLOSED:
-            return
-        if correct is None:
-            pass  # not checked; the user was told why
-        elif correct:
-            try:
-                self._rename(new, True)
-            except NicknameRegistered:
-                pass  # cannot happen once identified
-            self._report_failures()
-        elif self._closed_for_wrong_passwords():
-            return
-        else:
-            self._error(f"Wrong password for {new}.")
-        self._resume_input("password")
-
-    def _rename(self, new: str, identified: bool) -> None:
-        """
-        Rename to C{new} and say how it went.
-
-        @raise NicknameRegistered: C{new} needs its password.
-        """
-        old = self.nickname
-        try:
-            self.factory.rename(self, new, identified)
-        except InvalidNickname as e:
-            self._error(str(e))
-        except NicknameInUse:
-            self._error(f"The nickname {new} is taken.")
-        else:
-            self._notice(f"You are now known as {self.nickname} (was {old}).")
-
-    # Accounts
-
-    def _accounts(self, usage: str, argument: str, words: int) -> list[str] | None:
-        """
-        Return the C{words} words of C{argument}, or say what is wrong and
-        return C{None} (no accounts here, or the wrong number of words).
-        """
-        if self.factory.accounts is None:
-            self._error("This server has no accounts.")
-            return None
-        parts = argument.split()
-        if len(parts) != words:
-            self._error(f"Usage: {usage}")
-            return None
-        return parts
-
-    def _register_account(self, argument: str) -> None:
-        parts = self._accounts("/register PASSWORD", argument, 1)
-        if parts is None:
-            return
-        accounts, nickname = self.factory.accounts, self.nickname
-        assert accounts is not None and nickname is not None
-        registrations = self.factory.registrations
-        wait = registrations.allow(self._group)
-        if wait is not None:
-            self._error(
-                f"Too many nicknames registered from your address lately; "
-                f"try again in {math.ceil(wait / 60)} minutes."
-            )
-            return
-        self._pause_input("password")
-
-        def registered(_: None) -> None:
-            self._identified = nickname_key(nickname)
-            self._log.info("{nickname} registered an account", nickname=nickname)
-            self._notice(
-                f"The nickname {nickname} is now registered to you; "
-                "from now on it needs this password."
-            )
-
-        def refused(failure: Failure) -> None:
-            registrations.refund(self._group)
-            self._account_refused(failure)
-
-        d = Deferred.fromCoroutine(accounts.register(nickname, parts[0]))
-        d.addCallbacks(registered, refused)
-        d.addBoth(lambda _: self._resume_input("password"))
-
-    def _account_refused(self, failure: Failure) -> None:
-        if failure.check(AccountError):
-            self._error(str(failure.value))
-        else:
-            self._log.failure("an account change failed", failure)
-            self._error("That did not work; try again later.")
-
-    def _identify(self, argument: str) -> None:
-        parts = self._accounts("/identify PASSWORD", argument, 1)
-        if parts is None:
-            return
-        nickname = self.nickname
-        assert nickname is not None
-        if nickname_key(nickname) == self._identified:
-            self._notice(f"You are identified as {nickname} already.")
-            return
-        if not self.factory.accounts.is_registered(nickname):  # type: ignore[union-attr]
-            self._error(f"The nickname {nickname} is not registered; /register PASSWORD does that.")
-            return
-        self._pause_input("password")
-
-        def checked(correct: bool | None) -> None:
-            if self.state is State.CLOSED or self._closed_for_wrong_passwords():
-                return
-            if correct:
-                self._notice(f"You are identified as {nickname}.")
-                self._report_failures()
-            elif correct is not None:
-                self._error("Wrong password.")
-            self._resume_input("password")
-
-        self._check_password(nickname, parts[0]).addCallback(checked)
-
-    def _password(self, argument: str) -> None:
-        parts = self._accounts("/password OLD NEW", argument, 2)
-        if parts is None:
-            return
-        accounts, nickname = self.factory.accounts, self.nickname
-        assert accounts is not None and nickname is not None
-        if not accounts.is_registered(nickname):
-            self._error(f"The nickname {nickname} is not registered; /register PASSWORD does that.")
-            return
-        old, new = parts
-        self._pause_input("password")
-
-        async def change() -> None:
-            correct = await self._check_password(nickname, old)
-            if self.state is State.CLOSED or self._closed_for_wrong_passwords():
-                return
-            if correct is None:
-                return
-            if not correct:
-                self._error("Wrong password.")
-                return
-            await accounts.change_password(nickname, new)
-            self._log.info("{nickname} changed their password", nickname=nickname)
-            self._notice("Your password has been changed.")
-            self._report_failures()
-
-        d = Deferred.fromCoroutine(change())
-        d.addErrback(self._account_refused)
-        d.addBoth(lambda _: self._resume_input("password"))
-
-    def _quit(self, argument: str) -> None:
-        reason = argument.strip() or "quit"
-        self.factory.leave(self, reason)
-        self._notice("Goodbye.")
-        self._close()
 
     # Output
 

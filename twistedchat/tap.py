@@ -25,8 +25,15 @@ from twistedchat.accounts import Accounts, load_accounts
 from twistedchat.database import DatabaseError, make_pool, open_database
 from twistedchat.factory import DEFAULT_RESERVED_NICKNAMES, ChatFactory
 from twistedchat.history import History, load_recent
-from twistedchat.nicknames import MINIMUM_MAX_LENGTH, InvalidNickname, validate_nickname
+from twistedchat.nicknames import (
+    MINIMUM_MAX_LENGTH,
+    InvalidNickname,
+    nickname_key,
+    validate_nickname,
+)
 from twistedchat.protocol import ChatTelnetTransport, describe_address
+from twistedchat.rooms import InvalidRoomName, room_key, validate_room_name
+from twistedchat.roomstore import RoomStore, load_rooms
 from twistedchat.sanitize import clean_line
 from twistedchat.throttles import Exemptions
 
@@ -260,6 +267,19 @@ class Options(usage.Options):
             " ".join(DEFAULT_RESERVED_NICKNAMES),
             "Nicknames nobody may take (nor look-alikes), separated by spaces or commas.",
         ],
+        [
+            "default-room",
+            None,
+            "#lobby",
+            "The room everyone is in after choosing a nickname.",
+        ],
+        [
+            "quiet-joins-above",
+            None,
+            250,
+            "In rooms with more members than this, joins and leaves are not announced.",
+            _bounded(int, "quiet-joins-above", 0, 10_000_000),
+        ],
     ]
 
     optFlags = [
@@ -279,6 +299,7 @@ class Options(usage.Options):
         super().__init__()
         self["port"] = []
         self["exempt"] = []
+        self["oper"] = []
 
     def opt_port(self, value: str) -> None:
         """Where to listen: a port number (tcp:PORT) or a Twisted server endpoint description such as tcp:12345:interface=127.0.0.1, unix:/path/chat.sock or ssl:6697:privateKey=key.pem:certKey=cert.pem; may be given several times. [default: tcp:12345]"""  # noqa: E501
@@ -301,6 +322,14 @@ class Options(usage.Options):
             raise usage.UsageError(f"--exempt {e}") from None
         self["exempt"].append(value)
 
+    def opt_oper(self, value: str) -> None:
+        """Make the owner of this registered nickname a server operator: an operator in every room, who may /kill; may be given several times."""  # noqa: E501
+        try:
+            validate_nickname(value, 64)
+        except InvalidNickname as e:
+            raise usage.UsageError(f"--oper {value}: {e}") from None
+        self["oper"].append(value)
+
     def postOptions(self) -> None:
         if not self["database"]:
             raise usage.UsageError(
@@ -317,15 +346,30 @@ class Options(usage.Options):
             self["port"] = [endpoint_description(DEFAULT_PORT)]
         if self["motd"] is not None:
             self["motd"] = _read_motd(self["motd"])
+        try:
+            validate_room_name(self["default-room"])
+        except InvalidRoomName as e:
+            raise usage.UsageError(f"--default-room {e}") from None
         if self["history-on-join"] > self["history-max"]:
             raise usage.UsageError("--history-on-join cannot be more than --history-max.")
         keep = self["history-max"]
         try:
-            self["history-recent"], self["accounts"] = open_database(
-                self["database"], lambda connection: load_recent(connection, keep), load_accounts
+            default = room_key(self["default-room"])
+            self["history-recent"], self["accounts"], self["rooms"] = open_database(
+                self["database"],
+                lambda connection: load_recent(connection, keep, default),
+                load_accounts,
+                load_rooms,
             )
         except DatabaseError as e:
             raise usage.UsageError(str(e)) from None
+        for oper in self["oper"]:
+            # Else the first to register the nickname would be an operator.
+            if nickname_key(oper) not in self["accounts"]:
+                raise usage.UsageError(
+                    f"--oper {oper}: no such account in {self['database']}; register the "
+                    "nickname (/register) first, then start the server with --oper."
+                )
 
 
 @implementer(IStreamServerEndpoint)
@@ -437,6 +481,11 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         history_on_join=options["history-on-join"],
         accounts=Accounts(pool, reactor, options["accounts"]),
         reserved_nicknames=options["reserved-nicknames"],
+        default_room=options["default-room"],
+        quiet_joins_above=options["quiet-joins-above"],
+        server_operators=options["oper"],
+        stored_rooms=options["rooms"].values(),
+        room_store=RoomStore(pool),
     )
     factory.protocol = ChatTelnetTransport
     top = MultiService()

@@ -1,0 +1,169 @@
+"""
+Persistent rooms: the rooms whose operators include a registered account
+keep their topic, operators and bans across restarts.
+
+They are read at start-up (L{load_rooms}, through
+L{twistedchat.database.open_database}), like the accounts. While the
+server runs, L{RoomStore} writes each change through the database's
+C{adbapi} pool, so the reactor never waits for the disk. That pool has
+one connection, and so one thread, which runs what it is given in the
+order it was given: writes reach the database in the order they were
+asked for, and the last one asked for is the one that stays.
+
+A write that fails (the database locked by another process for longer
+than L{twistedchat.database.BUSY_TIMEOUT}, a full disk) is logged and not
+retried: the room goes on in memory as it is, and the next change to it
+writes all of it again.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.enterprise.adbapi import ConnectionPool
+from twisted.internet.defer import Deferred, succeed
+from twisted.logger import Logger
+
+
+@dataclass(frozen=True)
+class StoredRoom:
+    """
+    What is kept of a persistent room.
+
+    @ivar key: L{twistedchat.nicknames.nickname_key} of C{name}.
+    @ivar name: the room's name, as created (C{#lobby}).
+    @ivar topic: the topic; C{""} for none.
+    @ivar topic_by: the nickname of who set the topic.
+    @ivar topic_at: when the topic was set, in seconds since the epoch
+        (UTC); C{0.0} if never.
+    @ivar topic_locked: whether only operators may set the topic (mode
+        C{+t}).
+    @ivar operators: the keys of the accounts that are the room's
+        operators.
+    @ivar bans: who is banned, as C{(kind, key)}: kind C{"account"} with an
+        account's key, or C{"nickname"} with a nickname's key.
+    """
+
+    key: str
+    name: str
+    topic: str = ""
+    topic_by: str = ""
+    topic_at: float = 0.0
+    topic_locked: bool = False
+    operators: frozenset[str] = frozenset()
+    bans: frozenset[tuple[str, str]] = frozenset()
+
+
+def load_rooms(connection: sqlite3.Connection) -> dict[str, StoredRoom]:
+    """
+    Read every persistent room, by key (at start-up).
+
+    @param connection: an open connection to a database of schema version
+        3 or later.
+    """
+    operators: dict[str, set[str]] = {}
+    for room_key, account_key in connection.execute(
+        "SELECT room_key, account_key FROM room_operators"
+    ):
+        operators.setdefault(room_key, set()).add(account_key)
+    bans: dict[str, set[tuple[str, str]]] = {}
+    for room_key, kind, key in connection.execute("SELECT room_key, kind, key FROM room_bans"):
+        bans.setdefault(room_key, set()).add((kind, key))
+    return {
+        key: StoredRoom(
+            key=key,
+            name=name,
+            topic=topic,
+            topic_by=topic_by,
+            topic_at=topic_at,
+            topic_locked=bool(topic_locked),
+            operators=frozenset(operators.get(key, ())),
+            bans=frozenset(bans.get(key, ())),
+        )
+        for key, name, topic, topic_by, topic_at, topic_locked in connection.execute(
+            "SELECT key, name, topic, topic_by, topic_at, topic_locked FROM rooms"
+        )
+    }
+
+
+class RoomStore:
+    """
+    Writes the persistent rooms to the database, each change in a
+    transaction of its own, in the order asked for (see the module's
+    docstring).
+    """
+
+    _log = Logger()
+
+    def __init__(self, pool: ConnectionPool | None) -> None:
+        """
+        @param pool: the pool from L{twistedchat.database.make_pool}, whose
+            one connection makes writes happen in the order asked for; or
+            C{None} to keep nothing (C{--database :memory:}).
+        """
+        self._pool = pool
+
+    def save(self, room: StoredRoom) -> Deferred[None]:
+        """
+        Replace what is stored of C{room} (its row, operators and bans) with
+        C{room}, in one transaction, in the pool's thread.
+
+        @return: fires once it is written, or could not be; never fails (a
+            failure is logged).
+        """
+        if self._pool is None:
+            return succeed(None)
+        d: Deferred[None] = self._pool.runInteraction(_save, room)
+        d.addErrback(self._failed, "save", room.key)
+        return d
+
+    def forget(self, key: str) -> Deferred[None]:
+        """
+        Delete what is stored of the room whose key is C{key} (it is no
+        longer persistent, or no longer exists), in one transaction, in the
+        pool's thread. A room not stored is ignored.
+
+        @return: fires once it is deleted, or could not be; never fails (a
+            failure is logged).
+        """
+        if self._pool is None:
+            return succeed(None)
+        d: Deferred[None] = self._pool.runInteraction(_forget, key)
+        d.addErrback(self._failed, "forget", key)
+        return d
+
+    def _failed(self, failure: Any, what: str, key: str) -> None:
+        self._log.failure("Could not {what} the room {key}", failure, what=what, key=key)
+
+
+def _forget(cursor: Any, key: str) -> None:
+    """
+    Delete the room whose key is C{key}, its operators and its bans (runs in
+    a pool thread, in the transaction C{runInteraction} commits).
+    """
+    cursor.execute("DELETE FROM rooms WHERE key = ?", (key,))
+    cursor.execute("DELETE FROM room_operators WHERE room_key = ?", (key,))
+    cursor.execute("DELETE FROM room_bans WHERE room_key = ?", (key,))
+
+
+def _save(cursor: Any, room: StoredRoom) -> None:
+    """
+    Replace the stored room C{room}, its operators and its bans (runs in a
+    pool thread, in the transaction C{runInteraction} commits).
+    """
+    _forget(cursor, room.key)
+    cursor.execute(
+        "INSERT INTO rooms (key, name, topic, topic_by, topic_at, topic_locked)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (room.key, room.name, room.topic, room.topic_by, room.topic_at, int(room.topic_locked)),
+    )
+    cursor.executemany(
+        "INSERT INTO room_operators (room_key, account_key) VALUES (?, ?)",
+        [(room.key, account) for account in sorted(room.operators)],
+    )
+    cursor.executemany(
+        "INSERT INTO room_bans (room_key, kind, key) VALUES (?, ?, ?)",
+        [(room.key, kind, key) for kind, key in sorted(room.bans)],
+    )
