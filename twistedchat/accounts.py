@@ -76,10 +76,11 @@ class AccountRealm:
     """
 
     def requestAvatar(
-        self, avatarId: bytes, mind: object, *interfaces: Any
+        self, avatarId: bytes | tuple[()], mind: object, *interfaces: Any
     ) -> tuple[Any, Account, Callable[[], None]]:
         if IAccount not in interfaces:
             raise NotImplementedError("twistedchat accounts only provide IAccount")
+        assert isinstance(avatarId, bytes)  # AccountChecker never gives ANONYMOUS
         return IAccount, Account(avatarId.decode("utf-8")), lambda: None
 
 
@@ -262,7 +263,7 @@ class AccountChecker:
     def __init__(self, accounts: Accounts) -> None:
         self._accounts = accounts
 
-    def requestAvatarId(self, credentials: Any) -> Deferred[bytes]:
+    def requestAvatarId(self, credentials: Any) -> Deferred[bytes | tuple[()]]:
         return Deferred.fromCoroutine(self._check(credentials))
 
     async def _check(self, credentials: Any) -> bytes:

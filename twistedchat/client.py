@@ -145,6 +145,7 @@ class ServerConnection(LineReceiver):
         """
         Send one line to the server, ending it with CRLF.
         """
+        assert self.transport is not None
         self.transport.write(line + b"\r\n")
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
@@ -184,7 +185,9 @@ class Keyboard(LineReceiver):
         self._server.send_line(line.rstrip(b"\r"))
 
     def readConnectionLost(self) -> None:
-        if self._server.transport.connected:
+        assert self._server.transport is not None
+        # Every Twisted transport has connected, but no interface declares it.
+        if self._server.transport.connected:  # type: ignore[attr-defined]
             self._server.send_line(b"/quit")
 
     def writeConnectionLost(self) -> None:
@@ -221,7 +224,8 @@ async def run(reactor: Any, options: Options) -> None:
     await server.closed
     # Stopping the reactor drops what StandardIO has not yet written, so
     # wait until standard output has taken the last lines and closed.
-    terminal.loseWriteConnection()
+    # Twisted types StandardIO as its Windows class; the POSIX one has this.
+    terminal.loseWriteConnection()  # type: ignore[attr-defined]
     await keyboard.output_closed
     if server.reason is not None and server.reason.check(SSL.Error):
         sys.stderr.write(

@@ -114,6 +114,7 @@ def upgrade(connection: sqlite3.Connection) -> int:
     @return: the version the database had.
     @raise DatabaseError: the database is newer than this code.
     """
+    version: int
     (version,) = connection.execute("PRAGMA user_version").fetchone()
     if version > SCHEMA_VERSION:
         raise DatabaseError(

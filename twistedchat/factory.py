@@ -346,7 +346,9 @@ class ChatFactory(ServerFactory):
         """
         if host is None:
             return len(self._connections)
-        return self._per_host[address_group(host)]
+        group = address_group(host)
+        assert group is not None  # host is not None
+        return self._per_host[group]
 
     # Participants
 
@@ -582,7 +584,7 @@ class ChatFactory(ServerFactory):
             there is none).
         """
         validate_room_name(name)
-        room = participant.rooms.get(room_key(name))
+        room: Room | None = participant.rooms.get(room_key(name))
         if room is None:
             raise NotInRoom(name, f"You are not in {name}; /join {name} joins it.")
         return room
@@ -847,7 +849,7 @@ class ChatFactory(ServerFactory):
                 room.operators.add(target)
         else:
             room.operators.discard(target)
-            room.operator_accounts.discard(account)  # type: ignore[arg-type]
+            room.operator_accounts.discard(account)
         change = "+o" if operator_now else "-o"
         event = ModeChanged(room.name, operator.nickname, change, target.nickname)
         self._moderated(operator, room, event, f"{change} {target.nickname}")
@@ -931,7 +933,8 @@ class ChatFactory(ServerFactory):
         if self.history is not None:
             self.history.record(message)
         self._fan_out(message, (target,))
-        return target.nickname
+        nickname: str = target.nickname
+        return nickname
 
     def _publish(self, event: Event, room: Room, exclude: IParticipant | None = None) -> None:
         """

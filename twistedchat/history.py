@@ -583,7 +583,7 @@ class History:
         if self._pool is None:
             return succeed(None)
         cutoff = self._clock.seconds() - self._retention * 86400
-        d = self._pool.runOperation("DELETE FROM events WHERE at < ?", (cutoff,))
+        d: Deferred[None] = self._pool.runOperation("DELETE FROM events WHERE at < ?", (cutoff,))
         d.addErrback(self._failed, "prune history")
         return d
 

@@ -46,6 +46,7 @@ from twisted.internet.interfaces import (
     IDelayedCall,
     IHandshakeListener,
     INegotiated,
+    IProducer,
     IPushProducer,
     ISystemHandle,
     ITCPTransport,
@@ -94,6 +95,13 @@ from twistedchat.throttles import TokenBucket
 
 if TYPE_CHECKING:
     from twistedchat.factory import ChatFactory
+
+    class _IStreamTransport(ITCPTransport, IPushProducer, IConsumer):
+        """
+        The TCP, UNIX or TLS transport under a L{ChatTelnetTransport}: each
+        is also a push producer and a consumer.
+        """
+
 
 NOTICE = "*** "
 ERROR = "!!! "
@@ -292,6 +300,8 @@ class ChatProtocol(LineReceiver, TelnetProtocol):
     delimiter = b"\n"
     factory: ChatFactory
     session: ChatSession
+    # Not an ITransport to mypy: TelnetTransport does not declare it.
+    transport: ChatTelnetTransport  # type: ignore[assignment]
     _log = Logger()
 
     def __init__(self) -> None:
@@ -448,7 +458,8 @@ class ChatProtocol(LineReceiver, TelnetProtocol):
         L{render_room_line} for a user in several rooms.
         """
         if not self._closed:
-            self._output.write(  # type: ignore[union-attr]
+            assert self._output is not None
+            self._output.write(
                 event.render(render_room_line if len(self.session.rooms) > 1 else render_line)
             )
 
@@ -477,7 +488,8 @@ class ChatProtocol(LineReceiver, TelnetProtocol):
                     "Type /help for the commands."
                 )
             case PrivateMessageSent(recipient=recipient, text=text):
-                self._output.write(render_sent(recipient, text))  # type: ignore[union-attr]
+                assert self._output is not None
+                self._output.write(render_sent(recipient, text))
             case RoomJoined(room=room, topic=topic, members=members, already=already):
                 if already:
                     self._notice(f"You are in {room} already; your lines go there now.")
@@ -529,10 +541,9 @@ class ChatProtocol(LineReceiver, TelnetProtocol):
         else:
             self._notice(f"Nothing has been said {here} lately; who came and went:")
         renderer = render_room_line if several else render_line
+        assert self._output is not None
         for record in records:
-            self._output.write(  # type: ignore[union-attr]
-                render_history(record, replay.viewer, renderer)
-            )
+            self._output.write(render_history(record, replay.viewer, renderer))
         self._notice("End of history.")
 
     def handshake_completed(self) -> None:
@@ -784,8 +795,9 @@ def _tune_keepalive(transport: ITransport) -> None:
     platform has these options (Linux: tcp(7)), so that a vanished peer is
     noticed within two minutes whether or not it was sent anything.
     """
-    while ISystemHandle.providedBy(transport):
-        handle = transport.getHandle()
+    layer: object = transport
+    while ISystemHandle.providedBy(layer):
+        handle = layer.getHandle()
         if isinstance(handle, socket.socket):
             for option, value in (
                 ("TCP_KEEPIDLE", KEEPALIVE_IDLE),
@@ -798,7 +810,7 @@ def _tune_keepalive(transport: ITransport) -> None:
             return
         # A TLS transport's handle is its TLS connection; the socket is
         # under the transport it wraps.
-        transport = getattr(transport, "transport", None)
+        layer = getattr(layer, "transport", None)
 
 
 @implementer(IConsumer, IPushProducer, IHandshakeListener)
@@ -824,6 +836,7 @@ class ChatTelnetTransport(TelnetTransport):
     protocolArgs = ()
     protocolKwArgs: dict[str, object] = {}
     protocol: ChatProtocol
+    transport: _IStreamTransport
     #: Whether the connection is TLS and its handshake is not done yet.
     handshaking = False
 
@@ -942,7 +955,7 @@ class ChatTelnetTransport(TelnetTransport):
     def stopProducing(self) -> None:
         self.transport.stopProducing()
 
-    def registerProducer(self, producer: IPushProducer, streaming: bool) -> None:
+    def registerProducer(self, producer: IProducer, streaming: bool) -> None:
         self.transport.registerProducer(producer, streaming)
 
     def unregisterProducer(self) -> None:

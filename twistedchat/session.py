@@ -28,7 +28,7 @@ import math
 import time
 from collections.abc import Callable
 from enum import Enum, auto
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
@@ -378,7 +378,7 @@ class ChatSession(TimeoutMixin):
             return succeed(None)
         return self._check_password(nickname, password).addCallback(self._claim_checked, nickname)
 
-    def _claim_checked(self, account: IAccount | None | bool, nickname: str) -> None:
+    def _claim_checked(self, account: IAccount | None | Literal[False], nickname: str) -> None:
         if self.state is State.CLOSED:
             return
         if account is None:
@@ -392,7 +392,7 @@ class ChatSession(TimeoutMixin):
         self._claim = None
         self.state = State.AWAITING_NICKNAME
         try:
-            self._register(nickname, account=account)  # type: ignore[arg-type]
+            self._register(nickname, account=account)
         except (InvalidNickname, NicknameInUse, NicknameRegistered):
             self._error(f"The nickname {nickname} is taken.")
             self.front_end.reply(NicknameWanted())
@@ -444,7 +444,9 @@ class ChatSession(TimeoutMixin):
         self._close()
         return True
 
-    def _check_password(self, nickname: str, password: str) -> Deferred[IAccount | None | bool]:
+    def _check_password(
+        self, nickname: str, password: str
+    ) -> Deferred[IAccount | None | Literal[False]]:
         """
         Check C{password} for the registered nickname C{nickname} through
         the portal, unless too many wrong passwords were given for that
@@ -475,7 +477,7 @@ class ChatSession(TimeoutMixin):
             )
             return succeed(None)
         credentials = UsernamePassword(nickname.encode("utf-8"), password.encode("utf-8"))
-        result: Deferred[IAccount | None | bool] = Deferred()
+        result: Deferred[IAccount | None | Literal[False]] = Deferred()
 
         def correct(avatar: tuple[Any, Account, Callable[[], None]]) -> None:
             account = avatar[1]
@@ -914,7 +916,7 @@ class ChatSession(TimeoutMixin):
             return self._check_password(new, password).addCallback(self._rename_checked, new)
         return None
 
-    def _rename_checked(self, account: IAccount | None | bool, new: str) -> None:
+    def _rename_checked(self, account: IAccount | None | Literal[False], new: str) -> None:
         if self.state is State.CLOSED or account is None:
             return
         if account is False:
@@ -1055,7 +1057,7 @@ class ChatSession(TimeoutMixin):
                 f"The nickname {nickname} is not registered; /register PASSWORD does that."
             )
 
-        def checked(account: IAccount | None | bool) -> None:
+        def checked(account: IAccount | None | Literal[False]) -> None:
             if self.state is State.CLOSED or self._closed_for_wrong_passwords():
                 return
             if account is False:
