@@ -315,20 +315,40 @@ def test_kick_default_reason() -> None:
     assert bob.lines() == ["*** alice removed bob from #dev (kicked)"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a kicked user is not told where their lines go now (as /part does): "
-    "their next plain line goes to another room, silently",
-)
 def test_kicked_user_told_where_lines_go() -> None:
     """
-    A user kicked from their current room is told where their lines go
-    now, as after /part, before a line meant for the room they were in
-    reaches another one.
+    A plain line from a user kicked from their current room is not sent
+    anywhere: they are told where their lines go now, as after /part,
+    so a line meant for the room they were in never reaches another one.
+    """
+    _, alice, bob, carol = dev_with_alice_and_bob()
+    type_line(alice, "/kick bob")
+    bob.lines()
+    carol.lines()
+    type_line(bob, "meant for #dev")
+    assert bob.lines() == [
+        "!!! You are no longer in #dev; your lines go to #lobby now, so this was not done."
+    ]
+    assert carol.lines() == []
+    type_line(bob, "now for #lobby")
+    assert carol.lines() == ["<bob> now for #lobby"]
+
+
+def test_part_last_room() -> None:
+    """
+    Leaving the last room one is in says so, and a plain line then gets
+    an error.
     """
     _, alice, bob, _ = dev_with_alice_and_bob()
-    type_line(alice, "/kick bob")
-    assert "*** Your lines go to #lobby now." in bob.lines()
+    type_line(bob, "/part #lobby")
+    type_line(bob, "/part")
+    assert bob.lines() == [
+        "*** You left #lobby.",
+        "*** You left #dev.",
+        "*** You are in no room now; /join #ROOM joins one.",
+    ]
+    type_line(bob, "hello?")
+    assert bob.lines() == ["!!! You are in no room; /join #ROOM joins one."]
 
 
 def test_ban_removes_and_tells_why() -> None:

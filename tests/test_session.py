@@ -671,13 +671,20 @@ def test_kick_default_reason_and_named_room() -> None:
 
 def test_kicked_user_lines_go_elsewhere() -> None:
     """
-    A user kicked from their current room sends plain lines to another
-    room they are in.
+    A user kicked from their current room gets an error for their next
+    plain line, which goes nowhere, saying where their lines go now; the
+    line after it goes there.
     """
     factory = chat()
     alice, bob, carol = users(factory, "alice", "bob", "carol")
     in_room("#dev", alice, bob)
     alice.line("/kick bob")
+    bob.replies.clear()
+    bob.line("meant for #dev")
+    assert bob.replies == [
+        Error("You are no longer in #dev; your lines go to #lobby now, so this was not done.")
+    ]
+    assert carol.delivered == []
     bob.line("still here")
     assert carol.delivered == [ChatLine("bob", "still here", "#lobby")]
 

@@ -502,6 +502,8 @@ class ChatProtocol(LineReceiver, TelnetProtocol):
                     self._notice(f"Topic of {room}: {topic}")
             case RoomParted(room=room):
                 self._notice(f"You left {room}.")
+            case CurrentRoom(room=""):
+                self._notice("You are in no room now; /join #ROOM joins one.")
             case CurrentRoom(room=room):
                 self._notice(f"Your lines go to {room} now.")
             case Names(room=room, nicknames=nicknames, operators=operators):

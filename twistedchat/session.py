@@ -225,7 +225,7 @@ class ChatSession(TimeoutMixin):
         self.peer = peer
         self.host = host
         self.group = factory.group_of(host)
-        self._current: str | None = None
+        self._current: Room | None = None
         self._claim: str | None = None
         self._wrong_passwords = 0
         self._failure_report: FailureReport | None = None
@@ -427,7 +427,7 @@ class ChatSession(TimeoutMixin):
         if room is None:
             self._error(f"You are banned from {default.name}; /join #ROOM joins another room.")
             return
-        self._current = room.key
+        self._current = room
         self._replay(room.name, past, asked=False)
 
     def _closed_for_wrong_passwords(self) -> bool:
@@ -735,17 +735,26 @@ class ChatSession(TimeoutMixin):
     def current_room(self) -> Room:
         """
         Return the room plain lines go to: the one last joined or switched
-        to that the user is still in.
+        to, or, once the user is no longer in it (kicked, banned), the one
+        they joined last.
 
-        @raise Refused: the user is in no room.
+        @raise Refused: the user is in no room; or they were removed from
+            their current room since they last sent to it, so that they
+            learn where their lines go now before any is sent there.
         """
-        room = self.rooms.get(self._current) if self._current is not None else None
-        if room is None:
-            if not self.rooms:
-                raise Refused("You are in no room; /join #ROOM joins one.")
-            room = list(self.rooms.values())[-1]
-            self._current = room.key
-        return room
+        room = self._current
+        if room is not None and self.rooms.get(room.key) is room:
+            return room
+        if not self.rooms:
+            self._current = None
+            raise Refused("You are in no room; /join #ROOM joins one.")
+        self._current = list(self.rooms.values())[-1]
+        if room is not None:
+            raise Refused(
+                f"You are no longer in {room.name}; your lines go to {self._current.name} "
+                "now, so this was not done."
+            )
+        return self._current
 
     def say(self, text: str, room: str | None = None) -> None:
         """
@@ -789,7 +798,7 @@ class ChatSession(TimeoutMixin):
         if not already:
             past = self._recent(self.factory.history_on_join, room_key(name))
         room = self.factory.join(self, name)
-        self._current = room.key
+        self._current = room
         self.front_end.reply(
             RoomJoined(room.name, room.topic, [m.nickname for m in room.members], already)
         )
@@ -805,8 +814,12 @@ class ChatSession(TimeoutMixin):
         """
         room = self.factory.part(self, self._room_name(name), reason)
         self.front_end.reply(RoomParted(room.name))
-        if self.rooms and room.key == self._current:
-            self.front_end.reply(CurrentRoom(self.current_room().name))
+        if room is self._current:
+            self._current = None
+            if self.rooms:
+                self.front_end.reply(CurrentRoom(self.current_room().name))
+            else:
+                self.front_end.reply(CurrentRoom(""))
 
     def switch(self, name: str) -> None:
         """
@@ -815,7 +828,7 @@ class ChatSession(TimeoutMixin):
         @raise twistedchat.rooms.RoomError: not in that room.
         """
         room = self.factory.room_of(self, name)
-        self._current = room.key
+        self._current = room
         self.front_end.reply(CurrentRoom(room.name))
 
     def names(self, name: str | None = None) -> None:
