@@ -151,7 +151,12 @@ password = st.one_of(
     st.sampled_from([PASSWORD, "wrong-password", "short", "pass word!"]),
     st.text(min_size=1, max_size=16).filter(lambda s: " " not in s),
 )
-argument = st.one_of(nickname, word, number, password)
+room = st.one_of(
+    st.sampled_from(["#lobby", "#LOBBY", "#dev", "#Dev", "#[x]", "#{X}", "#", "##", "lobby"]),
+    st.builds(lambda s: "#" + s, st.text(max_size=52)),
+    st.builds(lambda s: "#" + s, st.text(st.sampled_from(" ,:\x07\x00#x"), max_size=4)),
+)
+argument = st.one_of(nickname, word, number, password, room)
 
 command_name = st.one_of(
     st.sampled_from(sorted(ChatSession._COMMANDS)),
@@ -183,6 +188,28 @@ command = st.one_of(
     st.builds(_command, st.just("password"), password, password),
     st.builds(_command, st.sampled_from(["quit", "exit"]), st.text(max_size=10)),
     st.builds(_command, st.sampled_from(["help", "who", "names", "users"])),
+    # Rooms and moderation, with the room first or not at all.
+    st.builds(_command, st.sampled_from(["join", "switch", "names", "who", "history"]), room),
+    st.builds(_command, st.sampled_from(["part", "topic"]), room, st.text(max_size=20)),
+    st.builds(_command, st.sampled_from(["part", "topic", "rooms", "list"])),
+    st.builds(_command, st.just("msg"), room, st.text(max_size=20)),
+    st.builds(_command, st.just("history"), room, number),
+    st.builds(
+        _command,
+        st.sampled_from(["kick", "ban", "unban", "op", "deop", "KICK"]),
+        nickname,
+        st.text(max_size=10),
+    ),
+    st.builds(
+        _command,
+        st.sampled_from(["kick", "ban", "unban", "op", "deop"]),
+        room,
+        nickname,
+        st.text(max_size=10),
+    ),
+    st.builds(_command, st.just("mode"), room, st.sampled_from(["+t", "-t", "+o", "t", ""])),
+    st.builds(_command, st.just("mode"), st.sampled_from(["+t", "-t", "+x"])),
+    st.builds(_command, st.just("kill"), nickname, st.text(max_size=10)),
     # ... and any command or none with any arguments.
     st.builds(
         lambda name, arguments, between: between.join(["/" + name, *arguments]),
