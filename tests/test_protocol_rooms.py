@@ -523,7 +523,8 @@ def test_invalid_room_name_error(line: str) -> None:
     (alice,) = chatters(factory, "alice")
     type_line(alice, line)
     assert alice.lines() == [
-        "!!! dev is no room name: a room name starts with # and has no spaces, commas or colons."
+        "!!! dev is no room name: a room name starts with # and has no "
+        "spaces, commas, colons or control characters."
     ]
 
 

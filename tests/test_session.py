@@ -44,7 +44,7 @@ from twistedchat.events import (
 )
 from twistedchat.factory import ChatFactory
 from twistedchat.history import History
-from twistedchat.rooms import BannedFromRoom, InvalidRoomName
+from twistedchat.rooms import MAX_BANS, BannedFromRoom, InvalidRoomName
 from twistedchat.session import ChatSession, IFrontEnd, State
 
 T = TypeVar("T", bound=Event)
@@ -258,7 +258,8 @@ def test_invalid_room_name_line() -> None:
     (alice,) = users(factory, "alice")
     alice.line("/join #a,b")
     assert alice.errors() == [
-        "#a,b is no room name: a room name starts with # and has no spaces, commas or colons."
+        "#a,b is no room name: a room name starts with # and has no "
+        "spaces, commas, colons or control characters."
     ]
 
 
@@ -730,7 +731,8 @@ def test_non_operator_refused(command: str) -> None:
         ("/mode #dev +x", "Usage: /mode [#ROOM] +t|-t"),
         (
             "/kick #a,b bob",
-            "#a,b is no room name: a room name starts with # and has no spaces, commas or colons.",
+            "#a,b is no room name: a room name starts with # and has no "
+            "spaces, commas, colons or control characters.",
         ),
         ("/kick #nowhere bob", "You are not in #nowhere; /join #nowhere joins it."),
         ("/op #lobby bob", "You are not an operator of #lobby."),
@@ -1191,3 +1193,147 @@ def test_no_history_server() -> None:
     (alice,) = users(factory, "alice")
     alice.line("/history")
     assert alice.errors() == ["This server keeps no history."]
+
+
+# Found in review: limits, and state a room must not keep
+
+
+def test_quit_leaves_no_history_for_a_vanished_room() -> None:
+    """
+    A user quitting from a room they were alone in makes the room vanish
+    with its history in memory: whoever creates a room of that name later
+    is shown nothing of the old one, not even the quit.
+    """
+    factory = chat()
+    alice, bob = users(factory, "alice", "bob")
+    in_room("#tmp", alice)
+    alice.line("secret plans")
+    alice.session.quit()
+    bob.line("/join #tmp")
+    assert bob.replies_of(HistoryReplay) == []
+    assert factory.history is not None
+    assert [r.event for r in factory.history.recent(20, "#tmp")] == [Joined("bob", "#tmp")]
+
+
+def test_history_of_a_room_one_is_not_in() -> None:
+    """
+    /history #ROOM works only for a room one is in: nobody outside it, a
+    banned user included, reads its lines.
+    """
+    factory = chat()
+    alice, bob = users(factory, "alice", "bob")
+    in_room("#priv", alice)
+    alice.line("only for #priv")
+    bob.line("/history #priv")
+    assert bob.errors() == ["You are not in #priv; /join #priv joins it."]
+    assert bob.replies_of(HistoryReplay) == []
+
+
+def test_ban_removes_every_connection_of_the_account() -> None:
+    """
+    Banning an account removes from the room every member who proved
+    they own it, under whatever nickname, not only the one named.
+    """
+    factory = accounts_chat()
+    registered(factory, "bob")
+    alice, carol = users(factory, "alice", "carol")
+    in_room("#r", alice)
+    first = identified(factory, "bob")
+    first.line("/nick robert")
+    second = identified(factory, "bob")
+    first.line("/join #r")
+    second.line("/join #r")
+    alice.line("/ban robert")
+    room = factory.room("#r")
+    assert [m.nickname for m in room.members] == ["alice"]
+    assert ("account", "bob") in room.bans
+
+
+def test_rooms_per_user_limited() -> None:
+    """
+    A user may be in at most max_rooms_per_user rooms at once (the default
+    room counts); one more is refused and changes nothing.
+    """
+    factory = chat(max_rooms_per_user=2)
+    (alice,) = users(factory, "alice")
+    alice.line("/join #a")
+    alice.forget()
+    alice.line("/join #b")
+    assert alice.errors() == ["You are in 2 rooms already; /part one first."]
+    assert sorted(alice.session.rooms) == ["#a", "#lobby"]
+    assert [room.name for room in factory.rooms()] == ["#a", "#lobby"]
+
+
+def test_rooms_limited() -> None:
+    """
+    At most max_rooms rooms exist at once (the default room counts): a
+    new one beyond that is refused, joining an existing one is not.
+    """
+    factory = chat(max_rooms=2)
+    alice, bob = users(factory, "alice", "bob")
+    alice.line("/join #a")
+    bob.line("/join #b")
+    assert bob.errors() == ["There are 2 rooms already; join one of them."]
+    bob.forget()
+    bob.line("/join #a")
+    assert bob.errors() == []
+
+
+def test_bans_per_room_limited() -> None:
+    """
+    A room keeps at most MAX_BANS bans; one more is refused, and
+    re-banning someone banned already is not.
+    """
+    factory = chat()
+    (alice,) = users(factory, "alice")
+    in_room("#r", alice)
+    for number in range(MAX_BANS):
+        alice.line(f"/ban spammer{number}")
+    assert alice.errors() == []
+    alice.line("/ban spammer0")
+    alice.line("/ban onemore")
+    assert alice.errors() == [f"#r has {MAX_BANS} bans already; /unban some first."]
+    assert len(factory.room("#r").bans) == MAX_BANS
+
+
+@pytest.mark.parametrize("name", ["#a\x1bb", "#a\u200bb", "#a\u00a0b", "#a\x85b", "#a\u2028b"])
+def test_room_name_without_control_or_invisible_characters(name: str) -> None:
+    """
+    A room name holds no control, format or separator character (an
+    escape, a zero-width space, a no-break space, NEL, a line separator),
+    whichever front end it came from; the error quotes the name without
+    them.
+    """
+    factory = chat()
+    (alice,) = users(factory, "alice")
+    alice.session.line(f"/join {name}")
+    (error,) = alice.errors()
+    assert error.startswith("#ab is no room name")
+    assert [room.name for room in factory.rooms()] == ["#lobby"]
+
+
+def test_crowded_room_lists_nobody_on_join() -> None:
+    """
+    Joining a room with more than quiet_joins_above members replies with
+    how many are there, not the list.
+    """
+    factory = chat(quiet_joins_above=2)
+    alice, bob, carol = users(factory, "alice", "bob", "carol")
+    in_room("#r", alice, bob)
+    carol.line("/join #r")
+    assert carol.replies_of(RoomJoined) == [RoomJoined("#r", "", [], count=3)]
+
+
+def test_history_kept_only_for_rooms_that_exist() -> None:
+    """
+    At start-up, the history read from disk is kept in memory only for
+    the rooms that exist: the default room and the rooms kept across
+    restarts; a vanished room's lines stay on disk only.
+    """
+    clock = Clock()
+    history = History(None, clock)
+    history.record(ChatLine("alice", "old", "#gone"), "#gone")
+    history.record(ChatLine("alice", "hello", "#lobby"), "#lobby")
+    make_factory(clock, history=history)
+    assert history.recent(20, "#gone") == []
+    assert [r.event for r in history.recent(20, "#lobby")] == [ChatLine("alice", "hello", "#lobby")]

@@ -81,7 +81,7 @@ class PrivateMessage(Event):
 
 @dataclass
 class Joined(Event):
-    """C{nickname} has joined C{room}: the chat itself, for the default room."""
+    """C{nickname} has joined C{room}."""
 
     nickname: str
     room: str = ""
@@ -167,10 +167,6 @@ class ServerShutdown(Event):
     """The server is shutting down; the connection closes next."""
 
 
-#: Events that happen in a room and are stored in its history.
-ROOM_EVENTS = (ChatLine, Action, Joined, Left, TopicChanged, Kicked, ModeChanged)
-
-
 # Replies: told only to the participant whose command they answer, through
 # its front end's reply() (see twistedchat.session.IFrontEnd).
 
@@ -225,25 +221,23 @@ class PrivateMessageSent(Event):
 class RoomJoined(Event):
     """
     The participant is in C{room} now (or was already: C{already}); its
-    topic and its members' nicknames, in the order they joined.
+    topic and its members' nicknames, in the order they joined (C{[]} when
+    the room is too crowded to list: more than C{quiet_joins_above}, as
+    for L{Welcome}); C{count} of them (C{-1}: as many as C{members}).
     """
 
     room: str
     topic: str
     members: list[str]
     already: bool = False
+    count: int = -1
 
 
 @dataclass
 class RoomParted(Event):
-    """
-    The participant left C{room}, or was removed from it (C{by}: the
-    operator, with C{reason}).
-    """
+    """The participant left C{room}."""
 
     room: str
-    by: str = ""
-    reason: str = ""
 
 
 @dataclass

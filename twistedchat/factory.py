@@ -22,7 +22,7 @@ from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 from zope.interface import Attribute, Interface
 
-from twistedchat.accounts import Account, Accounts, IAccount, make_portal
+from twistedchat.accounts import Accounts, IAccount, make_portal
 from twistedchat.events import (
     Action,
     ChatLine,
@@ -48,11 +48,13 @@ from twistedchat.nicknames import (
     validate_nickname,
 )
 from twistedchat.rooms import (
+    MAX_BANS,
     BannedFromRoom,
     NoSuchRoom,
     NotInRoom,
     NotOperator,
     Room,
+    RoomError,
     room_key,
     validate_room_name,
 )
@@ -175,6 +177,10 @@ class ChatFactory(ServerFactory):
         never vanishes.
     @ivar quiet_joins_above: in a room with more members than this, joins
         and leaves are not announced.
+    @ivar max_rooms_per_user: rooms one participant may be in at once
+        (IRC's CHANLIMIT); C{0} means no limit.
+    @ivar max_rooms: rooms that may exist at once, kept ones included;
+        C{0} means no limit.
     @ivar server_operators: keys of the accounts that are operators in
         every room and may C{/kill} (C{--oper}).
     @ivar room_store: where rooms operated by an account are kept across
@@ -213,6 +219,8 @@ class ChatFactory(ServerFactory):
         reserved_nicknames: Iterable[str] = DEFAULT_RESERVED_NICKNAMES,
         default_room: str = "#lobby",
         quiet_joins_above: int = 250,
+        max_rooms_per_user: int = 20,
+        max_rooms: int = 10000,
         server_operators: Iterable[str] = (),
         stored_rooms: Iterable[StoredRoom] = (),
         room_store: RoomStore | None = None,
@@ -262,6 +270,8 @@ class ChatFactory(ServerFactory):
         self._closing: Deferred[None] | None = None
         self.flusher = Flusher(clock)
         self.quiet_joins_above = quiet_joins_above
+        self.max_rooms_per_user = max_rooms_per_user
+        self.max_rooms = max_rooms
         self.server_operators = frozenset(nickname_key(n) for n in server_operators)
         self.room_store = room_store
         self._rooms: dict[str, Room] = {}
@@ -272,6 +282,9 @@ class ChatFactory(ServerFactory):
         validate_room_name(default_room)
         self.default_room = self._rooms.setdefault(room_key(default_room), Room(default_room))
         self.default_room.permanent = True
+        if history is not None:
+            # Rooms that vanished before the restart stay on disk only.
+            history.retain(self._rooms)
 
     # Connections
 
@@ -410,7 +423,13 @@ class ChatFactory(ServerFactory):
             or (self.accounts is not None and self.accounts.is_taken(key))
         )
 
-    def _claim(self, participant: IParticipant, nickname: str, account: IAccount | None) -> None:
+    def _claim(
+        self,
+        participant: IParticipant,
+        nickname: str,
+        account: IAccount | None,
+        same: bool = False,
+    ) -> None:
         """
         Check that C{participant} may take C{nickname}, and if it proved it
         owns C{nickname}'s account while another connection holds it, close
@@ -422,6 +441,8 @@ class ChatFactory(ServerFactory):
 
         @param account: the account C{participant} proved it owns (the
             avatar C{twisted.cred} returned), or C{None}.
+        @param same: C{nickname} is C{participant}'s own nickname in
+            another case, which it may take whoever owns it.
         @raise twistedchat.nicknames.InvalidNickname: C{nickname} breaks
             the rules of L{twistedchat.nicknames.validate_nickname}.
         @raise NicknameReserved: it, or one that looks like it, is reserved.
@@ -434,7 +455,7 @@ class ChatFactory(ServerFactory):
         if skeleton in self._reserved:
             raise NicknameReserved(f"The nickname {nickname} is reserved.")
         registered = self.accounts is not None and self.accounts.is_registered(nickname)
-        if registered and (account is None or account.nickname_key != key):
+        if registered and not same and (account is None or account.nickname_key != key):
             raise NicknameRegistered(nickname)
         holder = self._participants.get(key)
         if holder is not None and holder is not participant and not registered:
@@ -515,9 +536,7 @@ class ChatFactory(ServerFactory):
         """
         old = participant.nickname
         assert old is not None
-        if nickname_key(new) == nickname_key(old):
-            account = Account(nickname_key(old))
-        self._claim(participant, new, account)
+        self._claim(participant, new, account, same=nickname_key(new) == nickname_key(old))
         if new == old:
             return
         self._remove(participant)
@@ -551,7 +570,9 @@ class ChatFactory(ServerFactory):
         event = Left(nickname, reason)
         if self.history is not None:
             for room in announced:
-                self.history.record(event, room.key)
+                # Not in a room that vanished as it left.
+                if room.key in self._rooms:
+                    self.history.record(event, room.key)
         self._fan_out(event, _everyone_in(announced))
 
     # Rooms
@@ -649,12 +670,21 @@ class ChatFactory(ServerFactory):
         @return: the room.
         @raise twistedchat.rooms.InvalidRoomName: C{name} is no room name.
         @raise twistedchat.rooms.BannedFromRoom: it is banned from the room.
+        @raise twistedchat.rooms.RoomError: it is in C{max_rooms_per_user}
+            rooms already, or the room would be new and there are
+            C{max_rooms}.
         """
         validate_room_name(name)
         key = room_key(name)
         room = self._rooms.get(key)
         if room is not None and key in participant.rooms:
             return room
+        if self.max_rooms_per_user and len(participant.rooms) >= self.max_rooms_per_user:
+            raise RoomError(
+                name, f"You are in {self.max_rooms_per_user} rooms already; /part one first."
+            )
+        if room is None and self.max_rooms and len(self._rooms) >= self.max_rooms:
+            raise RoomError(name, f"There are {self.max_rooms} rooms already; join one of them.")
         if room is None:
             room = self._rooms[key] = Room(name, key)
             self._log.info(
@@ -713,10 +743,13 @@ class ChatFactory(ServerFactory):
             raise NotInRoom(room.name, f"Nobody called {nickname} is in {room.name}.")
         return target
 
-    def _moderated(self, operator: IParticipant, room: Room, event: Event, what: str) -> None:
+    def _moderated(
+        self, operator: IParticipant, room: Room, event: Event, what: str, save: bool = True
+    ) -> None:
         """
         Log what C{operator} did, keep the room's new state if it is kept
-        across restarts, and tell every member of C{room} with C{event}.
+        across restarts (C{save}), and tell every member of C{room} with
+        C{event}.
         """
         self._log.info(
             "operator {operator} in {room}: {what}",
@@ -724,7 +757,8 @@ class ChatFactory(ServerFactory):
             room=room.name,
             what=what,
         )
-        self._save(room)
+        if save:
+            self._save(room)
         self._publish(event, room)
 
     def set_topic(self, participant: IParticipant, name: str, topic: str) -> Room:
@@ -743,6 +777,12 @@ class ChatFactory(ServerFactory):
             raise NotOperator(room.name, f"Only operators set the topic of {room.name}.")
         nickname = participant.nickname
         assert nickname is not None
+        self._log.info(
+            "{nickname} set the topic of {room}{by_operator}",
+            nickname=nickname,
+            room=room.name,
+            by_operator=" (as operator)" if self.is_operator(participant, room) else "",
+        )
         room.topic, room.topic_by, room.topic_at = topic, nickname, self.clock.seconds()
         self._save(room)
         self._publish(TopicChanged(room.name, nickname, topic), room)
@@ -775,7 +815,7 @@ class ChatFactory(ServerFactory):
         room = self._operated(operator, name)
         target = self._member(room, nickname)
         event = Kicked(room.name, operator.nickname, target.nickname, reason)
-        self._moderated(operator, room, event, f"kicked {target.nickname} ({reason})")
+        self._moderated(operator, room, event, f"kicked {target.nickname} ({reason})", save=False)
         self._exit(target, room)
 
     def ban(self, operator: IParticipant, name: str, nickname: str, reason: str) -> None:
@@ -799,12 +839,20 @@ class ChatFactory(ServerFactory):
         else:
             ban = ("nickname", nickname_key(nickname))
         shown = target.nickname if target is not None else nickname
+        if ban not in room.bans and len(room.bans) >= MAX_BANS:
+            raise RoomError(
+                room.name, f"{room.name} has {MAX_BANS} bans already; /unban some first."
+            )
         room.bans.add(ban)
         event = ModeChanged(room.name, operator.nickname, "+b", shown)
-        self._moderated(operator, room, event, f"banned {shown} ({ban[0]})")
-        if target is not None and target in room.members:
-            self._publish(Kicked(room.name, operator.nickname, shown, reason or "banned"), room)
-            self._exit(target, room)
+        self._moderated(operator, room, event, f"banned {shown} ({ban[0]} {ban[1]})")
+        # Every connection the ban covers: one account may be online twice.
+        for member in list(room.members):
+            banned = room.is_banned(member.nickname, _key(member.account))
+            if banned and not self.is_server_operator(member):
+                why = reason or "banned"
+                self._publish(Kicked(room.name, operator.nickname, member.nickname, why), room)
+                self._exit(member, room)
 
     def unban(self, operator: IParticipant, name: str, nickname: str) -> None:
         """

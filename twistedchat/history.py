@@ -409,6 +409,16 @@ class History:
         kept = events.conversation if is_conversation(record.event) else events.notices
         kept.append((self._sequence, record))
 
+    def retain(self, rooms: Iterable[str]) -> None:
+        """
+        Forget the events kept in memory of every room but C{rooms} (keys):
+        at start-up, those of rooms that no longer exist, which were read
+        from disk with the others; they stay on disk.
+        """
+        keep = set(rooms)
+        for room in [room for room in self._rooms if room not in keep]:
+            del self._rooms[room]
+
     def forget(self, room: str) -> None:
         """
         Forget the events of the room whose key is C{room} kept in memory,

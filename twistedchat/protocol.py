@@ -494,9 +494,10 @@ class ChatProtocol(LineReceiver, TelnetProtocol):
                 if already:
                     self._notice(f"You are in {room} already; your lines go there now.")
                     return
+                count = len(members) if event.count < 0 else event.count
+                listed = f": {', '.join(members)}" if members else ""
                 self._notice(
-                    f"You joined {room}; your lines go there now. "
-                    f"{_people(len(members))} here: {', '.join(members)}."
+                    f"You joined {room}; your lines go there now. {_people(count)} here{listed}."
                 )
                 if topic:
                     self._notice(f"Topic of {room}: {topic}")

@@ -15,6 +15,7 @@ L{twistedchat.factory.ChatFactory}.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -27,7 +28,10 @@ if TYPE_CHECKING:
 #: The longest room name, in characters, C{#} included (RFC 2812 section 1.3).
 MAX_ROOM_NAME_LENGTH = 50
 
-_ROOM_NAME = re.compile(r"#[^\x00\x07\r\n ,:]+\Z")
+#: The most bans a room keeps (IRC servers' MAXLIST is about 100).
+MAX_BANS = 100
+
+_ROOM_NAME = re.compile(r"#[^\x00-\x20\x7f-\x9f,:]+\Z")
 
 
 class RoomError(ValueError):
@@ -69,10 +73,21 @@ def room_key(name: str) -> str:
     return nickname_key(name)
 
 
+def clean_name(name: str) -> str:
+    """
+    Return C{name} without its control, format and separator characters,
+    to quote it in an error.
+    """
+    return "".join(c for c in name if unicodedata.category(c)[0] not in "CZ" or c == " ")
+
+
 def validate_room_name(name: str) -> None:
     """
     Check C{name} against RFC 2812 section 1.3 (C{#} and 1 to 49 more
-    characters, no space, comma, colon, BEL, NUL, CR or LF).
+    characters, no space, comma, colon, BEL, NUL, CR or LF), and, stricter,
+    against every control, format and separator character (Unicode
+    categories C and Z), so a room name never carries a terminal escape
+    or an invisible character, whichever front end it came from.
 
     @raise InvalidRoomName: with a sentence saying what is wrong.
     """
@@ -81,11 +96,13 @@ def validate_room_name(name: str) -> None:
             name[:MAX_ROOM_NAME_LENGTH],
             f"A room name can be at most {MAX_ROOM_NAME_LENGTH} characters long.",
         )
-    if _ROOM_NAME.match(name) is None:
+    if _ROOM_NAME.match(name) is None or any(
+        unicodedata.category(char)[0] in "CZ" for char in name
+    ):
         raise InvalidRoomName(
             name,
-            f"{name or 'That'} is no room name: a room name starts with # and has no "
-            "spaces, commas or colons.",
+            f"{clean_name(name) or 'That'} is no room name: a room name starts with # and "
+            "has no spaces, commas, colons or control characters.",
         )
 
 

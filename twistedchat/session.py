@@ -239,7 +239,7 @@ class ChatSession(TimeoutMixin):
 
     # Life
 
-    def open(self, register_random: bool | None = None) -> None:
+    def open(self) -> None:
         """
         Start the session of a connection that L{ChatFactory.admission}
         let in: count it, and either give it a random nickname at once
@@ -247,7 +247,7 @@ class ChatSession(TimeoutMixin):
         """
         factory = self.factory
         factory.connected(self, self.host)
-        if factory.random_nicknames if register_random is None else register_random:
+        if factory.random_nicknames:
             self.choose_nickname("")
         else:
             self._registration_timer = factory.clock.callLater(
@@ -799,9 +799,11 @@ class ChatSession(TimeoutMixin):
             past = self._recent(self.factory.history_on_join, room_key(name))
         room = self.factory.join(self, name)
         self._current = room
-        self.front_end.reply(
-            RoomJoined(room.name, room.topic, [m.nickname for m in room.members], already)
-        )
+        if len(room.members) > self.factory.quiet_joins_above:
+            reply = RoomJoined(room.name, room.topic, [], already, len(room.members))
+        else:
+            reply = RoomJoined(room.name, room.topic, [m.nickname for m in room.members], already)
+        self.front_end.reply(reply)
         if not already:
             self._replay(room.name, past, asked=False)
 
@@ -919,7 +921,9 @@ class ChatSession(TimeoutMixin):
         """
         try:
             self._rename(new)
-            if password and self.nickname == new:
+            accounts = self.factory.accounts
+            registered = accounts is not None and accounts.is_registered(new)
+            if password and self.nickname == new and not registered:
                 self._notice(unused_password(new))
         except NicknameRegistered:
             if not password:
@@ -964,12 +968,12 @@ class ChatSession(TimeoutMixin):
 
         @raise Refused: the server keeps no history, or the user is in no
             room.
-        @raise twistedchat.rooms.RoomError: no such room.
+        @raise twistedchat.rooms.RoomError: the user is not in that room.
         """
         history = self.factory.history
         if history is None:
             raise Refused("This server keeps no history.")
-        found = self.factory.room(self._room_name(room))
+        found = self.factory.room_of(self, self._room_name(room))
         records = self._recent(min(count, history.cap), found.key, private=True)
         self._replay(found.name, records, asked=True)
 
