@@ -391,7 +391,7 @@ def test_unban() -> None:
     ("line", "seen"),
     [
         ("/op bob", "*** alice made bob an operator of #dev"),
-        ("/deop bob", "*** alice made bob no longer an operator of #dev"),
+        ("/op bob\n/deop bob", "*** alice made bob no longer an operator of #dev"),
         ("/mode +t", "*** alice set #dev +t: only operators set the topic"),
         ("/mode #dev -t", "*** alice set #dev -t: anyone may set the topic"),
     ],
@@ -401,7 +401,12 @@ def test_mode_changes(line: str, seen: str) -> None:
     /op, /deop and /mode are announced to every member as one sentence.
     """
     _, alice, bob, _ = dev_with_alice_and_bob()
-    type_line(alice, line)
+    *before, last = line.split("\n")
+    for earlier in before:
+        type_line(alice, earlier)
+    alice.lines()
+    bob.lines()
+    type_line(alice, last)
     assert alice.lines() == [seen]
     assert bob.lines() == [seen]
 

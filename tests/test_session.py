@@ -1337,3 +1337,52 @@ def test_history_kept_only_for_rooms_that_exist() -> None:
     make_factory(clock, history=history)
     assert history.recent(20, "#gone") == []
     assert [r.event for r in history.recent(20, "#lobby")] == [ChatLine("alice", "hello", "#lobby")]
+
+
+def test_nickname_ban_covers_look_alikes() -> None:
+    """
+    A ban on a nickname (no account proved) also keeps out the nicknames
+    that look like it: after /ban bob, b0b cannot join, nor BOB.
+    """
+    factory = chat()
+    alice, bob = users(factory, "alice", "bob")
+    in_room("#r", alice)
+    alice.line("/ban bob")
+    bob.line("/nick b0b")
+    bob.line("/join #r")
+    bob.line("/nick BOB")
+    bob.line("/join #r")
+    assert bob.errors() == ["You are banned from #r.", "You are banned from #r."]
+    alice.line("/unban bob")
+    bob.line("/join #r")
+    assert "bob" not in [m.nickname for m in factory.room("#r").members]
+    assert "BOB" in [m.nickname for m in factory.room("#r").members]
+
+
+def test_op_and_deop_that_change_nothing_refused() -> None:
+    """
+    /op of an operator and /deop of someone who is no operator change
+    nothing, so they are refused and nobody is told anything.
+    """
+    factory = chat()
+    alice, bob = users(factory, "alice", "bob")
+    in_room("#r", alice, bob)
+    alice.line("/op alice")
+    alice.line("/deop bob")
+    assert alice.errors() == [
+        "alice is an operator of #r already.",
+        "bob is not an operator of #r.",
+    ]
+    assert alice.delivered == bob.delivered == []
+
+
+def test_deop_of_a_server_operator_refused() -> None:
+    """
+    A server operator is an operator in every room: /deop cannot take
+    that away, and says why.
+    """
+    factory, root = oper_chat()
+    (alice,) = users(factory, "alice")
+    in_room("#r", alice, root)
+    alice.line("/deop root2")
+    assert alice.errors() == ["root2 is a server operator, an operator in every room."]

@@ -822,8 +822,9 @@ class ChatFactory(ServerFactory):
         """
         Ban C{nickname} from the room called C{name}: the account of the
         one who has it, if they proved they own one, else the nickname
-        (registered nicknames are their account). A member who is banned
-        is also removed from the room. Every member is told.
+        (registered nicknames are their account). A nickname ban covers its
+        look-alikes too (L{nickname_skeleton}: C{b0b} for C{bob}). A member
+        who is banned is also removed from the room. Every member is told.
 
         @raise twistedchat.nicknames.InvalidNickname: C{nickname} is no
             nickname.
@@ -837,7 +838,7 @@ class ChatFactory(ServerFactory):
         elif self.accounts is not None and self.accounts.is_registered(nickname):
             ban = ("account", nickname_key(nickname))
         else:
-            ban = ("nickname", nickname_key(nickname))
+            ban = ("nickname", nickname_skeleton(nickname))
         shown = target.nickname if target is not None else nickname
         if ban not in room.bans and len(room.bans) >= MAX_BANS:
             raise RoomError(
@@ -865,7 +866,7 @@ class ChatFactory(ServerFactory):
         """
         room = self._operated(operator, name)
         key = nickname_key(nickname)
-        bans = {("account", key), ("nickname", key)}
+        bans = {("account", key), ("nickname", nickname_skeleton(nickname))}
         target = self._participants.get(key)
         if target is not None and target.account is not None:
             bans.add(("account", target.account.nickname_key))
@@ -884,12 +885,23 @@ class ChatFactory(ServerFactory):
         C{name} (C{operator_now} true: C{/op}), through its account if it
         proved it owns one, or no longer one (C{/deop}); tell every member.
 
-        @raise twistedchat.rooms.RoomError: see L{_operated}, or nobody
-            called C{nickname} is in the room.
+        @raise twistedchat.rooms.RoomError: see L{_operated}; nobody
+            called C{nickname} is in the room; or it changes nothing (an
+            operator already, or not one to take back: a server operator
+            is one in every room).
         """
         room = self._operated(operator, name)
         target = self._member(room, nickname)
         account = _key(target.account)
+        if operator_now and self.is_operator(target, room):
+            raise RoomError(room.name, f"{target.nickname} is an operator of {room.name} already.")
+        made = target in room.operators or account in room.operator_accounts
+        if not operator_now and not made:
+            if self.is_server_operator(target):
+                why = "a server operator, an operator in every room"
+            else:
+                why = f"not an operator of {room.name}"
+            raise RoomError(room.name, f"{target.nickname} is {why}.")
         if operator_now:
             if account is not None:
                 room.operator_accounts.add(account)

@@ -19,7 +19,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from twistedchat.nicknames import nickname_key
+from twistedchat.nicknames import nickname_key, nickname_skeleton
 
 if TYPE_CHECKING:
     from twistedchat.factory import IParticipant
@@ -123,8 +123,9 @@ class Room:
         connected (they had proved no account when they were made one).
     @ivar operator_accounts: keys of the accounts that are operators of
         the room whenever their owner is in it.
-    @ivar bans: C{("account", key)} or C{("nickname", key)} pairs: who may
-        not join.
+    @ivar bans: C{("account", key)} pairs (an account's nickname key) or
+        C{("nickname", skeleton)} pairs (L{nickname_skeleton}, so that a
+        ban covers look-alikes): who may not join.
     @ivar permanent: the room stays when its last member leaves (the
         default room, and rooms an account operates: see L{persistent}).
     """
@@ -158,7 +159,7 @@ class Room:
         Return whether someone called C{nickname}, who proved they own the
         account with key C{account} (or C{None}), is banned from the room.
         """
-        return ("nickname", nickname_key(nickname)) in self.bans or (
+        return ("nickname", nickname_skeleton(nickname)) in self.bans or (
             account is not None and ("account", account) in self.bans
         )
 

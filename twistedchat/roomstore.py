@@ -43,7 +43,7 @@ class StoredRoom:
     @ivar operators: the keys of the accounts that are the room's
         operators.
     @ivar bans: who is banned, as C{(kind, key)}: kind C{"account"} with an
-        account's key, or C{"nickname"} with a nickname's key.
+        account's key, or C{"nickname"} with a nickname's skeleton.
     """
 
     key: str
