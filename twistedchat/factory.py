@@ -354,14 +354,14 @@ class ChatFactory(ServerFactory):
 
     def connection_count(self, host: str | None = None) -> int:
         """
-        Return how many connections are open, in all or from C{host}'s
-        address group.
+        Return how many connections are open, in all or, as C{max_per_ip}
+        counts them, from C{host}'s address group (L{group_of}: none from
+        an exempt address).
         """
         if host is None:
             return len(self._connections)
-        group = address_group(host)
-        assert group is not None  # host is not None
-        return self._per_host[group]
+        group = self.group_of(host)
+        return 0 if group is None else self._per_host[group]
 
     # Participants
 

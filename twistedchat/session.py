@@ -110,7 +110,16 @@ class Refused(ValueError):
 
 class State(Enum):
     """
-    Where a session is in its life.
+    Where a session is in its life: C{AWAITING_NICKNAME} until a nickname
+    is taken (or C{AWAITING_PASSWORD} while a registered one waits for its
+    password), then C{CHATTING}, and C{CLOSED} once it leaves.
+
+    A plain attribute rather than an C{automat} machine: front ends read it
+    to decide what a line is (a nickname, a password, a chat line), and
+    C{automat} keeps its state private by design; four states with their
+    transitions in L{ChatSession}'s few methods read as clearly. The
+    broadcast path does not look at it (front ends check their own
+    "closed" flag).
     """
 
     AWAITING_NICKNAME = auto()
