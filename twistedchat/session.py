@@ -963,6 +963,8 @@ class ChatSession(TimeoutMixin):
         @raise Refused: C{new} is taken.
         """
         old = self.nickname
+        if new == old:
+            raise Refused(f"You are called {new} already.")
         try:
             self.factory.rename(self, new, self.account)
         except NicknameInUse:
