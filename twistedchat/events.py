@@ -289,9 +289,9 @@ class TopicIs(Event):
 class HistoryReplay(Event):
     """
     Past events shown to the participant, oldest first: C{records} (each a
-    L{twistedchat.history.Record}) of C{room} (C{""}: private messages
-    only), as C{viewer} (the key of the account they proved they own, or
-    C{None}) may see them. C{asked}: they asked for it (C{/history}),
+    L{twistedchat.history.Record}) of C{room}, with the private messages
+    C{viewer} (the key of the account they proved they own, or C{None})
+    may see among them. C{asked}: they asked for it (C{/history}),
     rather than getting it on joining.
     """
 
