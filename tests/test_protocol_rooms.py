@@ -393,7 +393,7 @@ def test_unban() -> None:
         ("/op bob", "*** alice made bob an operator of #dev"),
         ("/op bob\n/deop bob", "*** alice made bob no longer an operator of #dev"),
         ("/mode +t", "*** alice set #dev +t: only operators set the topic"),
-        ("/mode #dev -t", "*** alice set #dev -t: anyone may set the topic"),
+        ("/mode +t\n/mode #dev -t", "*** alice set #dev -t: anyone may set the topic"),
     ],
 )
 def test_mode_changes(line: str, seen: str) -> None:

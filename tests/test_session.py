@@ -396,12 +396,12 @@ def test_part_current_room_moves_current_room() -> None:
 
 def test_part_default_reason() -> None:
     """
-    /part with no reason tells the others the reason "left".
+    /part with no reason tells the others no reason.
     """
     factory = chat()
     alice, bob = users(factory, "alice", "bob")
     bob.line("/part")
-    assert alice.delivered == [Left("bob", "left", "#lobby")]
+    assert alice.delivered == [Left("bob", "", "#lobby")]
 
 
 def test_part_other_room_keeps_current_room() -> None:
@@ -514,7 +514,7 @@ def test_plain_line_in_no_room() -> None:
     alice.forget()
     alice.line("anyone?")
     assert alice.errors() == ["You are in no room; /join #ROOM joins one."]
-    assert bob.delivered == [Left("alice", "left", "#lobby")]
+    assert bob.delivered == [Left("alice", "", "#lobby")]
 
 
 @pytest.mark.parametrize("command", ["/rooms", "/list"])
@@ -862,7 +862,7 @@ def test_unban_the_nickname_shown() -> None:
     bob.line("/nick robert")
     in_room("#dev", alice, bob)
     alice.line("/ban robert")
-    assert alice.delivered[0] == ModeChanged("#dev", "alice", "+b", "robert")
+    assert alice.delivered[0] == ModeChanged("#dev", "alice", "+b", "robert (account bob)")
     alice.line("/unban robert")
     assert alice.errors() == []
 
@@ -1281,8 +1281,7 @@ def test_rooms_limited() -> None:
 
 def test_bans_per_room_limited() -> None:
     """
-    A room keeps at most MAX_BANS bans; one more is refused, and
-    re-banning someone banned already is not.
+    A room keeps at most MAX_BANS bans; one more is refused.
     """
     factory = chat()
     (alice,) = users(factory, "alice")
@@ -1290,7 +1289,6 @@ def test_bans_per_room_limited() -> None:
     for number in range(MAX_BANS):
         alice.line(f"/ban spammer{number}")
     assert alice.errors() == []
-    alice.line("/ban spammer0")
     alice.line("/ban onemore")
     assert alice.errors() == [f"#r has {MAX_BANS} bans already; /unban some first."]
     assert len(factory.room("#r").bans) == MAX_BANS
@@ -1386,3 +1384,80 @@ def test_deop_of_a_server_operator_refused() -> None:
     in_room("#r", alice, root)
     alice.line("/deop root2")
     assert alice.errors() == ["root2 is a server operator, an operator in every room."]
+
+
+# Found by trying it as a user
+
+
+def test_rename_into_a_banned_nickname_refused() -> None:
+    """
+    A member cannot take a nickname (or a look-alike of one) banned from
+    a room they are in: the rename is refused and nobody is told anything.
+    """
+    factory = chat()
+    alice, bob = users(factory, "alice", "dave")
+    in_room("#dev", alice, bob)
+    alice.line("/ban carol")
+    alice.forget()
+    bob.line("/nick car0l")
+    assert bob.errors() == ["The nickname car0l is banned from #dev, where you are."]
+    assert bob.session.nickname == "dave"
+    assert alice.delivered == []
+
+
+def test_ban_of_an_account_names_it() -> None:
+    """
+    Banning someone by a nickname that is not their account's says which
+    account is banned, and /unban takes that account's name.
+    """
+    factory = accounts_chat()
+    registered(factory, "carol")
+    (alice,) = users(factory, "alice")
+    in_room("#dev", alice)
+    carol = identified(factory, "carol")
+    carol.line("/nick mallory")
+    carol.line("/join #dev")
+    alice.forget()
+    alice.line("/ban mallory")
+    assert ModeChanged("#dev", "alice", "+b", "mallory (account carol)") in alice.delivered
+    alice.line("/unban carol")
+    assert factory.room("#dev").bans == set()
+
+
+def test_repeated_ban_and_mode_refused() -> None:
+    """
+    Banning someone banned already, and setting a mode the room has, are
+    refused rather than announced again.
+    """
+    factory = chat()
+    (alice,) = users(factory, "alice")
+    in_room("#dev", alice)
+    alice.line("/ban eve")
+    alice.line("/mode +t")
+    alice.forget()
+    alice.line("/ban eve")
+    alice.line("/mode +t")
+    assert alice.errors() == ["eve is banned from #dev already.", "#dev is +t already."]
+    assert alice.delivered == []
+
+
+def test_last_operator_cannot_deop_or_kick_themselves() -> None:
+    """
+    The last operator of a room cannot /deop themselves (nobody could
+    moderate it again), and nobody can /kick themselves (/part leaves);
+    with another operator, /deop of oneself works.
+    """
+    factory = chat()
+    alice, bob = users(factory, "alice", "bob")
+    in_room("#dev", alice, bob)
+    alice.line("/deop alice")
+    alice.line("/kick alice")
+    assert alice.errors() == [
+        "You are the last operator of #dev; /op someone else first.",
+        "/kick is for others; /part #dev leaves it.",
+    ]
+    alice.line("/op bob")
+    alice.forget()
+    alice.line("/deop alice")
+    assert alice.errors() == []
+    assert not factory.is_operator(alice.session, factory.room("#dev"))

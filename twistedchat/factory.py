@@ -533,9 +533,16 @@ class ChatFactory(ServerFactory):
         @raise NicknameReserved: it, or one that looks like it, is reserved.
         @raise NicknameInUse: someone else has it, or one that looks like it.
         @raise NicknameRegistered: it is registered to another account.
+        @raise twistedchat.rooms.BannedFromRoom: it is banned from a room
+            the participant is in.
         """
         old = participant.nickname
         assert old is not None
+        for room in participant.rooms.values():
+            if room.is_banned(new, _key(account)) and not self.is_server_operator(participant):
+                raise BannedFromRoom(
+                    room.name, f"The nickname {new} is banned from {room.name}, where you are."
+                )
         self._claim(participant, new, account, same=nickname_key(new) == nickname_key(old))
         if new == old:
             return
@@ -794,11 +801,14 @@ class ChatFactory(ServerFactory):
         C{change} is C{"+t"} or C{"-t"}.
 
         @raise ValueError: C{change} is neither.
-        @raise twistedchat.rooms.RoomError: see L{_operated}.
+        @raise twistedchat.rooms.RoomError: see L{_operated}, or the room
+            has that mode already.
         """
         if change not in ("+t", "-t"):
             raise ValueError(change)
         room = self._operated(operator, name)
+        if room.topic_locked == (change == "+t"):
+            raise RoomError(room.name, f"{room.name} is {change} already.")
         room.topic_locked = change == "+t"
         self._moderated(operator, room, ModeChanged(room.name, operator.nickname, change), change)
         return room
@@ -814,6 +824,8 @@ class ChatFactory(ServerFactory):
         """
         room = self._operated(operator, name)
         target = self._member(room, nickname)
+        if target is operator:
+            raise RoomError(room.name, f"/kick is for others; /part {room.name} leaves it.")
         event = Kicked(room.name, operator.nickname, target.nickname, reason)
         self._moderated(operator, room, event, f"kicked {target.nickname} ({reason})", save=False)
         self._exit(target, room)
@@ -840,7 +852,13 @@ class ChatFactory(ServerFactory):
         else:
             ban = ("nickname", nickname_skeleton(nickname))
         shown = target.nickname if target is not None else nickname
-        if ban not in room.bans and len(room.bans) >= MAX_BANS:
+        if ban[0] == "account" and ban[1] != nickname_key(shown):
+            # /unban takes the account's name, which the operator may not
+            # know otherwise.
+            shown = f"{shown} (account {ban[1]})"
+        if ban in room.bans:
+            raise RoomError(room.name, f"{shown} is banned from {room.name} already.")
+        if len(room.bans) >= MAX_BANS:
             raise RoomError(
                 room.name, f"{room.name} has {MAX_BANS} bans already; /unban some first."
             )
@@ -896,6 +914,17 @@ class ChatFactory(ServerFactory):
         if operator_now and self.is_operator(target, room):
             raise RoomError(room.name, f"{target.nickname} is an operator of {room.name} already.")
         made = target in room.operators or account in room.operator_accounts
+        if not operator_now and target is operator and made:
+            others = [m for m in room.members if m is not target and self.is_operator(m, room)]
+            if (
+                not others
+                and not (room.operators - {target})
+                and not (room.operator_accounts - {account})
+            ):
+                raise RoomError(
+                    room.name,
+                    f"You are the last operator of {room.name}; /op someone else first.",
+                )
         if not operator_now and not made:
             if self.is_server_operator(target):
                 why = "a server operator, an operator in every room"

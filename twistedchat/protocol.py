@@ -175,6 +175,8 @@ def _text(event: Event) -> str:
             return f"*{sender}* {text}"
         case Joined(nickname=nickname):
             return f"{NOTICE}{nickname} has joined"
+        case Left(nickname=nickname, reason=""):
+            return f"{NOTICE}{nickname} has left"
         case Left(nickname=nickname, reason=reason):
             return f"{NOTICE}{nickname} has left ({reason})"
         case NicknameChanged(old=old, new=new):
@@ -510,7 +512,9 @@ class ChatProtocol(LineReceiver, TelnetProtocol):
             case Names(room=room, nicknames=nicknames, operators=operators):
                 marked = set(operators)
                 shown = ", ".join(f"@{n}" if n in marked else n for n in nicknames)
-                self._notice(f"{_people(len(nicknames))} in {room}: {shown}")
+                self._notice(
+                    f"{_people(len(nicknames))} in {room}" + (f": {shown}" if shown else ".")
+                )
             case RoomList(rooms=rooms):
                 self._notice("1 room:" if len(rooms) == 1 else f"{len(rooms)} rooms:")
                 for summary in rooms:

@@ -610,7 +610,7 @@ class ChatSession(TimeoutMixin):
 
     def _part_command(self, argument: str) -> None:
         room, reason = _room_first(argument)
-        self.part(room, reason or "left")
+        self.part(room, reason)
 
     def _switch_command(self, argument: str) -> None:
         if not argument or " " in argument:
@@ -816,7 +816,7 @@ class ChatSession(TimeoutMixin):
         if not already:
             self._replay(room.name, past, asked=False)
 
-    def part(self, name: str | None = None, reason: str = "left") -> None:
+    def part(self, name: str | None = None, reason: str = "") -> None:
         """
         Leave the room called C{name} (the current one if C{None}).
 
