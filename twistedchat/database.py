@@ -93,7 +93,7 @@ _MIGRATIONS: dict[int, list[str]] = {
         """CREATE TABLE room_bans (
             room_key TEXT NOT NULL,  -- rooms.key
             kind TEXT NOT NULL CHECK (kind IN ('account', 'nickname')),
-            key TEXT NOT NULL,       -- account's or nickname's nickname_key
+            key TEXT NOT NULL,       -- an account's nickname_key, a nickname's nickname_skeleton
             PRIMARY KEY (room_key, kind, key)
         )""",
     ],

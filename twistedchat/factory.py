@@ -549,12 +549,7 @@ class ChatFactory(ServerFactory):
         self._remove(participant)
         self._add(participant, new)
         self._log.info("{old} is now known as {new}", old=old, new=new)
-        event = NicknameChanged(old, new)
-        rooms = list(participant.rooms.values())
-        if self.history is not None:
-            for room in rooms:
-                self.history.record(event, room.key)
-        self._fan_out(event, _everyone_in(rooms), participant)
+        self._publish(NicknameChanged(old, new), *participant.rooms.values(), exclude=participant)
 
     def leave(self, participant: IParticipant, reason: str) -> None:
         """
@@ -572,15 +567,9 @@ class ChatFactory(ServerFactory):
         announced = [room for room in rooms if not self._quiet(room)]
         for room in rooms:
             self._exit(participant, room)
-        if self._closing is not None or not announced:
-            return
-        event = Left(nickname, reason)
-        if self.history is not None:
-            for room in announced:
-                # Not in a room that vanished as it left.
-                if room.key in self._rooms:
-                    self.history.record(event, room.key)
-        self._fan_out(event, _everyone_in(announced))
+        if self._closing is None:
+            # Not in a room that vanished as it left.
+            self._publish(Left(nickname, reason), *(r for r in announced if r.key in self._rooms))
 
     # Rooms
 
@@ -652,7 +641,7 @@ class ChatFactory(ServerFactory):
         room.members[participant] = None
         participant.rooms[room.key] = room
         if not self._quiet(room):
-            self._publish(Joined(participant.nickname, room.name), room, participant)
+            self._publish(Joined(participant.nickname, room.name), room, exclude=participant)
 
     def _exit(self, participant: IParticipant, room: Room) -> None:
         """
@@ -719,7 +708,7 @@ class ChatFactory(ServerFactory):
         """
         room = self.room_of(participant, name)
         if not self._quiet(room):
-            self._publish(Left(participant.nickname, reason, room.name), room, participant)
+            self._publish(Left(participant.nickname, reason, room.name), room, exclude=participant)
         self._exit(participant, room)
         return room
 
@@ -890,7 +879,7 @@ class ChatFactory(ServerFactory):
             bans.add(("account", target.account.nickname_key))
         bans &= room.bans
         if not bans:
-            raise NotInRoom(room.name, f"{nickname} is not banned from {room.name}.")
+            raise RoomError(room.name, f"{nickname} is not banned from {room.name}.")
         room.bans -= bans
         event = ModeChanged(room.name, operator.nickname, "-b", nickname)
         self._moderated(operator, room, event, f"unbanned {nickname}")
@@ -915,11 +904,9 @@ class ChatFactory(ServerFactory):
             raise RoomError(room.name, f"{target.nickname} is an operator of {room.name} already.")
         made = target in room.operators or account in room.operator_accounts
         if not operator_now and target is operator and made:
-            others = [m for m in room.members if m is not target and self.is_operator(m, room)]
-            if (
-                not others
-                and not (room.operators - {target})
-                and not (room.operator_accounts - {account})
+            # Operators through an account count while offline too.
+            if not room.operator_accounts - {account} and not any(
+                m is not target and self.is_operator(m, room) for m in room.members
             ):
                 raise RoomError(
                     room.name,
@@ -990,7 +977,7 @@ class ChatFactory(ServerFactory):
             self._log.info(
                 "{room} <{nickname}> {text}", room=room.name, nickname=sender.nickname, text=text
             )
-        self._publish(ChatLine(sender.nickname, text, room.name), room, sender)
+        self._publish(ChatLine(sender.nickname, text, room.name), room, exclude=sender)
 
     def act(self, sender: IParticipant, room: Room, text: str) -> None:
         """
@@ -1001,7 +988,7 @@ class ChatFactory(ServerFactory):
             self._log.info(
                 "{room} * {nickname} {text}", room=room.name, nickname=sender.nickname, text=text
             )
-        self._publish(Action(sender.nickname, text, room.name), room, sender)
+        self._publish(Action(sender.nickname, text, room.name), room, exclude=sender)
 
     def private_message(self, sender: IParticipant, recipient: str, text: str) -> str:
         """
@@ -1025,14 +1012,15 @@ class ChatFactory(ServerFactory):
         nickname: str = target.nickname
         return nickname
 
-    def _publish(self, event: Event, room: Room, exclude: IParticipant | None = None) -> None:
+    def _publish(self, event: Event, *rooms: Room, exclude: IParticipant | None = None) -> None:
         """
-        Store C{event} in C{room}'s history, if any, and deliver it to the
-        room's members but C{exclude}.
+        Store C{event} in the history of each of C{rooms}, if any, and
+        deliver it once to each of their members but C{exclude}.
         """
         if self.history is not None:
-            self.history.record(event, room.key)
-        self._fan_out(event, room.members, exclude)
+            for room in rooms:
+                self.history.record(event, room.key)
+        self._fan_out(event, _everyone_in(rooms), exclude)
 
     def _fan_out(
         self, event: Event, recipients: Iterable[IParticipant], exclude: IParticipant | None = None
@@ -1090,12 +1078,14 @@ def _key(account: IAccount | None) -> str | None:
     return None if account is None else account.nickname_key
 
 
-def _everyone_in(rooms: list[Room]) -> Iterable[IParticipant]:
+def _everyone_in(rooms: tuple[Room, ...]) -> Iterable[IParticipant]:
     """
     Return the members of C{rooms}, each once.
     """
     if len(rooms) == 1:
         return rooms[0].members
+    if not rooms:
+        return ()
     members: dict[IParticipant, None] = {}
     for room in rooms:
         members.update(room.members)

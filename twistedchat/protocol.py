@@ -209,29 +209,36 @@ def render_sent(recipient: str, text: str) -> bytes:
     return f"-> *{recipient}* {text}\r\n".encode()
 
 
-def render_history(
-    record: Record, viewer: str | None = None, renderer: Callable[[Event], bytes] = render_line
-) -> bytes:
-    """
-    Format a past event as one telnet line: its UTC time in brackets, then
-    the line as C{renderer} shows it live (a private message that
-    C{viewer}, a nickname key, sent as its sender saw it). Each record is
-    formatted once for every viewer who sees it alike.
-    """
-    event = record.event
-    if isinstance(event, PrivateMessage) and viewer == nickname_key(event.sender):
-        return _timestamp(record) + render_sent(event.recipient, event.text)
-    if renderer is render_room_line:
-        return record.render(_render_past_in_room)
-    return record.render(_render_past)
-
-
 def _render_past(record: Record) -> bytes:
     return _timestamp(record) + record.event.render(render_line)
 
 
 def _render_past_in_room(record: Record) -> bytes:
     return _timestamp(record) + record.event.render(render_room_line)
+
+
+#: How each live renderer shows a past event: a function of its own, so
+#: that each record keeps the bytes of each (L{Renderable.render}).
+_RENDER_PAST: dict[Callable[[Event], bytes], Callable[[Record], bytes]] = {
+    render_line: _render_past,
+    render_room_line: _render_past_in_room,
+}
+
+
+def render_history(
+    record: Record, viewer: str | None = None, renderer: Callable[[Event], bytes] = render_line
+) -> bytes:
+    """
+    Format a past event as one telnet line: its UTC time in brackets, then
+    the line as C{renderer} (L{render_line} or L{render_room_line}) shows
+    it live (a private message that C{viewer}, a nickname key, sent as its
+    sender saw it). Each record is formatted once for every viewer who sees
+    it alike.
+    """
+    event = record.event
+    if isinstance(event, PrivateMessage) and viewer == nickname_key(event.sender):
+        return _timestamp(record) + render_sent(event.recipient, event.text)
+    return record.render(_RENDER_PAST[renderer])
 
 
 def _timestamp(record: Record) -> bytes:

@@ -39,7 +39,7 @@ from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from zope.interface import Interface, implementer
 
-from twistedchat.accounts import Account, AccountError, IAccount
+from twistedchat.accounts import Account, AccountError, Accounts, IAccount
 from twistedchat.events import (
     CurrentRoom,
     Error,
@@ -58,7 +58,7 @@ from twistedchat.events import (
     Welcome,
 )
 from twistedchat.factory import IParticipant, NicknameRegistered, NoSuchNickname
-from twistedchat.history import Record
+from twistedchat.history import History, Record
 from twistedchat.nicknames import InvalidNickname, NicknameInUse, nickname_key
 from twistedchat.rooms import Room, RoomError, room_key
 from twistedchat.throttles import FailureReport, TokenBucket
@@ -646,9 +646,7 @@ class ChatSession(TimeoutMixin):
         return self.rename(new, password.strip())
 
     def _history_command(self, argument: str) -> None:
-        history = self.factory.history
-        if history is None:
-            raise Refused("This server keeps no history.")
+        history = self._history()
         room, count = _room_first(argument)
         # Only ASCII digits: str.isdigit() also accepts "²", which int()
         # refuses.
@@ -663,8 +661,7 @@ class ChatSession(TimeoutMixin):
         @raise Refused: this server has no accounts, or the number of words
             is wrong.
         """
-        if self.factory.accounts is None:
-            raise Refused("This server has no accounts.")
+        self._registered_accounts()
         parts = argument.split()
         if len(parts) != words:
             raise Refused(f"Usage: {usage}")
@@ -981,9 +978,7 @@ class ChatSession(TimeoutMixin):
             room.
         @raise twistedchat.rooms.RoomError: the user is not in that room.
         """
-        history = self.factory.history
-        if history is None:
-            raise Refused("This server keeps no history.")
+        history = self._history()
         found = self.factory.room_of(self, self._room_name(room))
         records = self._recent(min(count, history.cap), found.key, private=True)
         self._replay(found.name, records, asked=True)
@@ -1015,6 +1010,33 @@ class ChatSession(TimeoutMixin):
 
     # Accounts
 
+    def _history(self) -> History:
+        """
+        Return the server's history.
+
+        @raise Refused: it keeps none.
+        """
+        if self.factory.history is None:
+            raise Refused("This server keeps no history.")
+        return self.factory.history
+
+    def _registered_accounts(self, nickname: str | None = None) -> Accounts:
+        """
+        Return the server's accounts, in which C{nickname}, if given, must
+        be registered.
+
+        @raise Refused: the server has no accounts, or C{nickname} is not
+            registered.
+        """
+        accounts = self.factory.accounts
+        if accounts is None:
+            raise Refused("This server has no accounts.")
+        if nickname is not None and not accounts.is_registered(nickname):
+            raise Refused(
+                f"The nickname {nickname} is not registered; /register PASSWORD does that."
+            )
+        return accounts
+
     def register_account(self, password: str) -> Deferred[None]:
         """
         Register the user's nickname with C{password}; from then on the
@@ -1024,9 +1046,7 @@ class ChatSession(TimeoutMixin):
         @return: fires once it is done and answered.
         @raise Refused: too many registrations from this address lately.
         """
-        accounts, nickname = self.factory.accounts, self.nickname
-        if accounts is None:
-            raise Refused("This server has no accounts.")
+        accounts, nickname = self._registered_accounts(), self.nickname
         assert nickname is not None
         registrations = self.factory.registrations
         wait = registrations.allow(self.group)
@@ -1073,17 +1093,12 @@ class ChatSession(TimeoutMixin):
         @raise Refused: the nickname is not registered, or is proved
             already.
         """
-        nickname, accounts = self.nickname, self.factory.accounts
+        nickname = self.nickname
         assert nickname is not None
-        if accounts is None:
-            raise Refused("This server has no accounts.")
         if self.account is not None and self.account.nickname_key == nickname_key(nickname):
             self._notice(f"You are identified as {nickname} already.")
             return succeed(None)
-        if not accounts.is_registered(nickname):
-            raise Refused(
-                f"The nickname {nickname} is not registered; /register PASSWORD does that."
-            )
+        self._registered_accounts(nickname)
 
         def checked(account: IAccount | None | Literal[False]) -> None:
             if self.state is State.CLOSED or self._closed_for_wrong_passwords():
@@ -1104,14 +1119,9 @@ class ChatSession(TimeoutMixin):
         @return: fires once it is done and answered.
         @raise Refused: the nickname is not registered.
         """
-        accounts, nickname = self.factory.accounts, self.nickname
+        nickname = self.nickname
         assert nickname is not None
-        if accounts is None:
-            raise Refused("This server has no accounts.")
-        if not accounts.is_registered(nickname):
-            raise Refused(
-                f"The nickname {nickname} is not registered; /register PASSWORD does that."
-            )
+        accounts = self._registered_accounts(nickname)
 
         async def change() -> None:
             account = await self._check_password(nickname, old)
