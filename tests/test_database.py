@@ -1,8 +1,9 @@
 """
 Tests for L{twistedchat.database}: the modes of the database files, the
-busy timeout of its connections, and the rooms schema (version 3). Other
-schema upgrades and start-up errors are tested with the history, in
-C{test_history.py}.
+busy timeout of its connections, the rooms schema (version 3), and event
+ids and the full-text index (version 4). Other schema upgrades and
+start-up errors are tested with the history, in C{test_history.py}, and
+searching in C{test_search.py}.
 """
 
 from __future__ import annotations
@@ -199,17 +200,17 @@ def columns(connection: sqlite3.Connection, table: str) -> list[str]:
 
 def test_new_database_has_the_rooms_schema(tmp_path: Path) -> None:
     """
-    A new database is at schema version 3: its events have a room, indexed
-    with their id, and the tables of persistent rooms, their operators
-    and their bans exist, empty; a ban's kind is 'account' or 'nickname'.
+    A new database has the rooms schema (version 3, kept by later
+    versions): its events have a room, indexed with their id, and the
+    tables of persistent rooms, their operators and their bans exist,
+    empty; a ban's kind is 'account' or 'nickname'.
     """
     path = tmp_path / "chat.sqlite3"
     open_database(str(path))
     connection = sqlite3.connect(path)
     try:
-        assert SCHEMA_VERSION == 3
-        assert connection.execute("PRAGMA user_version").fetchone() == (3,)
-        assert columns(connection, "events")[-1] == "room"
+        assert connection.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+        assert "room" in columns(connection, "events")
         assert [row[2] for row in connection.execute("PRAGMA index_info(events_room)")] == [
             "room",
             "id",
@@ -239,9 +240,9 @@ def test_new_database_has_the_rooms_schema(tmp_path: Path) -> None:
 
 def test_upgrade_from_version_2_keeps_rows(tmp_path: Path) -> None:
     """
-    A database of schema version 2 is upgraded to version 3 on start-up:
-    its events (now with no room) and accounts are kept, and the rooms
-    tables are added, empty.
+    A database of schema version 2 is upgraded to the current version on
+    start-up: its events (now with no room, and their row id as event id)
+    and accounts are kept, and the rooms tables are added, empty.
     """
     path = tmp_path / "v2.sqlite3"
     connection = sqlite3.connect(path)
@@ -264,14 +265,122 @@ def test_upgrade_from_version_2_keeps_rows(tmp_path: Path) -> None:
     open_database(str(path))
     connection = sqlite3.connect(path)
     try:
-        assert connection.execute("PRAGMA user_version").fetchone() == (3,)
+        assert connection.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
         assert connection.execute("SELECT * FROM events").fetchall() == [
-            (1, 5.0, "chat", "al", None, "hi", None)
+            (1, 5.0, "chat", "al", None, "hi", None, 1)
         ]
         assert connection.execute("SELECT * FROM accounts").fetchall() == [
             ("al", "Al", "$argon2id$...", 7.0)
         ]
         for table in ("rooms", "room_operators", "room_bans"):
             assert connection.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,)
+    finally:
+        connection.close()
+
+
+def test_new_database_has_event_ids_and_a_search_index(tmp_path: Path) -> None:
+    """
+    Schema version 4: events have an event id, indexed with their room;
+    last_event holds the largest event id ever stored, which inserts
+    raise and deletes do not lower; the full-text index holds the text of
+    chat lines, actions and private messages, not of notices, and loses a
+    row's text when the row is deleted.
+    """
+    path = tmp_path / "chat.sqlite3"
+    open_database(str(path))
+    connection = sqlite3.connect(path)
+    try:
+        assert SCHEMA_VERSION == 4
+        assert "event" in columns(connection, "events")
+        index = connection.execute("PRAGMA index_info(events_room_event)").fetchall()
+        assert [row[2] for row in index] == ["room", "event"]
+        assert connection.execute("SELECT id FROM last_event").fetchall() == [(0,)]
+        connection.executemany(
+            "INSERT INTO events (at, kind, nickname, target, text, room, event)"
+            " VALUES (0, ?, 'al', ?, ?, ?, ?)",
+            [
+                ("chat", None, "apple pie", "#a", 1),
+                ("action", None, "eats apple", "#a", 2),
+                ("private", "bo", "apple secret", None, 3),
+                ("leave", None, "apple", "#a", 4),
+                ("topic", None, "apple", "#a", 5),
+                ("nick", "bob", None, "#a", 6),
+                ("nick", "bob", None, "#b", 6),
+            ],
+        )
+        assert connection.execute("SELECT id FROM last_event").fetchall() == [(6,)]
+
+        def found() -> list[int]:
+            query = "SELECT rowid FROM events_text WHERE events_text MATCH 'apple' ORDER BY rowid"
+            return [row for (row,) in connection.execute(query)]
+
+        assert found() == [1, 2, 3]
+        connection.execute("DELETE FROM events WHERE event IN (1, 6)")
+        assert found() == [2, 3]
+        assert connection.execute("SELECT id FROM last_event").fetchall() == [(6,)]
+        connection.execute("INSERT INTO events_text (events_text) VALUES ('integrity-check')")
+    finally:
+        connection.close()
+
+
+def version_3_database(path: Path) -> None:
+    """
+    Create, at C{path}, a database of schema version 3 holding a chat
+    line from before rooms, a private message, a join and a chat line.
+    """
+    connection = sqlite3.connect(path)
+    connection.executescript(
+        """
+        CREATE TABLE events (id INTEGER PRIMARY KEY, at REAL NOT NULL, kind TEXT NOT NULL,
+            nickname TEXT NOT NULL, target TEXT, text TEXT, room TEXT);
+        CREATE INDEX events_at ON events (at);
+        CREATE INDEX events_room ON events (room, id);
+        CREATE TABLE accounts (nickname_key TEXT PRIMARY KEY, nickname TEXT NOT NULL,
+            password_hash TEXT NOT NULL, created_at REAL NOT NULL);
+        CREATE TABLE rooms (key TEXT PRIMARY KEY, name TEXT NOT NULL,
+            topic TEXT NOT NULL DEFAULT '', topic_by TEXT NOT NULL DEFAULT '',
+            topic_at REAL NOT NULL DEFAULT 0, topic_locked INTEGER NOT NULL DEFAULT 0);
+        CREATE TABLE room_operators (room_key TEXT NOT NULL, account_key TEXT NOT NULL,
+            PRIMARY KEY (room_key, account_key));
+        CREATE TABLE room_bans (room_key TEXT NOT NULL, kind TEXT NOT NULL
+            CHECK (kind IN ('account', 'nickname')), key TEXT NOT NULL,
+            PRIMARY KEY (room_key, kind, key));
+        INSERT INTO events (at, kind, nickname, target, text, room) VALUES
+            (1, 'chat', 'al', NULL, 'old hello', NULL),
+            (2, 'private', 'al', 'bo', 'hello secret', NULL),
+            (3, 'join', 'bo', NULL, NULL, '#dev'),
+            (4, 'chat', 'bo', NULL, 'hello dev', '#dev');
+        PRAGMA user_version = 3;
+        """
+    )
+    connection.commit()
+    connection.close()
+
+
+def test_upgrade_from_version_3_numbers_and_indexes_old_rows(tmp_path: Path) -> None:
+    """
+    A database of schema version 3 is upgraded to version 4 on start-up:
+    each old row's event id is its row id, last_event is the largest of
+    them, and the text of its chat lines, actions and private messages is
+    in the full-text index.
+    """
+    path = tmp_path / "v3.sqlite3"
+    version_3_database(path)
+    open_database(str(path))
+    connection = sqlite3.connect(path)
+    try:
+        assert connection.execute("PRAGMA user_version").fetchone() == (4,)
+        assert connection.execute("SELECT id, event FROM events").fetchall() == [
+            (1, 1),
+            (2, 2),
+            (3, 3),
+            (4, 4),
+        ]
+        assert connection.execute("SELECT id FROM last_event").fetchall() == [(4,)]
+        found = connection.execute(
+            "SELECT rowid FROM events_text WHERE events_text MATCH 'hello' ORDER BY rowid"
+        ).fetchall()
+        assert found == [(1,), (2,), (4,)]
+        connection.execute("INSERT INTO events_text (events_text) VALUES ('integrity-check')")
     finally:
         connection.close()

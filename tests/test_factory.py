@@ -23,6 +23,7 @@ from twistedchat.events import (
     ServerShutdown,
 )
 from twistedchat.factory import ChatFactory, IParticipant, NoSuchNickname
+from twistedchat.history import History
 from twistedchat.nicknames import InvalidNickname, NicknameInUse
 from twistedchat.rooms import Room
 
@@ -37,6 +38,7 @@ class Participant:
         self.nickname: str | None = None
         self.account: IAccount | None = None
         self.rooms: dict[str, Room] = {}
+        self.echo = False
         self.events: list[Event] = []
         self.disconnected = False
 
@@ -155,6 +157,67 @@ def test_messages_take_the_one_fan_out_path() -> None:
             PrivateMessage("alice", "bob", "psst"),
         ]
     )
+
+
+class CountingParticipant(Participant):
+    """
+    A participant that counts the calls to its deliver().
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def deliver(self, event: Event) -> None:
+        self.calls += 1
+        super().deliver(event)
+
+
+def test_echo_delivers_to_the_sender_once() -> None:
+    """
+    A sender with echo is handed its own chat line, action and private
+    message: the same event object as its recipients, which the history
+    has numbered already, in one deliver() call each; one call per
+    recipient, and none to a participant in no room it was said in.
+    """
+    clock = Clock()
+    factory = ChatFactory(clock, history=History(None, clock))
+    participants = []
+    for nickname in ("alice", "bob", "carol"):
+        participant = CountingParticipant()
+        factory.connected(participant)
+        factory.register(participant, nickname)
+        participants.append(participant)
+    alice, bob, carol = participants
+    factory.join(carol, "#elsewhere")
+    factory.part(carol, "#lobby", "")
+    for participant in participants:
+        participant.events.clear()
+        participant.calls = 0
+    alice.echo = True
+    factory.say(alice, factory.default_room, "hi")
+    factory.act(alice, factory.default_room, "waves")
+    factory.private_message(alice, "bob", "psst")
+    assert alice.events == [
+        ChatLine("alice", "hi", "#lobby"),
+        Action("alice", "waves", "#lobby"),
+        PrivateMessage("alice", "bob", "psst"),
+    ]
+    assert all(own is seen for own, seen in zip(alice.events, bob.events, strict=True))
+    assert [event.id for event in alice.events] == [event.id for event in bob.events]
+    assert all(event.id > 0 for event in alice.events)
+    assert (alice.calls, bob.calls, carol.calls) == (3, 3, 0)
+
+
+def test_private_message_to_oneself_with_echo_delivered_once() -> None:
+    """
+    With echo, a private message to oneself is delivered once.
+    """
+    factory = ChatFactory(Clock())
+    (alice,) = joined(factory, "alice")
+    alice.echo = True
+    factory.private_message(alice, "alice", "note")
+    assert alice.events == [PrivateMessage("alice", "alice", "note")]
 
 
 def test_render_once_per_renderer() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_twisted
@@ -30,7 +31,14 @@ from twistedchat.events import (
     PrivateMessage,
     TopicChanged,
 )
-from twistedchat.history import FLUSH_INTERVAL, MAX_UNWRITTEN, History, Record, load_recent
+from twistedchat.history import (
+    FLUSH_INTERVAL,
+    MAX_UNWRITTEN,
+    History,
+    Record,
+    last_event_id,
+    load_recent,
+)
 
 #: The key of the room the tests talk in, and of the default room.
 LOBBY = "#lobby"
@@ -1048,3 +1056,262 @@ async def test_load_recent_per_room_with_old_rows_in_the_default_room(tmp_path: 
         ChatLine("cy", "quiet 2", "#quiet"),
     ]
     assert [record.event for record in restarted.recent(2, "#old")] == old_room
+
+
+# Event ids and times
+
+
+def test_recorded_events_get_increasing_ids_and_times() -> None:
+    """
+    record() gives each event, the first time it sees it, an id one more
+    than the last, from 1 in a history kept in memory, and the time it was
+    recorded; a later event gets a larger id. A reply that is never
+    recorded keeps id 0 and time 0.0, and neither counts in comparisons.
+    """
+    clock = Clock()
+    clock.advance(1_000)
+    history = memory_history(clock)
+    first, second = ChatLine("al", "one", LOBBY), ChatLine("al", "two", LOBBY)
+    history.record(first, LOBBY)
+    clock.advance(2.5)
+    history.record(second, LOBBY)
+    assert (first.id, first.at) == (1, 1_000.0)
+    assert (second.id, second.at) == (2, 1_002.5)
+    assert first == ChatLine("al", "one", LOBBY)
+    assert "id" not in repr(first)
+    assert (Left("al", "").id, Left("al", "").at) == (0, 0.0)
+
+
+def test_event_in_several_rooms_keeps_one_id_and_time() -> None:
+    """
+    A quit or a nickname change recorded in each room its participant was
+    in keeps the id and time it got in the first, and every room's record
+    holds the same event; the next event gets the next id.
+    """
+    clock = Clock()
+    history = memory_history(clock)
+    quit, rename = Left("al", "bye"), NicknameChanged("bo", "bob")
+    history.record(quit, "#a")
+    clock.advance(1)
+    history.record(quit, "#b")
+    history.record(rename, "#a")
+    history.record(rename, "#b")
+    assert (quit.id, quit.at, rename.id, rename.at) == (1, 0.0, 2, 1.0)
+    for room in ("#a", "#b"):
+        records = history.recent(10, room)
+        assert [record.event for record in records] == [quit, rename]
+        assert [(record.id, record.at) for record in records] == [(1, 0.0), (2, 1.0)]
+        assert records[0].event is quit
+
+
+@pytest_twisted.ensureDeferred
+async def test_ids_go_on_after_a_restart(tmp_path: Path) -> None:
+    """
+    Events are stored with their ids; after a restart from the same SQLite
+    file, the records read back carry their event's id and time, and new
+    events are numbered after the largest id stored, so ids keep growing
+    across restarts. A quit in two rooms is stored once in each, with one
+    id.
+    """
+    path = str(tmp_path / "chat.sqlite3")
+    open_history(path, 20)
+    clock = Clock()
+    clock.advance(100)
+    history = History(make_pool(path, reactor), clock)
+    quit = Left("al", "bye")
+    record_all(history, [ChatLine("al", "hi", LOBBY), PrivateMessage("al", "bo", "psst")])
+    history.record(quit, LOBBY)
+    history.record(quit, "#dev")
+    await history.stop()
+    rows = sqlite3.connect(path).execute("SELECT event, room FROM events ORDER BY id").fetchall()
+    assert rows == [(1, LOBBY), (2, None), (3, LOBBY), (3, "#dev")]
+
+    recent = open_history(path, 20)
+    assert [(record.id, record.event.id, record.event.at) for record in recent] == [
+        (1, 1, 100.0),
+        (2, 2, 100.0),
+        (3, 3, 100.0),
+        (3, 3, 100.0),
+    ]
+    clock.advance(5)
+    restarted = History(make_pool(path, reactor), clock, recent)
+    later = ChatLine("bo", "back", LOBBY)
+    restarted.record(later, LOBBY)
+    assert (later.id, later.at) == (4, 105.0)
+    await restarted.stop()
+    (again,) = [r for r in open_history(path, 20) if r.event == later]
+    assert (again.id, again.at) == (4, 105.0)
+
+
+@pytest_twisted.ensureDeferred
+async def test_ids_go_on_after_everything_was_pruned(tmp_path: Path) -> None:
+    """
+    Pruning every stored event does not lower the largest event id ever
+    stored (last_event_id, from the database's last_event table): a
+    history given it as last_id numbers new events after it, though no
+    event is left to read.
+    """
+    path = str(tmp_path / "chat.sqlite3")
+    open_history(path, 20)
+    clock = Clock()
+    history = History(make_pool(path, reactor), clock, retention=1)
+    record_all(history, [ChatLine("al", f"line {i}", LOBBY) for i in range(3)])
+    await history.flush()
+    clock.advance(2 * 86400)
+    await history.prune()
+    await history.stop()
+    recent, last = open_database(path, lambda c: load_recent(c, 20, LOBBY), last_event_id)
+    assert (recent, last) == ([], 3)
+    restarted = History(None, clock, recent, last_id=last)
+    event = ChatLine("al", "again", LOBBY)
+    restarted.record(event, LOBBY)
+    assert event.id == 4
+
+
+def test_last_id_and_recent_ids_both_count() -> None:
+    """
+    Numbering goes on after the larger of last_id and the ids of the
+    recent records.
+    """
+    loaded = ChatLine("al", "old", LOBBY)
+    loaded.id = 7
+    history = History(None, Clock(), [Record(0.0, loaded, LOBBY)], last_id=5)
+    event = ChatLine("al", "new", LOBBY)
+    history.record(event, LOBBY)
+    assert event.id == 8
+
+
+# Pages of older events
+
+
+def numbered_chat(history: History, clock: Clock, count: int, room: str = LOBBY) -> list[Event]:
+    """
+    Record C{count} chat lines in C{room}, one a second, each followed by a
+    private message that no page shows; return the lines.
+    """
+    lines: list[Event] = []
+    for i in range(count):
+        line = ChatLine("al", f"line {i}", room)
+        history.record(line, room)
+        history.record(PrivateMessage("al", "bo", f"secret {i}"), None)
+        lines.append(line)
+        clock.advance(1)
+    return lines
+
+
+def test_page_from_memory() -> None:
+    """
+    Without a database, page() returns from memory, oldest first, the last
+    count events of the room (lines and notices, no private messages)
+    whose id is below before; none for an id of 1 or less, or a count of
+    0, or a room never seen.
+    """
+    clock = Clock()
+    history = memory_history(clock)
+    lines = numbered_chat(history, clock, 3)
+    join = Joined("cy", LOBBY)
+    history.record(join, LOBBY)
+    lines += numbered_chat(history, clock, 2)
+    everything = [*lines[:3], join, *lines[3:]]
+
+    def page(before: int, count: int, room: str = LOBBY) -> list[Event]:
+        d = history.page(room, before, count)
+        return [record.event for record in d.result]
+
+    assert page(1000, 10) == everything
+    assert page(lines[3].id, 2) == [lines[2], join]
+    assert page(everything[-1].id, 2) == [join, lines[3]]
+    assert page(join.id, 10) == lines[:3]
+    assert page(lines[0].id, 10) == []
+    assert page(1, 10) == page(1000, 0) == page(1000, 10, "#nowhere") == []
+
+
+def file_history_on(tmp_path: Path, clock: Clock, **options: Any) -> tuple[str, History]:
+    """
+    A new database in C{tmp_path} and a history on C{clock} writing to it
+    through a real pool, the default room being C{LOBBY}.
+    """
+    path = str(tmp_path / "chat.sqlite3")
+    open_history(path, 20)
+    history = History(make_pool(path, reactor), clock, default_room=LOBBY, **options)
+    return path, history
+
+
+@pytest_twisted.ensureDeferred
+async def test_page_from_the_database_sees_unwritten_events(tmp_path: Path) -> None:
+    """
+    With a database, page() reads it, after writing the events not yet
+    written (nothing was flushed here), in order: oldest first, the last
+    count of the room with an id below before, notices included, private
+    messages and other rooms' events not; each record carries its event's
+    id and time.
+    """
+    clock = Clock()
+    path, history = file_history_on(tmp_path, clock)
+    lines = numbered_chat(history, clock, 5)
+    numbered_chat(history, clock, 2, "#dev")
+    join = Joined("cy", LOBBY)
+    history.record(join, LOBBY)
+    assert stored_texts(path) == []
+    page = await history.page(LOBBY, join.id + 1, 3)
+    assert [record.event for record in page] == [lines[3], lines[4], join]
+    assert [(record.id, record.at) for record in page] == [
+        (event.id, event.at) for event in (lines[3], lines[4], join)
+    ]
+    assert {record.room for record in page} == {LOBBY}
+    older = await history.page(LOBBY, page[0].id, 100)
+    assert [record.event for record in older] == lines[:3]
+    await history.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_page_waits_for_a_write_under_way(tmp_path: Path) -> None:
+    """
+    A page asked for while a batch is being written sees both that batch
+    and the events recorded since, which are written before it is read.
+    """
+    clock = Clock()
+    _, history = file_history_on(tmp_path, clock)
+    first = numbered_chat(history, clock, 2)
+    writing = history.flush()
+    later = numbered_chat(history, clock, 2)
+    reading = history.page(LOBBY, 1000, 10)
+    assert not writing.called
+    page = await reading
+    assert [record.event for record in page] == first + later
+    await history.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_page_of_old_rows_and_the_retention(tmp_path: Path) -> None:
+    """
+    Rows stored before rooms (no room, not private) are the default
+    room's in a page, merged with its newer events in id order, and no
+    other room's; nothing older than the retention is returned.
+    """
+    path = tmp_path / "chat.sqlite3"
+    old = version_2_database(path)
+    old.executemany(
+        "INSERT INTO events (at, kind, nickname, target, text) VALUES (?, ?, ?, ?, ?)",
+        [(1, "chat", "al", None, "old"), (2, "private", "al", "bo", "old secret")],
+    )
+    old.commit()
+    old.close()
+    recent = open_history(str(path), 20)
+    clock = Clock()
+    clock.advance(86400 + 10)
+    kept = History(make_pool(str(path), reactor), clock, recent, retention=1, default_room=LOBBY)
+    new = ChatLine("al", "new", LOBBY)
+    kept.record(new, LOBBY)
+    assert new.id == 3
+    page = await kept.page(LOBBY, 100, 10)
+    assert [(record.event, record.room) for record in page] == [(new, LOBBY)]
+    await kept.stop()
+    forever = History(make_pool(str(path), reactor), clock, default_room=LOBBY)
+    page = await forever.page(LOBBY, 100, 10)
+    assert [(record.event, record.room, record.id) for record in page] == [
+        (ChatLine("al", "old", LOBBY), LOBBY, 1),
+        (new, LOBBY, 3),
+    ]
+    assert await forever.page("#dev", 100, 10) == []
+    await forever.stop()

@@ -1,7 +1,8 @@
 """
 End-to-end history: lines reach the disk within a second of delivery,
-survive kill -9 and a restart, and are replayed to the next user; the
-database files are readable by the server's user only.
+survive kill -9 and a restart, and are replayed to the next user; event
+ids go on growing after a restart; the database files are readable by the
+server's user only.
 """
 
 from __future__ import annotations
@@ -72,9 +73,17 @@ def test_history_survives_kill_and_restart(tmp_path: Path) -> None:
         assert carol.expect("UTC]").endswith("<alice> line 3")
         assert carol.expect("UTC]").endswith("<alice> line 4")
         assert carol.expect("UTC]").endswith("*** carol has joined")
+        carol.send("after the restart")
+        wait_for_lines(database, [*lines, "after the restart"])
         carol.close()
     finally:
         restarted.stop()
+    # Event ids went on growing across the restart: each event, in one
+    # room here, has an id of its own, one more than the one before.
+    connection = sqlite3.connect(database)
+    ids = [event for (event,) in connection.execute("SELECT event FROM events ORDER BY id")]
+    connection.close()
+    assert ids == list(range(1, 10))  # 2 joins, 5 lines; carol's join and line
 
 
 def wait_for_lines(path: Path, lines: list[str]) -> None:

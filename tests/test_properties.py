@@ -194,6 +194,8 @@ command = st.one_of(
     st.builds(_command, st.sampled_from(["part", "topic", "rooms", "list"])),
     st.builds(_command, st.just("msg"), room, st.text(max_size=20)),
     st.builds(_command, st.just("history"), room, number),
+    st.builds(_command, st.sampled_from(["search", "SEARCH"]), st.text(max_size=20)),
+    st.builds(_command, st.just("search"), room, st.text(max_size=20)),
     st.builds(
         _command,
         st.sampled_from(["kick", "ban", "unban", "op", "deop", "KICK"]),

@@ -7,12 +7,19 @@ behind them are tested at the session level (tests/test_session*.py).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import pytest_twisted
 from fakeclients import FakeClient, chatters, make_factory
+from twisted.internet import reactor
 from twisted.internet.error import ConnectionLost
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
+from twistedchat.database import make_pool, open_database
+from twistedchat.events import Action, ChatLine, PrivateMessage, SearchResults
+from twistedchat.history import History, Record
 from twistedchat.protocol import PROMPT
 from twistedchat.session import HELP, State
 
@@ -460,3 +467,89 @@ def test_quit_typed_ahead_of_the_welcome(cut: int) -> None:
     client.send(data[cut:])
     assert client.lines()[-1] == "*** Goodbye."
     assert client.closed
+
+
+def search_reply(client: FakeClient, records: list[Record], viewer: str | None = None) -> None:
+    """
+    Have C{client}'s connection show the answer to a search for "plan" in
+    #lobby that found C{records}.
+    """
+    client.chat.reply(SearchResults("plan", "#lobby", records, viewer))
+
+
+def test_search_results_lines() -> None:
+    """
+    Search results read "*** N matches for "TEXT" in #ROOM, newest first:",
+    then each match with its UTC time as a past line (a private message
+    the viewer sent as they sent it), then "*** End of search.".
+    """
+    (alice,) = chatters(make_factory(), "alice")
+    search_reply(
+        alice,
+        [
+            Record(60.0, ChatLine("bob", "the plan", "#lobby"), "#lobby"),
+            Record(30.0, PrivateMessage("alice", "bob", "my plan")),
+            Record(0.0, Action("bob", "plans", "#lobby"), "#lobby"),
+        ],
+        "alice",
+    )
+    assert alice.lines() == [
+        '*** 3 matches for "plan" in #lobby, newest first:',
+        "[1970-01-01 00:01:00 UTC] <bob> the plan",
+        "[1970-01-01 00:00:30 UTC] -> *bob* my plan",
+        "[1970-01-01 00:00:00 UTC] * bob plans",
+        "*** End of search.",
+    ]
+
+
+def test_search_results_one_match_in_several_rooms() -> None:
+    """
+    One match is "1 match"; a user in several rooms sees its room.
+    """
+    factory = make_factory()
+    (alice,) = chatters(factory, "alice")
+    alice.send(b"/join #dev\r\n")
+    alice.output()
+    search_reply(alice, [Record(0.0, ChatLine("bob", "the plan", "#lobby"), "#lobby")])
+    assert alice.lines() == [
+        '*** 1 match for "plan" in #lobby, newest first:',
+        "[1970-01-01 00:00:00 UTC] [#lobby] <bob> the plan",
+        "*** End of search.",
+    ]
+
+
+def test_no_search_results() -> None:
+    """
+    A search that found nothing reads "*** No matches for "TEXT" in
+    #ROOM.".
+    """
+    (alice,) = chatters(make_factory(), "alice")
+    search_reply(alice, [])
+    assert alice.lines() == ['*** No matches for "plan" in #lobby.']
+
+
+@pytest_twisted.ensureDeferred
+async def test_search_command_over_telnet(tmp_path: Path) -> None:
+    """
+    /search over telnet shows what was said that matches, once it is read
+    from the database; lines typed meanwhile wait for it.
+    """
+    path = str(tmp_path / "chat.sqlite3")
+    open_database(path)
+    clock = Clock()
+    history = History(make_pool(path, reactor), clock)
+    factory = make_factory(clock, history=history, history_on_join=0)
+    alice, bob = chatters(factory, "alice", "bob")
+    alice.send(b"the plan\r\n")
+    bob.output()
+    bob.send(b"/search the plan\r\nafter\r\n")
+    assert alice.lines() == []
+    # The pool answers in order: once this search is answered, so is bob's.
+    await history.search("plan", "#lobby")
+    assert bob.lines() == [
+        '*** 1 match for "the plan" in #lobby, newest first:',
+        "[1970-01-01 00:00:00 UTC] <alice> the plan",
+        "*** End of search.",
+    ]
+    assert alice.lines() == ["<bob> after"]
+    await history.stop()

@@ -13,7 +13,7 @@ import re
 
 import pytest
 from fakeclients import make_factory
-from test_session import chat, connect, users
+from test_session import chat, connect, oper_chat, users
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent
 
@@ -24,6 +24,7 @@ from twistedchat.events import (
     Names,
     NicknameChanged,
     Notice,
+    RoomJoined,
     ServerShutdown,
     Welcome,
 )
@@ -44,6 +45,37 @@ def test_welcome_counts_and_lists_everyone_online() -> None:
     alice.session.choose_nickname("alice")
     assert alice.replies_of(Welcome) == [Welcome("alice", (3, ["alice", "Bob", "carol"]))]
     assert alice.session.state is State.CHATTING
+
+
+def test_welcome_says_the_room() -> None:
+    """
+    The Welcome also says which room the user was put in (the default
+    room), its topic and its members, as joining a room does; with more
+    members than C{quiet_joins_above}, only how many.
+    """
+    factory = chat(quiet_joins_above=2)
+    users(factory, "carol")
+    alice = connect(factory)
+    alice.session.choose_nickname("alice")
+    [welcome] = alice.replies_of(Welcome)
+    assert welcome.room == RoomJoined("#lobby", "", ["carol", "alice"])
+    bob = connect(factory)
+    bob.session.choose_nickname("bob")
+    [welcome] = bob.replies_of(Welcome)
+    assert welcome.room == RoomJoined("#lobby", "", [], count=3)
+
+
+def test_welcome_without_room_when_banned() -> None:
+    """
+    A user banned from the default room is welcomed with no room.
+    """
+    factory, root = oper_chat()
+    root.line("/ban mallory")
+    assert root.errors() == []
+    mallory = connect(factory)
+    mallory.session.choose_nickname("mallory")
+    [welcome] = mallory.replies_of(Welcome)
+    assert welcome.room is None
 
 
 @pytest.mark.parametrize("nickname", ["1abc", "-abc", "toolongnickname12", "é", "a.b", "a@b"])
@@ -248,6 +280,7 @@ def test_help_lists_every_command() -> None:
         "/me",
         "/nick",
         "/history",
+        "/search",
         "/quit",
         "/exit",
         ".exit",

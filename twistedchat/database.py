@@ -34,7 +34,7 @@ from twisted.logger import Logger
 
 #: The schema this code writes; older databases are upgraded on start-up
 #: (C{PRAGMA user_version} holds the version of a database).
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 #: Seconds a connection waits for another writer's lock before a query
 #: fails with "database is locked" (C{sqlite3.connect}'s C{timeout}, that
@@ -96,6 +96,43 @@ _MIGRATIONS: dict[int, list[str]] = {
             key TEXT NOT NULL,       -- an account's nickname_key, a nickname's nickname_skeleton
             PRIMARY KEY (room_key, kind, key)
         )""",
+    ],
+    4: [
+        # Event ids (twistedchat.events.Event.id): one per event, shared by
+        # its rows when it happened in several rooms (a quit, a nickname
+        # change), larger for later events; rows stored before are
+        # numbered by their row id. The index serves "room R, event id
+        # below X, newest first" (twistedchat.history.History.page).
+        "ALTER TABLE events ADD COLUMN event INTEGER",
+        "UPDATE events SET event = id",
+        "CREATE INDEX events_room_event ON events (room, event)",
+        # The largest event id ever stored, so that numbering goes on
+        # after it even once pruning has deleted every row.
+        "CREATE TABLE last_event (id INTEGER NOT NULL)",
+        "INSERT INTO last_event SELECT coalesce(max(event), 0) FROM events",
+        """CREATE TRIGGER events_last_event AFTER INSERT ON events
+            WHEN new.event > (SELECT id FROM last_event)
+            BEGIN UPDATE last_event SET id = new.event; END""",
+        # Full-text search (SQLite FTS5) over what was said: the text of
+        # chat lines, actions and private messages, not of notices. An
+        # external-content table: the text is stored once, in events, and
+        # the triggers keep the index in step as rows are added and pruned
+        # (rows are never updated).
+        """CREATE VIRTUAL TABLE events_text USING fts5(
+            text, content='events', content_rowid='id',
+            tokenize='unicode61 remove_diacritics 2'
+        )""",
+        """CREATE TRIGGER events_text_insert AFTER INSERT ON events
+            WHEN new.kind IN ('chat', 'action', 'private')
+            BEGIN INSERT INTO events_text (rowid, text) VALUES (new.id, new.text); END""",
+        """CREATE TRIGGER events_text_delete AFTER DELETE ON events
+            WHEN old.kind IN ('chat', 'action', 'private')
+            BEGIN
+                INSERT INTO events_text (events_text, rowid, text)
+                VALUES ('delete', old.id, old.text);
+            END""",
+        """INSERT INTO events_text (rowid, text)
+            SELECT id, text FROM events WHERE kind IN ('chat', 'action', 'private')""",
     ],
 }
 

@@ -49,7 +49,24 @@ class Renderable:
 class Event(Renderable):
     """
     Base class of everything a participant can be told about.
+
+    A chat event gets its id and time when the history records it
+    (L{twistedchat.history.History.record}), before anyone is told, so
+    that it is the same live, replayed and found by a search; an event
+    recorded in several rooms (a quit, a nickname change) keeps one of
+    each. Neither is an argument of C{__init__}, nor compared: plain class
+    attributes, set on the instance, rather than dataclass fields, so that
+    a subclass such as L{TopicIs} may have a field of its own called
+    C{at}.
+
+    @ivar id: the event's number: positive, larger for later events, across
+        restarts; C{0} for an event not recorded (a reply, or no history).
+    @ivar at: when it happened, in seconds since the epoch (UTC); C{0.0}
+        for an event not recorded.
     """
+
+    id = 0
+    at = 0.0
 
 
 @dataclass
@@ -202,11 +219,15 @@ class Welcome(Event):
     """
     The participant is in the chat as C{nickname}; C{online} is how many
     are online and their nicknames, sorted (C{[]} when there are too many
-    to list: see L{twistedchat.factory.ChatFactory.online_summary}).
+    to list: see L{twistedchat.factory.ChatFactory.online_summary}); C{room}
+    is the room they were put in (the default room), or C{None} if they
+    are banned from it. (The telnet front end shows the welcome only; the
+    others say what C{room} says, as for L{RoomJoined}.)
     """
 
     nickname: str
     online: tuple[int, list[str]]
+    room: RoomJoined | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -276,7 +297,8 @@ class RoomList(Event):
 class TopicIs(Event):
     """
     The topic of C{room}: C{""} for none; set by C{by} at C{at} (seconds
-    since the epoch).
+    since the epoch: a field of this reply, which is never recorded, in
+    place of L{Event.at}).
     """
 
     room: str
@@ -291,11 +313,31 @@ class HistoryReplay(Event):
     Past events shown to the participant, oldest first: C{records} (each a
     L{twistedchat.history.Record}) of C{room}, with the private messages
     C{viewer} (the key of the account they proved they own, or C{None})
-    may see among them. C{asked}: they asked for it (C{/history}),
-    rather than getting it on joining.
+    may see among them. C{asked}: they asked for it (C{/history}, or a
+    page of older events), rather than getting it on joining. C{before}:
+    for a page of older events (L{twistedchat.session.ChatSession.history_page}),
+    the event id it ends before; C{None} for the most recent events.
     """
 
     room: str
     records: list[Any]
     viewer: str | None
     asked: bool
+    before: int | None = None
+
+
+@dataclass
+class SearchResults(Event):
+    """
+    The answer to a search (L{twistedchat.session.ChatSession.search}) for
+    C{query} (the text as the user gave it) in C{room} (its name):
+    C{records} (each a L{twistedchat.history.Record}), newest first, the
+    room's chat lines and actions and the private messages C{viewer} (the
+    key of the account the user proved they own, or C{None}) may see that
+    match it. C{[]}: none did.
+    """
+
+    query: str
+    room: str
+    records: list[Any]
+    viewer: str | None

@@ -110,6 +110,12 @@ class IParticipant(Interface):
         "The rooms the participant is in: a C{dict} of L{Room} by room key."
         " Changed only by L{ChatFactory}."
     )
+    echo = Attribute(
+        "Whether the participant is delivered its own chat lines, actions and"
+        " private messages (C{bool}), as everyone else gets them, with their"
+        " id and time: a front end that shows them only once the server has"
+        " them (WebSocket) sets it; telnet does not."
+    )
 
     def deliver(event: Event) -> None:
         """
@@ -285,6 +291,7 @@ class ChatFactory(ServerFactory):
         if history is not None:
             # Rooms that vanished before the restart stay on disk only.
             history.retain(self._rooms)
+            history.default_room = self.default_room.key
 
     # Connections
 
@@ -971,29 +978,34 @@ class ChatFactory(ServerFactory):
 
     def say(self, sender: IParticipant, room: Room, text: str) -> None:
         """
-        Send a chat line from C{sender} to the other members of C{room}.
+        Send a chat line from C{sender} to the other members of C{room},
+        and to C{sender} too if it asked for its own (C{echo}).
         """
         if self.log_messages:
             self._log.info(
                 "{room} <{nickname}> {text}", room=room.name, nickname=sender.nickname, text=text
             )
-        self._publish(ChatLine(sender.nickname, text, room.name), room, exclude=sender)
+        event = ChatLine(sender.nickname, text, room.name)
+        self._publish(event, room, exclude=None if sender.echo else sender)
 
     def act(self, sender: IParticipant, room: Room, text: str) -> None:
         """
         Send an action (C{/me}) from C{sender} to the other members of
-        C{room}.
+        C{room}, and to C{sender} too if it asked for its own (C{echo}).
         """
         if self.log_messages:
             self._log.info(
                 "{room} * {nickname} {text}", room=room.name, nickname=sender.nickname, text=text
             )
-        self._publish(Action(sender.nickname, text, room.name), room, exclude=sender)
+        event = Action(sender.nickname, text, room.name)
+        self._publish(event, room, exclude=None if sender.echo else sender)
 
     def private_message(self, sender: IParticipant, recipient: str, text: str) -> str:
         """
         Send C{text} from C{sender} to the participant called C{recipient}
-        only. The text is logged only with C{log_messages}.
+        only, and, if it asked for its own (C{echo}), to C{sender} too (once,
+        if it is its own recipient). The text is logged only with
+        C{log_messages}.
 
         @return: the recipient's nickname as they spell it.
         @raise NoSuchNickname: nobody online is called C{recipient}.
@@ -1008,7 +1020,10 @@ class ChatFactory(ServerFactory):
         message = PrivateMessage(sender.nickname, target.nickname, text)
         if self.history is not None:
             self.history.record(message)
-        self._fan_out(message, (target,))
+        if sender.echo and sender is not target:
+            self._fan_out(message, (target, sender))
+        else:
+            self._fan_out(message, (target,))
         nickname: str = target.nickname
         return nickname
 

@@ -7,7 +7,10 @@ also in memory for replay.
 Each event belongs to one room, named by its key
 (L{twistedchat.nicknames.nickname_key} of the room's name), or, for a
 private message, to none. An event seen in several rooms (a quit, a
-nickname change) is recorded once in each of them.
+nickname change) is recorded once in each of them. Recording an event
+gives it its id (L{twistedchat.events.Event.id}), one for all its rooms,
+larger for later events, across restarts (numbering goes on after the
+largest id stored: L{last_event_id}), and its time.
 
 Replay and C{/history} count the conversation: a room's chat lines and
 actions and, when asked for, the private messages the viewer may see. The notices (joins, leaves,
@@ -29,6 +32,12 @@ with the next one; at most L{MAX_UNWRITTEN} events wait so, and beyond
 that the oldest are dropped, and logged. A room that no longer exists is
 forgotten in memory (L{History.forget}); its events stay on disk.
 
+Older events are read from disk, in a pool thread too, a page at a time
+(L{History.page}: those before an event id, for scrolling up), and found
+by searching what was said (L{History.search}, SQLite's FTS5 full-text
+index). Both first hand the pool the events not yet written, so that they
+see everything recorded before they were asked.
+
 Private messages are stored for their two participants' own replay: they
 are shown only to a viewer who proved (with a password) that they own the
 sender's or the recipient's registered nickname, and never to anyone
@@ -39,10 +48,10 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 from twisted.enterprise.adbapi import ConnectionPool
 from twisted.internet.defer import Deferred, succeed
@@ -64,6 +73,8 @@ from twistedchat.events import (
     TopicChanged,
 )
 from twistedchat.nicknames import nickname_key
+
+_T = TypeVar("_T")
 
 #: Seconds between batched writes.
 FLUSH_INTERVAL = 0.5
@@ -87,8 +98,8 @@ def is_conversation(event: Event) -> bool:
 
 
 #: A row of the events table: at, kind, nickname, target, text, room (the
-#: room key, or C{None} for a private message).
-Row: TypeAlias = tuple[float, str, str, str | None, str | None, str | None]
+#: room key, or C{None} for a private message), event (the event's id).
+Row: TypeAlias = tuple[float, str, str, str | None, str | None, str | None, int]
 
 
 @dataclass
@@ -98,11 +109,21 @@ class Record(Renderable):
     the key of the room it happened in (C{None} for a private message). A
     front end renders it once for everyone it replays it to (see
     L{Renderable.render}).
+
+    The event carries its id and time (L{Event.id}, L{Event.at}), read
+    from disk too.
     """
 
     at: float
     event: Event
     room: str | None = None
+
+    @property
+    def id(self) -> int:
+        """
+        The id of the event (L{Event.id}); C{0} if it was never recorded.
+        """
+        return self.event.id
 
 
 #: An event kept in memory: its number in the order of events, and it.
@@ -118,23 +139,23 @@ def _row(record: Record) -> Row:
     at, event, room = record.at, record.event, record.room
     match event:
         case ChatLine(sender=sender, text=text):
-            return (at, "chat", sender, None, text, room)
+            return (at, "chat", sender, None, text, room, event.id)
         case Action(sender=sender, text=text):
-            return (at, "action", sender, None, text, room)
+            return (at, "action", sender, None, text, room, event.id)
         case Joined(nickname=nickname):
-            return (at, "join", nickname, None, None, room)
+            return (at, "join", nickname, None, None, room, event.id)
         case Left(nickname=nickname, reason=reason):
-            return (at, "leave", nickname, None, reason, room)
+            return (at, "leave", nickname, None, reason, room, event.id)
         case NicknameChanged(old=old, new=new):
-            return (at, "nick", old, new, None, room)
+            return (at, "nick", old, new, None, room, event.id)
         case TopicChanged(nickname=nickname, topic=topic):
-            return (at, "topic", nickname, None, topic, room)
+            return (at, "topic", nickname, None, topic, room, event.id)
         case Kicked(operator=operator, nickname=nickname, reason=reason):
-            return (at, "kick", operator, nickname, reason, room)
+            return (at, "kick", operator, nickname, reason, room, event.id)
         case ModeChanged(operator=operator, change=change, target=target):
-            return (at, "mode", operator, target or None, change, room)
+            return (at, "mode", operator, target or None, change, room, event.id)
         case PrivateMessage(sender=sender, recipient=recipient, text=text):
-            return (at, "private", sender, recipient, text, None)
+            return (at, "private", sender, recipient, text, None, event.id)
     raise TypeError(f"{event!r} is not stored")
 
 
@@ -145,10 +166,12 @@ def _record(
     target: str | None,
     text: str | None,
     room: str | None,
+    event_id: int | None = None,
 ) -> Record:
     """
-    Turn a row of the events table back into a L{Record}. A room event
-    gets the room key as its room's name (the name as created is not
+    Turn a row of the events table back into a L{Record}, whose event
+    carries the row's event id (C{0} if it has none) and time. A room
+    event gets the room key as its room's name (the name as created is not
     stored with it).
 
     @raise ValueError: C{kind} is unknown.
@@ -173,9 +196,12 @@ def _record(
         case "mode":
             event = ModeChanged(name, nickname, text or "", target or "")
         case "private":
-            return Record(at, PrivateMessage(nickname, target or "", text or ""))
+            event = PrivateMessage(nickname, target or "", text or "")
+            room = None
         case _:
             raise ValueError(f"unknown event kind {kind!r}")
+    event.id = event_id or 0
+    event.at = at
     return Record(at, event, room)
 
 
@@ -185,7 +211,7 @@ def _record(
 #: them (after none if fewer than C{:keep}), the last C{:keep}.
 _LOAD_RECENT = """
 WITH placed AS (
-    SELECT id, at, kind, nickname, target, text,
+    SELECT id, at, kind, nickname, target, text, event,
         CASE WHEN kind = 'private' THEN NULL ELSE coalesce(room, :default_room) END AS room,
         kind IN ('chat', 'action', 'private') AS said  -- conversation; the rest are notices
     FROM events
@@ -206,10 +232,10 @@ notices AS (
         WHERE NOT said AND id > coalesce(starts.after, 0)
     ) WHERE newest <= :keep
 )
-SELECT at, kind, nickname, target, text, room FROM (
-    SELECT id, at, kind, nickname, target, text, room FROM lines
+SELECT at, kind, nickname, target, text, room, event FROM (
+    SELECT id, at, kind, nickname, target, text, room, event FROM lines
     UNION ALL
-    SELECT id, at, kind, nickname, target, text, room FROM notices
+    SELECT id, at, kind, nickname, target, text, room, event FROM notices
 )
 ORDER BY id
 """
@@ -238,6 +264,20 @@ def load_recent(connection: Any, keep: int, default_room: str) -> list[Record]:
         return []
     rows = connection.execute(_LOAD_RECENT, {"keep": keep, "default_room": default_room})
     return [_record(*row) for row in rows]
+
+
+def last_event_id(connection: Any) -> int:
+    """
+    Read, at start-up, the largest event id ever stored (schema version 4's
+    C{last_event} table), which pruning does not lower: pass it to
+    L{History} as C{last_id}, so that event ids go on growing even if every
+    event was pruned.
+
+    @param connection: an open C{sqlite3} connection to a database of the
+        current schema (see L{twistedchat.database.open_database}).
+    """
+    row = connection.execute("SELECT max(id) FROM last_event").fetchone()
+    return int(row[0] or 0)
 
 
 class _RoomEvents:
@@ -279,25 +319,35 @@ class History:
         cap: int = 200,
         retention: float = 0,
         max_unwritten: int = MAX_UNWRITTEN,
+        last_id: int = 0,
+        default_room: str | None = None,
     ) -> None:
         """
         @param pool: the pool from L{twistedchat.database.make_pool}, or C{None} to keep the
             recent events in memory only (C{--database :memory:}).
         @param recent: the recent events read at start-up (L{load_recent}), oldest first;
-            each knows its room.
+            each knows its room, and its event its id.
         @param retention: days to keep events for; C{0} keeps them forever.
         @param max_unwritten: the most events kept while the database cannot be
             written (L{MAX_UNWRITTEN}); at least 1.
+        @param last_id: the largest event id ever stored (L{last_event_id}); events
+            are numbered after it and after every id in C{recent}, or from 1.
+        @param default_room: the key of the room that events stored before rooms
+            existed happened in (see L{load_recent}); the factory sets it
+            (L{twistedchat.factory.ChatFactory}), else none.
         @raise ValueError: a record of C{recent} is a room event with no room.
         """
         self.cap = cap
+        self.default_room = default_room
         self._pool = pool
         self._clock = clock
         self._sequence = 0
+        self._last_id = last_id
         self._rooms: dict[str, _RoomEvents] = {}
         self._private: deque[_Kept] = deque(maxlen=cap)
         for record in recent:
             self._remember(record)
+            self._last_id = max(self._last_id, record.event.id)
         self._retention = retention
         # Rows not yet on disk, oldest first; those being written are in
         # _batch. Together they are at most _max_unwritten.
@@ -358,9 +408,12 @@ class History:
         Remember C{event} as happening now in the room C{room}; it reaches
         the disk with the next batch.
 
-        An event seen in several rooms (a quit, L{Left} with no room, or a
+        The first time it sees C{event}, it gives it its id and time
+        (L{Event.id}: one more than the last; L{Event.at}: now). An event
+        seen in several rooms (a quit, L{Left} with no room, or a
         L{NicknameChanged}) is recorded once for each room its participant
-        was in; the same event object may be recorded so in several rooms.
+        was in; the same event object may be recorded so in several rooms,
+        and keeps one id and one time.
 
         If L{MAX_UNWRITTEN} events are already waiting to be written, the
         oldest not being written now is dropped; the first drop logs a
@@ -375,7 +428,11 @@ class History:
         if isinstance(event, PrivateMessage) != (room is None):
             where = "in no room" if room is None else f"in the room {room!r}"
             raise ValueError(f"{event!r} cannot be recorded {where}")
-        record = Record(self._clock.seconds(), event, room)
+        if not event.id:
+            self._last_id += 1
+            event.id = self._last_id
+            event.at = self._clock.seconds()
+        record = Record(event.at, event, room)
         self._remember(record)
         if self._pool is None:
             return
@@ -465,7 +522,7 @@ class History:
         """
         if count <= 0:
             return []
-        oldest = self._clock.seconds() - self._retention * 86400 if self._retention else 0
+        oldest = self._oldest()
         events = self._rooms.get(room) if room is not None else None
         sources: list[Iterator[_Kept]] = []
         if events is not None:
@@ -491,6 +548,134 @@ class History:
                 if record.at >= oldest:
                     notices.append((sequence, record))
         return [record for _, record in sorted(lines + notices, key=lambda kept: kept[0])]
+
+    def _oldest(self) -> float:
+        """
+        Return the time (seconds since the epoch) of the oldest event the
+        retention keeps; C{0} for no retention.
+        """
+        return self._clock.seconds() - self._retention * 86400 if self._retention else 0.0
+
+    def page(self, room: str, before: int, count: int) -> Deferred[list[Record]]:
+        """
+        Return the C{count} events of the room whose key is C{room} that
+        came last before the event with the id C{before}, oldest first, for
+        scrolling up: chat lines, actions and notices, no private messages;
+        none older than the retention.
+
+        With a database, they are read from it, in a pool thread, after
+        everything recorded so far is written (see L{_read}); events stored
+        before rooms existed are the C{default_room}'s. Without one, they
+        come from memory, and reach back only as far as it does.
+
+        @param before: an event id; C{1} or less finds nothing.
+        @param count: how many events, at most; C{0} or less finds none.
+        @return: fires with the records; fails if the database cannot be
+            read.
+        """
+        if count <= 0 or before <= 1:
+            return succeed([])
+        oldest = self._oldest()
+        if self._pool is None:
+            events = self._rooms.get(room)
+            if events is None:
+                return succeed([])
+            newest_first = heapq.merge(
+                reversed(events.conversation),
+                reversed(events.notices),
+                key=lambda kept: kept[0],
+                reverse=True,
+            )
+            found = islice(
+                (
+                    record
+                    for _, record in newest_first
+                    if record.event.id < before and record.at >= oldest
+                ),
+                count,
+            )
+            return succeed(list(found)[::-1])
+        parameters = {
+            "room": room,
+            "default_room": self.default_room,
+            "before": before,
+            "count": count,
+            "oldest": oldest,
+        }
+        return self._read(_page, parameters)
+
+    def search(
+        self,
+        text: str,
+        room: str | None,
+        viewer: str | None = None,
+        since: float = 0.0,
+        count: int = 20,
+    ) -> Deferred[list[Record]]:
+        """
+        Return, newest first, the last C{count} chat lines and actions of
+        the room whose key is C{room} that match C{text}, with the private
+        messages C{viewer} sent or received from C{since} on that match it
+        (the visibility rule of L{recent}); none older than the retention.
+
+        A record matches when it holds every word of C{text} (SQLite FTS5,
+        its C{unicode61} tokenizer: case and diacritics do not matter),
+        each taken literally (see L{search_query}). It is read from the
+        database, in a pool thread, after everything recorded so far is
+        written (see L{_read}); events stored before rooms existed are the
+        C{default_room}'s.
+
+        @param room: a room's key; C{None} for private messages only.
+        @param viewer: the nickname key of the account the viewer proved
+            it owns, or C{None}, who sees no private messages.
+        @param since: seconds since the epoch: when the viewer's account was
+            registered.
+        @param count: how many records, at most.
+        @raise NoSearch: the history is kept in memory only.
+        @raise ValueError: C{text} holds no word.
+        @return: fires with the records; fails if the database cannot be
+            read.
+        """
+        if self._pool is None:
+            raise NoSearch("Search needs a database; this server keeps its history in memory only.")
+        query = search_query(text)
+        if count <= 0:
+            return succeed([])
+        parameters = {
+            "query": query,
+            "room": room,
+            "default_room": self.default_room,
+            "private": viewer is not None,
+            "since": since,
+            "oldest": self._oldest(),
+        }
+        return self._read(_search, parameters, viewer, count)
+
+    def _read(self, read: Callable[..., _T], *args: Any) -> Deferred[_T]:
+        """
+        Run C{read(cursor, *args)} in the pool's thread once every event
+        recorded so far has been handed to it to write, so that it sees
+        them: after a write under way ends, start one of what waits, then
+        queue the read. The pool has one connection, whose thread runs
+        what it is given in order, so the read runs after that write. A
+        write that fails keeps its events for later, and the read does not
+        see them.
+
+        @return: fires with what C{read} returns, or fails with its error.
+        """
+        pool = self._pool
+        assert pool is not None
+
+        def run(_: object = None) -> Deferred[_T]:
+            self.flush()
+            d: Deferred[_T] = pool.runInteraction(read, *args)
+            return d
+
+        # Not chained to a Deferred that has fired already: a front end
+        # tells by .called whether to wait for the answer.
+        if not self._writing:
+            return run()
+        return self._when_idle().addCallback(run)
 
     def _visible_private(self, viewer: str, since: float) -> Iterator[_Kept]:
         """
@@ -606,6 +791,112 @@ def _insert(cursor: Any, rows: list[Row]) -> None:
     Insert C{rows} into the events table (runs in a pool thread).
     """
     cursor.executemany(
-        "INSERT INTO events (at, kind, nickname, target, text, room) VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO events (at, kind, nickname, target, text, room, event)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
         rows,
     )
+
+
+class NoSearch(ValueError):
+    """
+    The history cannot be searched: it is kept in memory only. C{str()} is
+    a sentence fit to show a user.
+    """
+
+
+def search_query(text: str) -> str:
+    """
+    Turn what a user typed into an SQLite FTS5 query that finds the texts
+    holding every word of it, each taken literally.
+
+    Each word (split on white space) becomes an FTS5 string, in double
+    quotes, a double quote in it doubled; strings side by side are FTS5's
+    implicit AND. So nothing a user types is FTS5 syntax: not C{"}, C{*},
+    C{^}, C{:}, parentheses, C{AND}, C{OR}, C{NOT} or C{NEAR}
+    (U{https://www.sqlite.org/fts5.html#full_text_query_syntax}, section
+    3). A word of punctuation only holds no token, and matches nothing.
+    A NUL character, which would end the query early for FTS5, separates
+    words; text that is not valid Unicode (a lone surrogate) has it
+    replaced.
+
+    @raise ValueError: C{text} holds no word.
+    """
+    text = text.encode("utf-8", "replace").decode("utf-8").replace("\0", " ")
+    words = text.split()
+    if not words:
+        raise ValueError("Search for what? Give a word or more.")
+    return " ".join('"' + word.replace('"', '""') + '"' for word in words)
+
+
+#: The rows of a page (L{History.page}): the room's newest before an id,
+#: and those stored before rooms for the default room; then the newest
+#: of both. Each part uses the index on (room, event).
+_PAGE = """
+SELECT at, kind, nickname, target, text, :room, event FROM (
+    SELECT * FROM (
+        SELECT at, kind, nickname, target, text, event FROM events
+        WHERE room = :room AND event < :before AND at >= :oldest AND kind != 'private'
+        ORDER BY event DESC LIMIT :count
+    )
+    UNION ALL
+    SELECT * FROM (
+        SELECT at, kind, nickname, target, text, event FROM events
+        WHERE room IS NULL AND :room = :default_room
+            AND event < :before AND at >= :oldest AND kind != 'private'
+        ORDER BY event DESC LIMIT :count
+    )
+)
+ORDER BY event DESC LIMIT :count
+"""
+
+
+def _page(cursor: Any, parameters: dict[str, Any]) -> list[Record]:
+    """
+    Read a page of a room's events (runs in a pool thread); see
+    L{History.page}.
+    """
+    rows = cursor.execute(_PAGE, parameters).fetchall()
+    return [_record(*row) for row in reversed(rows)]
+
+
+#: The rows that match a search (L{History.search}), newest first (the
+#: full-text index's row order, which is the order of events): the room's
+#: chat lines and actions, and, if C{:private}, private messages from
+#: C{:since} on, which L{_search} then filters by viewer.
+_SEARCH = """
+SELECT e.at, e.kind, e.nickname, e.target, e.text,
+    CASE WHEN e.kind = 'private' THEN NULL ELSE coalesce(e.room, :default_room) END,
+    e.event
+FROM events_text JOIN events AS e ON e.id = events_text.rowid
+WHERE events_text MATCH :query
+    AND e.at >= :oldest
+    AND (
+        (e.kind IN ('chat', 'action')
+            AND (e.room = :room OR (e.room IS NULL AND :room = :default_room)))
+        OR (e.kind = 'private' AND :private AND e.at >= :since)
+    )
+ORDER BY events_text.rowid DESC
+"""
+
+
+def _search(
+    cursor: Any, parameters: dict[str, Any], viewer: str | None, count: int
+) -> list[Record]:
+    """
+    Find what matches a search (runs in a pool thread); see
+    L{History.search}. Rows are read newest first until C{count} visible
+    ones are found.
+    """
+    found: list[Record] = []
+    for row in cursor.execute(_SEARCH, parameters):
+        record = _record(*row)
+        event = record.event
+        if isinstance(event, PrivateMessage) and viewer not in (
+            nickname_key(event.sender),
+            nickname_key(event.recipient),
+        ):
+            continue
+        found.append(record)
+        if len(found) >= count:
+            break
+    return found

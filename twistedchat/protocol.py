@@ -81,6 +81,7 @@ from twistedchat.events import (
     RoomJoined,
     RoomList,
     RoomParted,
+    SearchResults,
     ServerShutdown,
     TopicChanged,
     TopicIs,
@@ -535,6 +536,8 @@ class ChatProtocol(LineReceiver, TelnetProtocol):
                     self._notice(f"Topic of {room}: {topic} (set by {by}, {when} UTC)")
             case HistoryReplay():
                 self._replay(event)
+            case SearchResults():
+                self._search_results(event)
             case _:
                 self.deliver(event)
 
@@ -559,6 +562,22 @@ class ChatProtocol(LineReceiver, TelnetProtocol):
         for record in records:
             self._output.write(render_history(record, replay.viewer, renderer))
         self._notice("End of history.")
+
+    def _search_results(self, results: SearchResults) -> None:
+        """
+        Show what a search found, newest first, each line with its time.
+        """
+        records, found = results.records, f'"{results.query}" in {results.room}'
+        if not records:
+            self._notice(f"No matches for {found}.")
+            return
+        matches = "1 match" if len(records) == 1 else f"{len(records)} matches"
+        self._notice(f"{matches} for {found}, newest first:")
+        renderer = render_room_line if len(self.session.rooms) > 1 else render_line
+        assert self._output is not None
+        for record in records:
+            self._output.write(render_history(record, results.viewer, renderer))
+        self._notice("End of search.")
 
     def handshake_completed(self) -> None:
         """

@@ -7,19 +7,21 @@ Each front end (telnet today; WebSocket and IRC next) makes a
 L{ChatSession} per connection and turns what it reads into calls on it:
 L{ChatSession.choose_nickname}, L{ChatSession.give_password}, and, once
 chatting, L{ChatSession.say}, L{ChatSession.join} and the other command
-methods, or L{ChatSession.line} for a line typed by a person (a chat line
-or a C{/command}, the same for every front end). The session talks back
-through the small L{IFrontEnd} interface: C{deliver} for events many
-participants see alike (the broadcast hot path, one call per recipient),
-C{reply} for answers to this user only (L{twistedchat.events.Notice},
-L{twistedchat.events.Error}, L{twistedchat.events.Welcome} and the other
-replies), and C{close}.
+methods (L{ChatSession.history_page} and L{ChatSession.search} for a front
+end that scrolls back and searches), or L{ChatSession.line} for a line
+typed by a person (a chat line or a C{/command}, the same for every front
+end). The session talks back through the small L{IFrontEnd} interface:
+C{deliver} for events many participants see alike (the broadcast hot
+path, one call per recipient), C{reply} for answers to this user only
+(L{twistedchat.events.Notice}, L{twistedchat.events.Error},
+L{twistedchat.events.Welcome} and the other replies), and C{close}.
 
 A command method raises when it is refused (L{Refused}, and the nickname,
 room and account errors it names); L{ChatSession.line} turns those into an
 L{twistedchat.events.Error} reply. Commands that check a password return a
 L{Deferred} that fires once they are done: the front end reads no more
-lines until then.
+lines until then. So do those that read the history from the database
+(a page, a search).
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ from twistedchat.events import (
     RoomList,
     RoomParted,
     RoomSummary,
+    SearchResults,
     TopicIs,
     Welcome,
 )
@@ -73,6 +76,8 @@ MAX_WRONG_PASSWORDS = 3
 WRONG_PASSWORD_DELAY = 1.0
 #: Lines C{/history} shows when not told how many.
 DEFAULT_HISTORY = 20
+#: The most matches a search shows, newest first.
+SEARCH_RESULTS = 20
 
 HELP = """\
 Commands (case-insensitive):
@@ -91,6 +96,7 @@ Commands (case-insensitive):
   /identify PASSWORD prove you own your registered nickname
   /password OLD NEW  change your nickname's password
   /history [#ROOM] [N]  the last N lines said in a room (default 20)
+  /search [#ROOM] TEXT  find the lines with every word of TEXT, and your private messages
   /quit [REASON]     leave the chat (also /exit, .exit)
   //TEXT             send a line that starts with "/"
 Room operators:
@@ -216,6 +222,11 @@ class ChatSession(TimeoutMixin):
     @ivar state: the session's L{State}.
     @ivar peer: the connection's address as a person writes it, for logs.
     @ivar group: the address group per-address limits count it in.
+    @ivar echo: whether the user is delivered their own chat lines, actions
+        and private messages, like everyone else (with their id and time),
+        instead of the reply L{twistedchat.events.PrivateMessageSent} for
+        a private message; a front end sets it. C{False}: telnet shows
+        what its user typed itself.
     """
 
     _log = Logger()
@@ -233,6 +244,7 @@ class ChatSession(TimeoutMixin):
         self.state = State.AWAITING_NICKNAME
         self.peer = peer
         self.host = host
+        self.echo: bool = False
         self.group = factory.group_of(host)
         self._current: Room | None = None
         self._claim: str | None = None
@@ -429,7 +441,13 @@ class ChatSession(TimeoutMixin):
             self._registration_timer = None
         if factory.idle_timeout:
             self.setTimeout(factory.idle_timeout)
-        self.front_end.reply(Welcome(nickname, factory.online_summary()))
+        self.front_end.reply(
+            Welcome(
+                nickname,
+                factory.online_summary(),
+                None if room is None else self._joined(room, already=False),
+            )
+        )
         if note:
             self._notice(note)
         self._report_failures()
@@ -547,6 +565,7 @@ class ChatSession(TimeoutMixin):
         "me": "_me_command",
         "nick": "_nick_command",
         "history": "_history_command",
+        "search": "_search_command",
         "register": "_register_command",
         "identify": "_identify_command",
         "password": "_password_command",
@@ -571,22 +590,39 @@ class ChatSession(TimeoutMixin):
         @param text: the line, already cleaned (see
             L{twistedchat.sanitize.clean_line}).
         @return: C{None}, or a L{Deferred} that fires once a command that
-            checks a password is done.
+            checks a password, or reads the database (C{/search}), is
+            done.
         """
         self.resetTimeout()
         if not text.strip():
             return None
+        return self.attempt(self._typed, text)
+
+    def _typed(self, text: str) -> Deferred[None] | None:
         command = parse_command(text)
+        if command is None:
+            self.say(text[1:] if text.startswith("//") else text)
+            return None
+        name, argument = command
+        method = self._COMMANDS.get(name)
+        if method is None:
+            raise Refused(f"Unknown command /{name}. Type /help for the commands.")
+        result: Deferred[None] | None = getattr(self, method)(argument)
+        return result
+
+    def attempt(
+        self, command: Callable[..., Deferred[None] | None], *arguments: Any
+    ) -> Deferred[None] | None:
+        """
+        Run C{command(*arguments)}, one of this session's command methods,
+        for a front end, and answer a refusal (L{Refused}, a room, nickname
+        or account error, no such nickname) with an
+        L{twistedchat.events.Error} reply instead of raising.
+
+        @return: what C{command} returns, or C{None} if it was refused.
+        """
         try:
-            if command is None:
-                self.say(text[1:] if text.startswith("//") else text)
-                return None
-            name, argument = command
-            method = self._COMMANDS.get(name)
-            if method is None:
-                raise Refused(f"Unknown command /{name}. Type /help for the commands.")
-            result: Deferred[None] | None = getattr(self, method)(argument)
-            return result
+            return command(*arguments)
         except (Refused, RoomError, InvalidNickname, AccountError) as e:
             self._error(str(e))
         except NoSuchNickname as e:
@@ -653,6 +689,15 @@ class ChatSession(TimeoutMixin):
         if count and not (count.isascii() and count.isdigit() and int(count)):
             raise Refused(f"Usage: /history [#ROOM] [N], N from 1 to {history.cap}")
         self.history(int(count) if count else DEFAULT_HISTORY, room)
+
+    def _search_command(self, argument: str) -> Deferred[None]:
+        room, text = _room_first(argument)
+        if not text:
+            # "/search #python": the word, in the current room.
+            room, text = None, argument
+        if not text:
+            raise Refused("Usage: /search [#ROOM] TEXT")
+        return self.search(text, room)
 
     def _accounts(self, usage: str, argument: str, words: int) -> list[str]:
         """
@@ -783,12 +828,14 @@ class ChatSession(TimeoutMixin):
     def private_message(self, recipient: str, text: str) -> None:
         """
         Send C{text} to the participant called C{recipient} only, and reply
-        with what was sent.
+        with what was sent; with L{echo}, the user is delivered the private
+        message itself instead.
 
         @raise NoSuchNickname: nobody online is called C{recipient}.
         """
         recipient = self.factory.private_message(self, recipient, text)
-        self.front_end.reply(PrivateMessageSent(recipient, text))
+        if not self.echo:
+            self.front_end.reply(PrivateMessageSent(recipient, text))
 
     def join(self, name: str) -> None:
         """
@@ -805,13 +852,18 @@ class ChatSession(TimeoutMixin):
             past = self._recent(self.factory.history_on_join, room_key(name))
         room = self.factory.join(self, name)
         self._current = room
-        if len(room.members) > self.factory.quiet_joins_above:
-            reply = RoomJoined(room.name, room.topic, [], already, len(room.members))
-        else:
-            reply = RoomJoined(room.name, room.topic, [m.nickname for m in room.members], already)
-        self.front_end.reply(reply)
+        self.front_end.reply(self._joined(room, already))
         if not already:
             self._replay(room.name, past, asked=False)
+
+    def _joined(self, room: Room, already: bool) -> RoomJoined:
+        """
+        Return the reply that says this user is in C{room} now: its
+        members listed, or only counted above C{quiet_joins_above}.
+        """
+        if len(room.members) > self.factory.quiet_joins_above:
+            return RoomJoined(room.name, room.topic, [], already, len(room.members))
+        return RoomJoined(room.name, room.topic, [m.nickname for m in room.members], already)
 
     def part(self, name: str | None = None, reason: str = "") -> None:
         """
@@ -992,21 +1044,94 @@ class ChatSession(TimeoutMixin):
         history = self.factory.history
         if history is None or count <= 0:
             return []
-        accounts = self.factory.accounts
-        viewer = self.account.nickname_key if self.account is not None else None
-        since = 0.0
-        if viewer is not None and accounts is not None:
-            registered = accounts.registered_at(viewer)
-            if registered is None:
-                viewer = None
-            else:
-                since = registered
+        viewer, since = self._viewer()
         return history.recent(count, room, viewer, since, private=private and viewer is not None)
 
-    def _replay(self, room: str, records: list[Record], asked: bool) -> None:
+    def _viewer(self) -> tuple[str | None, float]:
+        """
+        Return whose private messages this user may see: the key of the
+        account they proved they own, and when it was registered (seconds
+        since the epoch; before that the nickname was anyone's); C{None}
+        and C{0.0} if they proved none, or it is no longer registered.
+        """
+        accounts = self.factory.accounts
+        viewer = self.account.nickname_key if self.account is not None else None
+        if viewer is None or accounts is None:
+            return viewer, 0.0
+        registered = accounts.registered_at(viewer)
+        if registered is None:
+            return None, 0.0
+        return viewer, registered
+
+    def _replay(
+        self, room: str, records: list[Record], asked: bool, before: int | None = None
+    ) -> None:
         if records or asked:
             viewer = self.account.nickname_key if self.account is not None else None
-            self.front_end.reply(HistoryReplay(room, records, viewer, asked))
+            self.front_end.reply(HistoryReplay(room, records, viewer, asked, before))
+
+    def history_page(self, room: str, before: int, count: int) -> Deferred[None]:
+        """
+        Reply with the events of the room called C{room} that came last
+        before the event with the id C{before}, oldest first, for scrolling
+        up: at most C{count} of them (kept from 1 to the history's cap),
+        chat lines, actions and notices, no private messages (see
+        L{History.page}). The reply is a
+        L{twistedchat.events.HistoryReplay} with C{asked} true and
+        C{before} set, even when there are none.
+
+        @param before: an event id (L{twistedchat.events.Event.id}).
+        @return: fires once the reply is made (or, if the history cannot be
+            read, an L{twistedchat.events.Error} is); never fails.
+        @raise Refused: the server keeps no history.
+        @raise twistedchat.rooms.RoomError: the user is not in that room.
+        """
+        history = self._history()
+        found = self.factory.room_of(self, room)
+        count = max(1, min(count, history.cap))
+
+        def answer(records: list[Record]) -> None:
+            self._replay(found.name, records, True, before)
+
+        d = history.page(found.key, before, count)
+        return d.addCallback(answer).addErrback(self._unreadable, "read the history")
+
+    def search(self, text: str, room: str | None = None) -> Deferred[None]:
+        """
+        Reply with what was said in the room called C{room} (the current
+        one if C{None}) that matches C{text}, and the private messages the
+        user may see that do (as for L{history}): a
+        L{twistedchat.events.SearchResults}, newest first, at most
+        L{SEARCH_RESULTS} (see L{History.search}).
+
+        @param text: the words to find, each taken literally.
+        @return: fires once the reply is made (or, if the history cannot be
+            read, an L{twistedchat.events.Error} is); never fails.
+        @raise Refused: the server keeps no history, or only in memory;
+            C{text} holds no word; or the user is in no room.
+        @raise twistedchat.rooms.RoomError: the user is not in that room.
+        """
+        history = self._history()
+        found = self.factory.room_of(self, self._room_name(room))
+        viewer, since = self._viewer()
+        query = text.strip()
+        try:
+            d = history.search(query, found.key, viewer, since, SEARCH_RESULTS)
+        except ValueError as e:
+            raise Refused(str(e)) from None
+
+        def answer(records: list[Record]) -> None:
+            self.front_end.reply(SearchResults(query, found.name, records, viewer))
+
+        return d.addCallback(answer).addErrback(self._unreadable, "search the history")
+
+    def _unreadable(self, failure: Failure, what: str) -> None:
+        """
+        The history could not be read: log why, and tell the user.
+        """
+        self._log.failure("could not {what}", failure, what=what)
+        if self.state is not State.CLOSED:
+            self._error("The history cannot be read now; try again later.")
 
     # Accounts
 
