@@ -24,7 +24,8 @@ class ChatServer:
     C{twistd -n chat} listening on a free loopback port, started from
     C{directory}, with C{options}; its log is collected in C{log_lines}.
     More C{--port} options in C{options} add listeners, whose ports follow
-    in C{ports}, in order. Unless C{options} say otherwise, 127.0.0.1 is
+    in C{ports}, in order; the ports of C{--web} listeners are in
+    C{web_ports}. Unless C{options} say otherwise, 127.0.0.1 is
     exempt from the per-address limits (every test client comes from it,
     and a test may connect more than --connection-rate times a minute).
     """
@@ -50,7 +51,9 @@ class ChatServer:
         self.log_lines: list[str] = []
         self._listening = threading.Event()
         self._listeners = 1 + options.count("--port")
+        self._web_listeners = options.count("--web")
         self.ports: list[int] = []
+        self.web_ports: list[int] = []
         self._reader = threading.Thread(target=self._read_log, daemon=True)
         self._reader.start()
         if not self._listening.wait(TIMEOUT):
@@ -65,8 +68,11 @@ class ChatServer:
             match = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
             if match:
                 self.ports.append(int(match.group(1)))
-                if len(self.ports) == self._listeners:
-                    self._listening.set()
+            match = re.search(r"web client at https?://127\.0\.0\.1:(\d+)/", line)
+            if match:
+                self.web_ports.append(int(match.group(1)))
+            if (len(self.ports), len(self.web_ports)) == (self._listeners, self._web_listeners):
+                self._listening.set()
 
     @property
     def port(self) -> int:

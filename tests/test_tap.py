@@ -14,6 +14,7 @@ from twisted.python import usage
 from twistedchat.factory import ChatFactory
 from twistedchat.protocol import ChatTelnetTransport
 from twistedchat.tap import Options, makeService
+from twistedchat.web import BoundedInputFactory, ChatWebSocketResource
 
 
 def parse(*argv: str) -> Options:
@@ -67,9 +68,34 @@ def test_ports() -> None:
     ]
 
 
+def test_web_options() -> None:
+    """
+    --web takes a port number or an endpoint description, like --port, and
+    --web-origin an origin; both may be given several times.
+    """
+    options = parse(
+        "--web",
+        "8080",
+        "--web",
+        "unix:/tmp/web.sock",
+        "--web-origin",
+        "https://chat.example.org/",
+        "--web-origin",
+        "http://localhost:3000",
+    )
+    assert options["web"] == [
+        "tcp:8080:backlog=1024",
+        "unix:/tmp/web.sock",
+    ]
+    assert options["web-origin"] == ["https://chat.example.org", "http://localhost:3000"]
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
+        (["--web", "bogus:1"], "--web bogus:1: not a port number or endpoint description"),
+        (["--web-origin", "chat.example.org"], "--web-origin chat.example.org: not an origin"),
+        (["--web-origin", "https://x/path"], "--web-origin https://x/path: not an origin"),
         (["--port", "bogus:1"], "--port bogus:1: not a port number or endpoint description"),
         (["--port", "tcp:notaport"], "--port tcp:notaport: not a port number"),
         (["--max-nick-length", "8"], "--max-nick-length must be from 9 to 64, not 8."),
@@ -173,6 +199,25 @@ def test_make_service_listens_on_every_port() -> None:
     assert factory.max_line_length == 100
     assert factory.random_nicknames
     assert factory.server_name == "example"
+
+
+def test_make_service_serves_the_web() -> None:
+    """
+    makeService listens on every --web with the web site, whose WebSocket
+    shares the telnet listeners' ChatFactory.
+    """
+    reactor = MemoryReactorClock()
+    options = parse("--port", "2000", "--web", "tcp:8080:interface=127.0.0.1", "--web", "8081")
+    service = makeService(options, reactor)
+    service.startService()
+    ports = {port: factory for port, factory, *_ in reactor.tcpServers}
+    assert sorted(ports) == [2000, 8080, 8081]
+    assert isinstance(ports[8080], BoundedInputFactory)
+    assert ports[8080] is ports[8081]
+    root = ports[8080].wrappedFactory.resource
+    websocket = root.getStaticEntity(b"ws")
+    assert isinstance(websocket, ChatWebSocketResource)
+    assert websocket.factory.chat is ports[2000]
 
 
 def test_stop_service_shuts_the_chat_down() -> None:

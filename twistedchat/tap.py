@@ -23,7 +23,7 @@ from zope.interface import implementer
 from twistedchat.accounts import Accounts, load_accounts
 from twistedchat.database import DatabaseError, make_pool, open_database
 from twistedchat.factory import DEFAULT_RESERVED_NICKNAMES, ChatFactory
-from twistedchat.history import History, load_recent
+from twistedchat.history import History, last_event_id, load_recent
 from twistedchat.nicknames import (
     MINIMUM_MAX_LENGTH,
     InvalidNickname,
@@ -35,6 +35,7 @@ from twistedchat.rooms import InvalidRoomName, room_key, validate_room_name
 from twistedchat.roomstore import RoomStore, load_rooms
 from twistedchat.sanitize import clean_line
 from twistedchat.throttles import Exemptions
+from twistedchat.web import make_site
 
 DEFAULT_PORT = "12345"
 
@@ -74,6 +75,24 @@ def endpoint_description(value: str) -> str:
     description = f"tcp:{value}" if value.isdigit() else value
     if description.startswith(("tcp:", "tcp6:", "ssl:")) and "backlog=" not in description:
         description += f":backlog={DEFAULT_BACKLOG}"
+    return description
+
+
+def _listener(option: str, value: str) -> str:
+    """
+    Return the endpoint description of C{value}, given to C{option}
+    (C{--port}, C{--web}); see L{endpoint_description}.
+
+    @raise usage.UsageError: C{value} is no port number or endpoint
+        description.
+    """
+    description = endpoint_description(value)
+    try:
+        serverFromString(None, description)
+    except (ValueError, TypeError, KeyError, OSError) as e:
+        raise usage.UsageError(
+            f"{option} {value}: not a port number or endpoint description ({e})."
+        ) from None
     return description
 
 
@@ -311,19 +330,28 @@ class Options(usage.Options):
     def __init__(self) -> None:
         super().__init__()
         self["port"] = []
+        self["web"] = []
+        self["web-origin"] = []
         self["exempt"] = []
         self["oper"] = []
 
+    def opt_web(self, value: str) -> None:
+        """Also serve the browser client and its WebSocket here: a port number (tcp:PORT) or a Twisted server endpoint description such as tcp:8080:interface=127.0.0.1 or ssl:8443:privateKey=key.pem:certKey=cert.pem; may be given several times."""  # noqa: E501
+        self["web"].append(_listener("--web", value))
+
+    def opt_web_origin(self, value: str) -> None:
+        """Let pages of this origin (such as https://chat.example.org) use the WebSocket, besides the page's own; may be given several times."""  # noqa: E501
+        origin = value.rstrip("/")
+        scheme, _, host = origin.partition("://")
+        if scheme not in ("http", "https") or not host or "/" in host:
+            raise usage.UsageError(
+                f"--web-origin {value}: not an origin such as https://chat.example.org."
+            )
+        self["web-origin"].append(origin)
+
     def opt_port(self, value: str) -> None:
         """Where to listen: a port number (tcp:PORT) or a Twisted server endpoint description such as tcp:12345:interface=127.0.0.1, unix:/path/chat.sock or ssl:6697:privateKey=key.pem:certKey=cert.pem; may be given several times. [default: tcp:12345]"""  # noqa: E501
-        description = endpoint_description(value)
-        try:
-            serverFromString(None, description)
-        except (ValueError, TypeError, KeyError, OSError) as e:
-            raise usage.UsageError(
-                f"--port {value}: not a port number or endpoint description ({e})."
-            ) from None
-        self["port"].append(description)
+        self["port"].append(_listener("--port", value))
 
     opt_p = opt_port
 
@@ -368,9 +396,15 @@ class Options(usage.Options):
         keep = self["history-max"]
         try:
             default = room_key(self["default-room"])
-            self["history-recent"], self["accounts"], self["rooms"] = open_database(
+            (
+                self["history-recent"],
+                self["history-last-id"],
+                self["accounts"],
+                self["rooms"],
+            ) = open_database(
                 self["database"],
                 lambda connection: load_recent(connection, keep, default),
+                last_event_id,
                 load_accounts,
                 load_rooms,
             )
@@ -388,17 +422,26 @@ class Options(usage.Options):
 @implementer(IStreamServerEndpoint)
 class _LoggingEndpoint:
     """
-    A server endpoint that logs the address it listens on.
+    A server endpoint that logs the address it listens on: C{listening on
+    ADDRESS} for telnet, C{web client at URL} for C{--web}.
     """
 
     _log = Logger()
 
-    def __init__(self, endpoint: IStreamServerEndpoint) -> None:
+    def __init__(self, endpoint: IStreamServerEndpoint, web_scheme: str = "") -> None:
+        """
+        @param web_scheme: C{"http"} or C{"https"} for a C{--web} listener.
+        """
         self._endpoint = endpoint
+        self._web_scheme = web_scheme
 
     def listen(self, factory: IProtocolFactory) -> Deferred[IListeningPort]:
         def listening(port: IListeningPort) -> IListeningPort:
-            self._log.info("listening on {address}", address=describe_address(port.getHost()))
+            address = describe_address(port.getHost())
+            if self._web_scheme:
+                self._log.info("web client at {url}", url=f"{self._web_scheme}://{address}/")
+            else:
+                self._log.info("listening on {address}", address=address)
             return port
 
         return self._endpoint.listen(factory).addCallback(listening)
@@ -452,7 +495,8 @@ class ChatService(Service):
 def makeService(options: Options, reactor: Any = None) -> MultiService:
     """
     Build the chat service from parsed C{options}: one listener for each
-    C{--port}, all sharing one L{ChatFactory}.
+    C{--port} (telnet) and C{--web} (the browser client and its
+    WebSocket), all sharing one L{ChatFactory}.
 
     @param reactor: the reactor to listen with and to take time from;
         the global reactor if C{None}.
@@ -467,6 +511,7 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         options["history-recent"],
         cap=options["history-max"],
         retention=options["history-retention"],
+        last_id=options["history-last-id"],
     )
     factory = ChatFactory(
         reactor,
@@ -507,9 +552,13 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     # MultiService stops its children in reverse order: the listeners stop
     # accepting first, then ChatService says goodbye to everyone.
     ChatService(factory).setServiceParent(top)
-    for description in options["port"]:
-        endpoint = _LoggingEndpoint(serverFromString(reactor, description))
-        listener = StreamServerEndpointService(endpoint, factory)
+    web = make_site(factory, options["web-origin"]) if options["web"] else None
+    listeners = [(d, factory, "") for d in options["port"]] + [
+        (d, web, "https" if d.startswith("ssl:") else "http") for d in options["web"]
+    ]
+    for description, serving, scheme in listeners:
+        endpoint = _LoggingEndpoint(serverFromString(reactor, description), scheme)
+        listener = StreamServerEndpointService(endpoint, serving)
         # As twisted.application.strports.service does: a port that cannot
         # be bound stops twistd at start-up instead of being logged later.
         listener._raiseSynchronously = True

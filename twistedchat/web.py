@@ -1,0 +1,210 @@
+"""
+The web server of C{--web}: one L{twisted.web.server.Site} that serves the
+browser client (plain HTML, CSS and JavaScript modules from the package's
+C{static} folder, with no build step) at C{/} and the chat's WebSocket
+(L{twistedchat.websocket}) at C{/ws}.
+
+A web page is a new attack surface, so:
+    - every response carries a strict C{Content-Security-Policy} (no
+      inline script or style, nothing from other origins, no framing),
+      C{X-Content-Type-Options: nosniff} and C{Referrer-Policy: no-referrer};
+    - the WebSocket upgrade is refused with 403 unless its C{Origin} is the
+      page's own (the C{Host} the browser asked for, over the same scheme)
+      or one of C{--web-origin}; Twisted's WebSocket support has no hook
+      for this (cross-site WebSocket hijacking, RFC 6455 section 10.2). A
+      request without C{Origin} does not come from a browser page and is
+      let in, as for telnet;
+    - input is bounded: Twisted's WebSocket support reassembles a message
+      in memory however long it is, and its HTTP server buffers a request
+      body whatever its size, so L{BoundedInput} counts the bytes that
+      arrive between two requests or two WebSocket messages and closes the
+      connection past L{MAX_INPUT}.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, cast
+
+from twisted.internet.interfaces import ITCPTransport
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+from twisted.web.pages import forbidden
+from twisted.web.resource import IResource
+from twisted.web.server import Request, Site
+from twisted.web.static import File
+from twisted.web.websocket import WebSocketResource
+
+from twistedchat.factory import ChatFactory
+from twistedchat.websocket import WebSocketChat
+
+#: Where the page's files are, inside the package.
+STATIC = Path(__file__).parent / "static"
+
+#: Bytes a client may send between two HTTP requests or two WebSocket
+#: messages (a request's headers and body; one message's frames) before
+#: its connection is closed. Memory per connection stays within this plus
+#: one read (64 KiB).
+MAX_INPUT = 64 * 1024
+
+#: Seconds an HTTP connection may stay idle between requests (Twisted's
+#: C{Site} timeout; it does not apply to a WebSocket once upgraded).
+HTTP_TIMEOUT = 60
+
+#: The headers every response carries.
+SECURITY_HEADERS = {
+    b"Content-Security-Policy": (
+        b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        b"connect-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'none'; "
+        b"frame-ancestors 'none'"
+    ),
+    b"X-Content-Type-Options": b"nosniff",
+    b"X-Frame-Options": b"DENY",
+    b"Referrer-Policy": b"no-referrer",
+    b"Cache-Control": b"no-cache",
+}
+
+
+class BoundedInput(ProtocolWrapper):
+    """
+    Wraps an HTTP connection, and counts the bytes it receives since its
+    last request began or its last WebSocket message ended; past its
+    factory's C{limit}, a WebSocket (L{upgraded}) is told (it closes with
+    code 1009) and a plain HTTP connection is dropped.
+
+    @ivar upgraded: the WebSocket front end, once the connection is one.
+    """
+
+    factory: BoundedInputFactory
+    upgraded: WebSocketChat | None = None
+    _count = 0
+
+    def dataReceived(self, data: bytes) -> None:
+        self._count += len(data)
+        if self._count > self.factory.limit:
+            if self.upgraded is not None:
+                self.upgraded.too_big(self.factory.limit)
+            else:
+                cast(ITCPTransport, self.transport).abortConnection()
+            return
+        super().dataReceived(data)
+
+    def message_ended(self) -> None:
+        """
+        A request or a WebSocket message has arrived whole: count afresh.
+        """
+        self._count = 0
+
+
+class BoundedInputFactory(WrappingFactory):
+    """
+    Wraps each connection of a L{Site} in a L{BoundedInput}.
+
+    @ivar limit: the bytes allowed between two requests or messages.
+    """
+
+    protocol = BoundedInput
+
+    def __init__(self, site: Site, limit: int = MAX_INPUT) -> None:
+        super().__init__(site)
+        self.limit = limit
+
+
+class _Page(File):
+    """
+    The page's files; a folder is never listed.
+    """
+
+    contentTypes = {
+        ".html": "text/html; charset=utf-8",
+        ".js": "text/javascript; charset=utf-8",
+        ".css": "text/css; charset=utf-8",
+        ".svg": "image/svg+xml",
+        ".png": "image/png",
+        ".ico": "image/x-icon",
+    }
+
+    def directoryListing(self) -> IResource:
+        return forbidden("No listing.")
+
+
+class _WebSocketChatFactory:
+    """
+    Builds a L{WebSocketChat} for each upgraded request (a
+    L{twisted.web.websocket.WebSocketServerFactory}), reading through the
+    connection's L{BoundedInput}.
+    """
+
+    def __init__(self, chat: ChatFactory) -> None:
+        self.chat = chat
+
+    def buildProtocol(self, request: Request) -> WebSocketChat:
+        reader = request.channel.transport
+        assert isinstance(reader, BoundedInput), reader
+        protocol = reader.upgraded = WebSocketChat(self.chat, request, reader)
+        return protocol
+
+
+class ChatWebSocketResource(WebSocketResource):
+    """
+    The chat's WebSocket, refused (403) to pages of other origins.
+    """
+
+    def __init__(self, chat: ChatFactory, origins: Iterable[str] = ()) -> None:
+        """
+        @param origins: other origins allowed, such as
+            C{https://chat.example.org} (C{--web-origin}).
+        """
+        super().__init__(_WebSocketChatFactory(chat))
+        self.origins = frozenset(origin.rstrip("/").lower() for origin in origins)
+
+    def render_GET(self, request: Request) -> bytes | int:
+        origin = request.getHeader("origin")
+        if origin is not None and not self.allowed(request, origin):
+            request.setResponseCode(403)
+            request.setHeader("content-type", "text/plain; charset=utf-8")
+            return b"This origin may not use the chat's WebSocket.\n"
+        result: bytes | int = super().render_GET(request)
+        return result
+
+    def allowed(self, request: Request, origin: str) -> bool:
+        """
+        Return whether a page at C{origin} may open the WebSocket that
+        C{request} asks for: it is the page's own origin, or one of
+        L{origins}.
+        """
+        origin = origin.lower()
+        host = (request.getHeader("host") or "").lower()
+        scheme = "https" if request.isSecure() else "http"
+        return origin == f"{scheme}://{host}" or origin in self.origins
+
+
+class ChatSite(Site):
+    """
+    The C{--web} site: adds the security headers to every response, and
+    counts input afresh for each request (L{BoundedInput}).
+    """
+
+    def getResourceFor(self, request: Request) -> Any:
+        for name, value in SECURITY_HEADERS.items():
+            request.setHeader(name, value)
+        reader = request.channel.transport
+        if isinstance(reader, BoundedInput):
+            reader.message_ended()
+        return super().getResourceFor(request)
+
+
+def make_site(chat: ChatFactory, origins: Iterable[str] = ()) -> BoundedInputFactory:
+    """
+    Return the factory to listen with for C{--web}: the page at C{/}, its
+    files beside it, and the WebSocket at C{/ws}, for the chat C{chat}.
+
+    @param origins: origins besides the page's own whose pages may use
+        the WebSocket (C{--web-origin}).
+    """
+    root = _Page(str(STATIC))
+    root.indexNames = ["index.html"]
+    root.putChild(b"ws", ChatWebSocketResource(chat, origins))
+    site = ChatSite(root, timeout=HTTP_TIMEOUT)
+    site.displayTracebacks = False
+    return BoundedInputFactory(site)
