@@ -318,7 +318,6 @@ class ChatProtocol(LineReceiver, TelnetProtocol):
         self._closed = False
         self._peer = "?"
         self._output: SendQueue | None = None
-        self._sendq_timer: IDelayedCall | None = None
         self._flood_timer: IDelayedCall | None = None
         # Set while the rest of an over-long line is being thrown away.
         self._discarding = False
@@ -370,6 +369,7 @@ class ChatProtocol(LineReceiver, TelnetProtocol):
             factory.max_sendq,
             self,
             handshaking=self.transport.handshaking,
+            timeout=factory.sendq_timeout,
         )
         self.session = ChatSession(factory, self, host, self._peer)
         self._notice(f"This is {factory.server_name}, running twistedchat {__version__}.")
@@ -383,7 +383,6 @@ class ChatProtocol(LineReceiver, TelnetProtocol):
     def connectionLost(self, reason: Failure | None = None) -> None:
         self._closed = True
         for timer in (
-            self._sendq_timer,
             self._flood_timer,
             self._bytes_timer,
             self._close_timer,
@@ -419,17 +418,6 @@ class ChatProtocol(LineReceiver, TelnetProtocol):
             )
 
     # Output and its SendQ (see twistedchat.sendq.SendQueueOwner)
-
-    def sendq_congested(self) -> None:
-        if not self._closed:
-            self._sendq_timer = self.factory.clock.callLater(
-                self.factory.sendq_timeout, self.sendq_exceeded
-            )
-
-    def sendq_drained(self) -> None:
-        if self._sendq_timer is not None and self._sendq_timer.active():
-            self._sendq_timer.cancel()
-        self._sendq_timer = None
 
     def sendq_exceeded(self) -> None:
         """

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from twisted.internet.interfaces import IConsumer, IPushProducer, IReactorTime
+from twisted.internet.interfaces import IConsumer, IDelayedCall, IPushProducer, IReactorTime
 from zope.interface import implementer
 
 #: Bytes of output after which a queue is flushed at once rather than at
@@ -38,7 +38,7 @@ class Flusher:
     """
 
     def __init__(self, clock: IReactorTime) -> None:
-        self._clock = clock
+        self.clock = clock
         self._due: list[SendQueue] = []
 
     def schedule(self, queue: SendQueue) -> None:
@@ -46,7 +46,7 @@ class Flusher:
         Flush C{queue} at the start of the next reactor iteration.
         """
         if not self._due:
-            self._clock.callLater(0, self._flush)
+            self.clock.callLater(0, self._flush)
         self._due.append(queue)
 
     def _flush(self) -> None:
@@ -60,20 +60,10 @@ class SendQueueOwner(Protocol):
     What a L{SendQueue} tells the connection it belongs to.
     """
 
-    def sendq_congested(self) -> None:
-        """
-        The transport's buffer filled up with output it has not sent:
-        further output now waits in the queue.
-        """
-
-    def sendq_drained(self) -> None:
-        """
-        The transport's buffer drained and everything queued went to it.
-        """
-
     def sendq_exceeded(self) -> None:
         """
-        More than the limit waits for the client (L{SendQueue.waiting}).
+        More than the limit waits for the client (L{SendQueue.waiting}),
+        or the transport stayed congested for longer than the timeout.
         """
 
 
@@ -117,6 +107,7 @@ class SendQueue:
         limit: int,
         owner: SendQueueOwner,
         handshaking: bool = False,
+        timeout: float = 0.0,
     ) -> None:
         """
         @param consumer: the transport to write to.
@@ -128,11 +119,15 @@ class SendQueue:
             exceeds C{limit}.
         @param handshaking: whether C{consumer} is a TLS transport whose
             handshake is not done yet.
+        @param timeout: seconds the transport may stay congested before
+            C{owner.sendq_exceeded} is called; C{0} for no limit.
         """
         self._consumer = consumer
         self._flusher = flusher
         self._limit = limit
         self._owner = owner
+        self._timeout = timeout
+        self._timer: IDelayedCall | None = None
         self._pending: list[bytes] = []
         self._scheduled = False
         # Whether the transport asked to pause (full, or TLS handshaking).
@@ -200,10 +195,17 @@ class SendQueue:
 
     def clear(self) -> None:
         """
-        Throw away everything queued (the connection is being cut off).
+        Throw away everything queued (the connection is being cut off, or
+        is gone), and stop timing congestion.
         """
         self._pending.clear()
         self.queued = 0
+        self._cancel_timer()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
 
     # IPushProducer, called by the transport.
 
@@ -217,7 +219,10 @@ class SendQueue:
         if self._handed and not self.congested and not self.handshaking:
             self.congested = True
             self.in_transport = min(self._handed, TRANSPORT_BUFFER + self._last_write)
-            self._owner.sendq_congested()
+            if self._timeout:
+                self._timer = self._flusher.clock.callLater(
+                    self._timeout, self._owner.sendq_exceeded
+                )
 
     def resumeProducing(self) -> None:
         """
@@ -229,7 +234,7 @@ class SendQueue:
         self.in_transport = 0
         if self.congested:
             self.congested = False
-            self._owner.sendq_drained()
+            self._cancel_timer()
         self.flush()
 
     def stopProducing(self) -> None:

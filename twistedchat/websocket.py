@@ -416,7 +416,11 @@ class WebSocketChat:
                 factory.flood_bytes, factory.flood_byte_burst, factory.clock.seconds()
             )
         self._output = SendQueue(
-            _TextMessages(self._transport, self._request), factory.flusher, factory.max_sendq, self
+            _TextMessages(self._transport, self._request),
+            factory.flusher,
+            factory.max_sendq,
+            self,
+            timeout=factory.sendq_timeout,
         )
         session = self.session = ChatSession(factory, self, self._host, self._peer)
         session.echo = True
@@ -501,17 +505,6 @@ class WebSocketChat:
         )
 
     # SendQ (see twistedchat.sendq.SendQueueOwner)
-
-    def sendq_congested(self) -> None:
-        if not self._closed:
-            self._timers["sendq"] = self.factory.clock.callLater(
-                self.factory.sendq_timeout, self.sendq_exceeded
-            )
-
-    def sendq_drained(self) -> None:
-        timer = self._timers.pop("sendq", None)
-        if timer is not None and timer.active():
-            timer.cancel()
 
     def sendq_exceeded(self) -> None:
         """
