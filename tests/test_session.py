@@ -232,7 +232,7 @@ def test_valid_room_names(name: str) -> None:
     factory = chat()
     (alice,) = users(factory, "alice")
     alice.session.join(name)
-    assert alice.replies_of(RoomJoined) == [RoomJoined(name, "", ["alice"])]
+    assert alice.replies_of(RoomJoined) == [RoomJoined(name, "", ["alice"], operators=["alice"])]
 
 
 @pytest.mark.parametrize(
@@ -274,7 +274,9 @@ def test_room_names_are_case_insensitive(first: str, second: str) -> None:
     alice.session.join(first)
     alice.forget()
     bob.session.join(second)
-    assert bob.replies_of(RoomJoined) == [RoomJoined(first, "", ["alice", "bob"])]
+    assert bob.replies_of(RoomJoined) == [
+        RoomJoined(first, "", ["alice", "bob"], operators=["alice"])
+    ]
     assert alice.delivered == [Joined("bob", first)]
 
 
@@ -286,7 +288,7 @@ def test_join_creates_room_with_creator_as_operator() -> None:
     factory = chat()
     alice, bob = users(factory, "alice", "bob")
     alice.line("/join #dev")
-    assert alice.replies == [RoomJoined("#dev", "", ["alice"])]
+    assert alice.replies == [RoomJoined("#dev", "", ["alice"], operators=["alice"])]
     bob.session.join("#dev")
     alice.line("/names #dev")
     assert alice.replies_of(Names)[-1] == Names("#dev", ["alice", "bob"], ["alice"])
@@ -336,7 +338,9 @@ def test_join_tells_others_in_the_room_only() -> None:
     alice.session.set_topic("releases")
     alice.forget()
     bob.session.join("#dev")
-    assert bob.replies_of(RoomJoined) == [RoomJoined("#dev", "releases", ["alice", "bob"])]
+    assert bob.replies_of(RoomJoined) == [
+        RoomJoined("#dev", "releases", ["alice", "bob"], operators=["alice"])
+    ]
     assert alice.delivered == [Joined("bob", "#dev")]
     assert carol.delivered == []
 
@@ -350,7 +354,9 @@ def test_join_again() -> None:
     alice, bob = users(factory, "alice", "bob")
     in_room("#dev", alice, bob)
     bob.line("/join #DEV")
-    assert bob.replies == [RoomJoined("#dev", "", ["alice", "bob"], already=True)]
+    assert bob.replies == [
+        RoomJoined("#dev", "", ["alice", "bob"], already=True, operators=["alice"])
+    ]
     assert alice.delivered == bob.delivered == []
 
 
@@ -830,7 +836,9 @@ def test_ban_unidentified_bans_nickname() -> None:
     bob.line("/nick robert")
     bob.forget()
     bob.line("/join #dev")
-    assert bob.replies_of(RoomJoined) == [RoomJoined("#dev", "", ["alice", "robert"])]
+    assert bob.replies_of(RoomJoined) == [
+        RoomJoined("#dev", "", ["alice", "robert"], operators=["alice"])
+    ]
 
 
 def test_unban() -> None:
@@ -1176,7 +1184,7 @@ def test_join_replays_room_history() -> None:
     alice.line("before you came")
     bob.session.join("#dev")
     joined, replay = bob.replies
-    assert joined == RoomJoined("#dev", "", ["alice", "bob"])
+    assert joined == RoomJoined("#dev", "", ["alice", "bob"], operators=["alice"])
     assert isinstance(replay, HistoryReplay)
     assert (replay.room, replay.asked) == ("#dev", False)
     assert [r.event for r in replay.records] == [

@@ -254,13 +254,39 @@ def test_history_page() -> None:
     assert [e["id"] for e in page["events"]] == ids[1:3]
 
 
+def test_history_latest() -> None:
+    """
+    A C{history} message without C{before} answers the room's latest
+    events, with C{before} null.
+    """
+    factory = chat()
+    alice = signed_in(factory, "alice")
+    for n in range(3):
+        alice.send({"type": "line", "text": f"line {n}"})
+    alice.messages()
+    alice.send({"type": "history", "room": "#lobby", "count": 2})
+    [page] = alice.messages()
+    assert page["before"] is None and page["asked"] is True
+    assert [e["text"] for e in page["events"]] == ["line 1", "line 2"]
+
+
+def test_joined_names_operators() -> None:
+    """
+    C{joined} lists the room's operators: who creates a room is one.
+    """
+    alice = signed_in(chat(), "alice")
+    alice.send({"type": "line", "text": "/join #dev"})
+    [joined] = of_type(alice.messages(), "joined")
+    assert joined["operators"] == ["alice"]
+
+
 def test_history_needs_numbers() -> None:
     """
     A C{history} message whose C{before} is not a positive integer gets an
     C{error}.
     """
     alice = signed_in(chat(), "alice")
-    for before in ("12", -1, True, None):
+    for before in ("12", -1, True, 0):
         alice.send({"type": "history", "room": "#lobby", "before": before})
         assert alice.types() == ["error"]
 

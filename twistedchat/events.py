@@ -244,7 +244,8 @@ class RoomJoined(Event):
     The participant is in C{room} now (or was already: C{already}); its
     topic and its members' nicknames, in the order they joined (C{[]} when
     the room is too crowded to list: more than C{quiet_joins_above}, as
-    for L{Welcome}); C{count} of them (C{-1}: as many as C{members}).
+    for L{Welcome}); C{count} of them (C{-1}: as many as C{members}); and
+    which of them are its C{operators}.
     """
 
     room: str
@@ -252,6 +253,7 @@ class RoomJoined(Event):
     members: list[str]
     already: bool = False
     count: int = -1
+    operators: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -859,11 +859,14 @@ class ChatSession(TimeoutMixin):
     def _joined(self, room: Room, already: bool) -> RoomJoined:
         """
         Return the reply that says this user is in C{room} now: its
-        members listed, or only counted above C{quiet_joins_above}.
+        members and operators listed, or only counted above
+        C{quiet_joins_above}.
         """
         if len(room.members) > self.factory.quiet_joins_above:
             return RoomJoined(room.name, room.topic, [], already, len(room.members))
-        return RoomJoined(room.name, room.topic, [m.nickname for m in room.members], already)
+        members = [m.nickname for m in room.members]
+        operators = [m.nickname for m in room.members if self.factory.is_operator(m, room)]
+        return RoomJoined(room.name, room.topic, members, already, operators=operators)
 
     def part(self, name: str | None = None, reason: str = "") -> None:
         """

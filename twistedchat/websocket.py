@@ -22,7 +22,7 @@ Client to server::
     password  password                        answer password_wanted ("" gives up)
     line      text                            a typed line or /command, as in telnet
     switch    room                            plain lines go to this room now
-    history   room, before (id), count        older events of a room, for scrolling up
+    history   room, before (id, optional), count   a room's events before an id (or its latest)
     search    text, room (optional)           search what was said (SQLite FTS5)
 
 Server to client, replies::
@@ -33,7 +33,7 @@ Server to client, replies::
     welcome          nickname, count, online
     notice           text
     error            text
-    joined           room, topic, members, count, already
+    joined           room, topic, members, operators, count, already
     parted           room
     current_room     room ("" for none)
     names            room, nicknames, operators
@@ -128,6 +128,9 @@ CLOSE_NORMAL = 1000
 CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
 CLOSE_TRY_AGAIN = 1013
+
+#: Events a C{history} message asks for when it does not say how many.
+DEFAULT_PAGE = 50
 
 #: Bad messages in a row (not JSON, unknown type, missing field) after
 #: which the connection is closed with L{CLOSE_POLICY}.
@@ -282,12 +285,20 @@ def _reply_fields(event: Event) -> dict[str, Any] | None:
             # Not sent to a WebSocket (its own private message comes back
             # instead); kept for completeness.
             return {"type": "private_sent", "to": recipient, "text": text}
-        case RoomJoined(room=room, topic=topic, members=members, already=already, count=count):
+        case RoomJoined(
+            room=room,
+            topic=topic,
+            members=members,
+            already=already,
+            count=count,
+            operators=operators,
+        ):
             return {
                 "type": "joined",
                 "room": room,
                 "topic": topic,
                 "members": members,
+                "operators": operators,
                 "count": len(members) if count < 0 else count,
                 "already": already,
             }
@@ -711,10 +722,14 @@ class WebSocketChat:
 
     def _history_message(self, value: dict[str, Any]) -> None:
         room = self._text(value, "room")
-        before = _positive(value, "before")
-        count = _positive(value, "count", 50)
+        before = None if value.get("before") is None else _positive(value, "before")
+        count = _positive(value, "count", DEFAULT_PAGE)
         session = self._chatting()
-        if session is not None:
+        if session is None:
+            return
+        if before is None:
+            session.attempt(session.history, count, room)
+        else:
             self._wait_for(session.attempt(session.history_page, room, before, count))
 
     def _search_message(self, value: dict[str, Any]) -> None:
