@@ -115,9 +115,9 @@ def twistd_help(python: Path, cwd: Path) -> str:
 
 def test_wheel(source_copy: Path, tmp_path: Path) -> None:
     """
-    The wheel holds the plugin file but no twisted/__init__.py,
-    twisted/plugins/__init__.py or dropin.cache, and once installed
-    twistd lists chat.
+    The wheel holds the plugin file and the browser client's files, but
+    no twisted/__init__.py, twisted/plugins/__init__.py or dropin.cache,
+    and once installed twistd lists chat.
     """
     subprocess.run(
         [
@@ -138,6 +138,10 @@ def test_wheel(source_copy: Path, tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "twisted/plugins/twistedchat_plugin.py" in names
     assert "twistedchat/tap.py" in names
+    static = source_copy / "twistedchat" / "static"
+    page = {f"twistedchat/static/{path.name}" for path in static.iterdir() if path.is_file()}
+    assert "twistedchat/static/index.html" in page
+    assert page <= names
     assert "twisted/__init__.py" not in names
     assert "twisted/plugins/__init__.py" not in names
     assert not any(name.endswith("dropin.cache") for name in names)

@@ -1,0 +1,103 @@
+"""
+End-to-end tests of C{--web}: the real C{twistd -n chat} serves the page's
+files over real HTTP with the security headers, and refuses WebSocket
+upgrades from other origins. The browser itself is driven in
+C{test_browser}.
+"""
+
+from __future__ import annotations
+
+import http.client
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from realserver import ChatServer
+
+from twistedchat.web import SECURITY_HEADERS, STATIC
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChatServer]:
+    """
+    One real server with a telnet and a web listener, for the module.
+    """
+    directory = tmp_path_factory.mktemp("web")
+    server = ChatServer(directory, "--database", ":memory:", "--web", "tcp:0:interface=127.0.0.1")
+    yield server
+    server.terminate()
+
+
+def get(
+    server: ChatServer, path: str, headers: dict[str, str] | None = None
+) -> tuple[http.client.HTTPResponse, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", server.web_ports[0], timeout=15)
+    connection.request("GET", path, headers=headers or {})
+    response = connection.getresponse()
+    body = response.read()
+    connection.close()
+    return response, body
+
+
+@pytest.mark.parametrize(
+    "path, name, content_type",
+    [
+        ("/", "index.html", "text/html; charset=utf-8"),
+        ("/app.js", "app.js", "text/javascript; charset=utf-8"),
+        ("/style.css", "style.css", "text/css; charset=utf-8"),
+    ],
+)
+def test_page_files_served(server: ChatServer, path: str, name: str, content_type: str) -> None:
+    """
+    The page and its files are served as they are in the package, with
+    their content type and charset, and every security header.
+    """
+    response, body = get(server, path)
+    assert response.status == 200
+    assert body == (STATIC / name).read_bytes()
+    assert response.getheader("Content-Type") == content_type
+    for header, value in SECURITY_HEADERS.items():
+        assert response.getheader(header.decode()) == value.decode()
+
+
+def test_every_script_is_a_file(server: ChatServer) -> None:
+    """
+    The page has no inline script or style, which its
+    Content-Security-Policy would block: each script is a module file.
+    """
+    _, body = get(server, "/")
+    page = body.decode()
+    assert "<style" not in page and " style=" not in page
+    assert '<script type="module" src="' in page
+    assert page.count("<script") == page.count(' src="')
+
+
+def test_websocket_from_another_origin_refused(server: ChatServer) -> None:
+    """
+    A WebSocket upgrade whose Origin is another site's is answered 403;
+    one from the page's own origin switches protocols (101).
+    """
+    upgrade = {
+        "Upgrade": "websocket",
+        "Connection": "Upgrade",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version": "13",
+    }
+    response, body = get(server, "/ws", {**upgrade, "Origin": "http://evil.example"})
+    assert response.status == 403
+    connection = http.client.HTTPConnection("127.0.0.1", server.web_ports[0], timeout=15)
+    origin = f"http://127.0.0.1:{server.web_ports[0]}"
+    connection.request("GET", "/ws", headers={**upgrade, "Origin": origin})
+    response = connection.getresponse()
+    assert response.status == 101
+    connection.close()
+
+
+def test_no_directory_listing(server: ChatServer, tmp_path: Path) -> None:
+    """
+    Paths outside the page's files answer 404, never a listing or a file
+    from elsewhere.
+    """
+    for path in ("/nothing", "/../pyproject.toml", "/%2e%2e/web.py"):
+        response, _ = get(server, path)
+        assert response.status in (400, 404), path
