@@ -8,12 +8,20 @@ C{test_browser}.
 from __future__ import annotations
 
 import http.client
-from collections.abc import Iterator
+import json
+import socket
+import ssl
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from realserver import ChatServer
+from realserver import TIMEOUT, ChatServer, make_certificate
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import CloseConnection, Request, TextMessage
 
+from twistedchat.protocol import CLOSE_TIMEOUT
 from twistedchat.web import SECURITY_HEADERS, STATIC
 
 
@@ -101,3 +109,48 @@ def test_no_directory_listing(server: ChatServer, tmp_path: Path) -> None:
     for path in ("/nothing", "/../pyproject.toml", "/%2e%2e/web.py"):
         response, _ = get(server, path)
         assert response.status in (400, 404), path
+
+
+def test_websocket_over_tls_closes_at_once(tmp_path: Path) -> None:
+    """
+    Over an ssl: --web listener, the browser protocol works, and /quit
+    closes the connection as soon as the goodbye is sent: the TLS
+    transport is not held open by the HTTP channel, which stays its
+    producer after the upgrade (it would otherwise be aborted after
+    CLOSE_TIMEOUT seconds).
+    """
+    key, cert = make_certificate(tmp_path)
+    server = ChatServer(
+        tmp_path,
+        "--database",
+        ":memory:",
+        "--web",
+        f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}",
+    )
+    try:
+        context = ssl.create_default_context(cafile=str(cert))
+        raw = socket.create_connection(("127.0.0.1", server.web_ports[0]), timeout=TIMEOUT)
+        sock = context.wrap_socket(raw, server_hostname="localhost")
+        ws = WSConnection(ConnectionType.CLIENT)
+        sock.sendall(ws.send(Request(host="localhost", target="/ws")))
+        received: list[Any] = []
+
+        def read_until(done: Callable[[], bool]) -> None:
+            while not done():
+                data = sock.recv(65536)
+                ws.receive_data(data or None)
+                received.extend(ws.events())
+                if not data:
+                    return
+
+        read_until(lambda: any(isinstance(e, TextMessage) for e in received))
+        sock.sendall(ws.send(TextMessage(json.dumps({"type": "nickname", "nickname": "tls"}))))
+        read_until(lambda: any("welcome" in getattr(e, "data", "") for e in received))
+        sock.sendall(ws.send(TextMessage(json.dumps({"type": "line", "text": "/quit"}))))
+        started = time.monotonic()
+        read_until(lambda: False)  # to the end of the stream
+        assert time.monotonic() - started < CLOSE_TIMEOUT / 2
+        assert any(isinstance(e, CloseConnection) and e.code == 1000 for e in received)
+        sock.close()
+    finally:
+        server.terminate()

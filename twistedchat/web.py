@@ -104,6 +104,7 @@ class BoundedInputFactory(WrappingFactory):
     """
 
     protocol = BoundedInput
+    noisy = False  # the site logs its own start
 
     def __init__(self, site: Site, limit: int = MAX_INPUT) -> None:
         super().__init__(site)

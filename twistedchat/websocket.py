@@ -101,7 +101,6 @@ from twistedchat.events import (
     Notice,
     PasswordWanted,
     PrivateMessage,
-    PrivateMessageSent,
     RoomJoined,
     RoomList,
     RoomParted,
@@ -281,10 +280,6 @@ def _reply_fields(event: Event) -> dict[str, Any] | None:
             return {"type": "password_wanted", "nickname": nickname}
         case Welcome(nickname=nickname, online=(count, online)):
             return {"type": "welcome", "nickname": nickname, "count": count, "online": online}
-        case PrivateMessageSent(recipient=recipient, text=text):
-            # Not sent to a WebSocket (its own private message comes back
-            # instead); kept for completeness.
-            return {"type": "private_sent", "to": recipient, "text": text}
         case RoomJoined(
             room=room,
             topic=topic,
@@ -332,6 +327,9 @@ class Reader(Protocol):
 
     def abortConnection(self) -> None:
         """Close the connection at once, dropping what was not sent."""
+
+    def unregisterProducer(self) -> None:
+        """Stop telling the HTTP channel when the transport's buffer fills."""
 
     def message_ended(self) -> None:
         """A WebSocket message has arrived whole: count input afresh."""
@@ -510,6 +508,10 @@ class WebSocketChat:
         self._closed = True
         assert self._output is not None and self._transport is not None
         self._output.close()
+        # The HTTP channel stays the transport's producer after the upgrade,
+        # and Twisted's TLS transport does not close while one is
+        # registered: unregister it, as HTTPChannel.loseConnection does.
+        self._reader.unregisterProducer()
         self._transport.loseConnection(code)
         self._timers["close"] = self.factory.clock.callLater(
             CLOSE_TIMEOUT, self._reader.abortConnection

@@ -146,18 +146,15 @@ const HANDLERS = {
     win.name = message.room;
     win.joined = true;
     win.topic = message.topic;
-    if (message.members.length) win.setMembers(message.members);
+    if (message.members.length) win.setMembers(message.members, message.operators);
     win.count = message.count;
     serverCurrent = win.key; // joining makes it the current room
     viewOf(win);
-    // "joined" has no operators: ask, without showing the answer.
-    win.namesProbes += 1;
-    connection.sendLine(`/names ${message.room}`);
     const rejoined = restore !== null && restore.pending.delete(win.key);
     if (rejoined && message.already && win.gapFrom !== null && !win.gapStarted) {
       // No history comes with "already": ask for the recent events.
       win.gapStarted = true;
-      connection.sendLine(`/history ${message.room}`);
+      connection.send({ type: "history", room: message.room });
     }
     if (!rejoined || restore.view === win.key || !current) select(win, { switchRoom: false });
     else updateEntry(win);
@@ -188,10 +185,6 @@ const HANDLERS = {
       win.setMembers(message.nicknames, message.operators);
       if (win === current) renderMembers();
       if (probe) return;
-      if (win.namesProbes > 0) {
-        win.namesProbes -= 1; // the answer to the "/names" sent on joining
-        return;
-      }
     }
     if (probe) return;
     const operators = new Set(message.operators.map(fold));
@@ -515,7 +508,6 @@ function connectionLost() {
     win.gapStarted = false;
     win.joined = false;
     win.pending = null;
-    win.namesProbes = 0;
     updateEntry(win);
   }
   serverCurrent = null;

@@ -78,7 +78,6 @@ export class ChatWindow {
     this.pending = null; // the history request in flight: {kind: "older" | "gap", before}
     this.gapFrom = null; // after a reconnect: the newest id shown before it, until the gap is filled
     this.gapStarted = false;
-    this.namesProbes = 0; // "/names" sent by the page itself, whose answers are not shown
   }
 
   // Record that the event `id` is shown here; false if it already was.
