@@ -808,6 +808,17 @@ _IAC_PIECES = re.compile(b"(" + IAC + b")")
 _NOT_COMMANDS = frozenset(range(239)) | {240}
 
 
+def keep_alive(transport: ITransport) -> None:
+    """
+    Turn on TCP keepalive for the connection under C{transport}, with the
+    timing of L{_tune_keepalive}, if it is a TCP connection (or TLS over
+    one).
+    """
+    if ITCPTransport.providedBy(transport):
+        transport.setTcpKeepAlive(True)
+        _tune_keepalive(transport)
+
+
 def _tune_keepalive(transport: ITransport) -> None:
     """
     Set TCP keepalive's timing (L{KEEPALIVE_IDLE}, L{KEEPALIVE_INTERVAL},
@@ -959,9 +970,7 @@ class ChatTelnetTransport(TelnetTransport):
         self.write = transport.write  # type: ignore[method-assign]
         # Only TLS transports negotiate (ALPN); they tell handshakeCompleted.
         self.handshaking = INegotiated.providedBy(transport)
-        if ITCPTransport.providedBy(transport):
-            transport.setTcpKeepAlive(True)
-            _tune_keepalive(transport)
+        keep_alive(transport)
         TelnetTransport.makeConnection(self, transport)
 
     # The protocol inside pauses reading, registers its SendQ and resets

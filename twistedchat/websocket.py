@@ -113,7 +113,7 @@ from twistedchat.events import (
 from twistedchat.factory import ChatFactory
 from twistedchat.history import Record
 from twistedchat.nicknames import InvalidNickname
-from twistedchat.protocol import CLOSE_TIMEOUT, describe_address, peer_host
+from twistedchat.protocol import CLOSE_TIMEOUT, describe_address, keep_alive, peer_host
 from twistedchat.sanitize import clean_line
 from twistedchat.sendq import SendQueue
 from twistedchat.session import ChatSession, IFrontEnd, Refused, State
@@ -420,6 +420,7 @@ class WebSocketChat:
             self._transport.loseConnection(CLOSE_TRY_AGAIN)
             return
         self._log.info("WebSocket connection from {peer}", peer=self._peer)
+        keep_alive(self._reader)  # type: ignore[arg-type]
         if factory.flood_bytes:
             self._bytes = TokenBucket(
                 factory.flood_bytes, factory.flood_byte_burst, factory.clock.seconds()
