@@ -19,8 +19,9 @@ from hypothesis import strategies as st
 from test_session import accounts_chat, chat
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransportWithDisconnection
+from twisted.logger import capturedLogs
 from webclients import WebClient
-from wsproto.events import TextMessage
+from wsproto.events import CloseConnection, TextMessage
 
 from twistedchat.events import (
     Action,
@@ -650,6 +651,46 @@ def test_ghosted_closes() -> None:
     factory.clock.advance(2)  # type: ignore[attr-defined]
     assert first.types()[-1] == "ghosted"
     assert first.close_code == 1000
+
+
+def test_close_right_after_a_line() -> None:
+    """
+    A client that sends a line and its close frame together gets nothing
+    more, and nobody else misses anything: what was delivered to it
+    between its close frame and the end of the connection is dropped, not
+    sent into the closed WebSocket (which C{wsproto} refuses).
+    """
+    factory = chat()
+    leaving = signed_in(factory, "leaving")
+    telnet = FakeClient(factory).register("bob")
+    leaving.messages()
+    leaving.protocol.dataReceived(
+        leaving.ws.send(TextMessage(json.dumps({"type": "line", "text": "bye all"})))
+        + leaving.ws.send(CloseConnection(1000))
+    )
+    assert telnet.lines() == ["<leaving> bye all", "*** leaving has left (connection lost)"]
+    FakeClient(factory).register("carol")
+    assert telnet.lines() == ["*** carol has joined"]
+
+
+def test_flusher_survives_a_failing_connection() -> None:
+    """
+    If writing one connection's output raises, the others' output is still
+    sent in the same reactor iteration, and the failure is logged.
+    """
+    factory = chat()
+    alice, bob = signed_in(factory, "alice"), signed_in(factory, "bob")
+    alice.messages()
+    bob.messages()
+
+    def broken(data: bytes) -> None:
+        raise RuntimeError("broken")
+
+    alice.transport.write = broken  # type: ignore[method-assign]
+    with capturedLogs() as events:
+        bob.send({"type": "line", "text": "still here"})
+    assert [m["text"] for m in bob.messages()] == ["still here"]
+    assert any(event.get("log_failure") is not None for event in events)
 
 
 def test_shutdown_closes() -> None:

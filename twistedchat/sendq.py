@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from twisted.internet.interfaces import IConsumer, IDelayedCall, IPushProducer, IReactorTime
+from twisted.logger import Logger
 from zope.interface import implementer
 
 #: Bytes of output after which a queue is flushed at once rather than at
@@ -37,6 +38,8 @@ class Flusher:
     (C{callLater(0)} runs before the reactor next waits for I/O).
     """
 
+    _log = Logger()
+
     def __init__(self, clock: IReactorTime) -> None:
         self.clock = clock
         self._due: list[SendQueue] = []
@@ -52,7 +55,12 @@ class Flusher:
     def _flush(self) -> None:
         due, self._due = self._due, []
         for queue in due:
-            queue.flush()
+            try:
+                queue.flush()
+            except Exception:
+                # One connection's failure must not leave the others'
+                # output unsent.
+                self._log.failure("Could not flush a connection's output")
 
 
 class SendQueueOwner(Protocol):

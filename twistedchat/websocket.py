@@ -331,6 +331,9 @@ class Reader(Protocol):
     def unregisterProducer(self) -> None:
         """Stop telling the HTTP channel when the transport's buffer fills."""
 
+    #: Whether the connection is closing.
+    disconnecting: bool
+
     def message_ended(self) -> None:
         """A WebSocket message has arrived whole: count input afresh."""
 
@@ -344,12 +347,20 @@ class _TextMessages:
     its pauses on (L{twisted.web.http.HTTPChannel.registerProducer}).
     """
 
-    def __init__(self, transport: WebSocketTransport, request: Request) -> None:
+    def __init__(self, transport: WebSocketTransport, request: Request, reader: Reader) -> None:
         self._transport = transport
         self._request = request
+        self._reader = reader
 
     def write(self, data: bytes) -> None:
-        self._transport.sendTextMessage(data.decode("utf-8"))
+        """
+        Send C{data} as one text message, unless the connection is closing:
+        Twisted answers a client's close frame and closes at once, but says
+        nothing until the connection is lost, and a message sent in between
+        would be refused by C{wsproto}.
+        """
+        if not self._reader.disconnecting:
+            self._transport.sendTextMessage(data.decode("utf-8"))
 
     def registerProducer(self, producer: IProducer, streaming: bool) -> None:
         self._request.registerProducer(producer, streaming)
@@ -426,7 +437,7 @@ class WebSocketChat:
                 factory.flood_bytes, factory.flood_byte_burst, factory.clock.seconds()
             )
         self._output = SendQueue(
-            _TextMessages(self._transport, self._request),
+            _TextMessages(self._transport, self._request, self._reader),
             factory.flusher,
             factory.max_sendq,
             self,

@@ -69,6 +69,7 @@ let expectDefaultRoom = false; // the next "names" answers our "/names" asking t
 let restore = null; // after a lost connection: what to rejoin (see connectionLost)
 let roomsProbes = 0; // "/rooms" sent to fill the join box's suggestions, answers not shown
 let lastRoomsProbe = 0;
+let searching = false; // a search was sent and neither results nor an error came back
 let titleCount = 0; // private messages and mentions while the tab was hidden
 let earlyLines = []; // notices that came before any window was open
 let signInState = "nickname"; // "nickname", "password" or "waiting"
@@ -251,6 +252,7 @@ function serverText(message) {
     renderSignIn();
     if (ui.chat.hidden) return;
   }
+  if (message.type === "error" && searching) searchRefused(message.text);
   // "/names" right after "welcome" was refused (in no room, banned from
   // the default one): no later "names" is about the default room.
   if (message.type === "error") expectDefaultRoom = false;
@@ -1050,9 +1052,17 @@ ui.searchForm.addEventListener("submit", (event) => {
   ui.searchResults.replaceChildren();
   ui.searchSummary.textContent = "Searching…";
   ui.searchPanel.hidden = false;
+  searching = true;
 });
 
+// The server refused the search it was waiting for: say why in the panel.
+function searchRefused(text) {
+  searching = false;
+  ui.searchSummary.textContent = text;
+}
+
 function searchResults(message) {
+  searching = false;
   const events = (message.events || []).filter((event) => CHAT_EVENTS.has(event.type));
   const where = message.room ? ` in ${message.room}` : "";
   const found = events.length === 1 ? "1 result" : `${events.length} results`;
