@@ -111,6 +111,61 @@ def test_no_directory_listing(server: ChatServer, tmp_path: Path) -> None:
         assert response.status in (400, 404), path
 
 
+class TLSWebSocket:
+    """
+    A WebSocket client over TLS on a real socket, with C{wsproto}.
+
+    @ivar received: every C{wsproto} event received so far.
+    """
+
+    def __init__(self, port: int, cafile: Path) -> None:
+        context = ssl.create_default_context(cafile=str(cafile))
+        raw = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+        self.sock = context.wrap_socket(raw, server_hostname="localhost")
+        self.ws = WSConnection(ConnectionType.CLIENT)
+        self.sock.sendall(self.ws.send(Request(host="localhost", target="/ws")))
+        self.received: list[Any] = []
+
+    def send(self, value: dict[str, Any]) -> None:
+        """
+        Send C{value} as one JSON text message.
+        """
+        self.sock.sendall(self.ws.send(TextMessage(json.dumps(value))))
+
+    def read_until(self, done: Callable[[], bool]) -> None:
+        """
+        Read until C{done()} is true, or to the end of the stream.
+        """
+        while not done():
+            data = self.sock.recv(65536)
+            self.ws.receive_data(data or None)
+            self.received.extend(self.ws.events())
+            if not data:
+                return
+
+    def has_text(self, text: str) -> bool:
+        """
+        Whether a text message holding C{text} was received.
+        """
+        return any(text in getattr(event, "data", "") for event in self.received)
+
+    def seconds_to_close(self) -> float:
+        """
+        Read to the end of the stream and return how long it took.
+        """
+        started = time.monotonic()
+        self.read_until(lambda: False)
+        self.sock.close()
+        return time.monotonic() - started
+
+    def close_code(self) -> int | None:
+        """
+        The code of the close frame received, if any.
+        """
+        codes = [event.code for event in self.received if isinstance(event, CloseConnection)]
+        return codes[0] if codes else None
+
+
 def test_websocket_over_tls_closes_at_once(tmp_path: Path) -> None:
     """
     Over an ssl: --web listener, the browser protocol works, and /quit
@@ -128,29 +183,42 @@ def test_websocket_over_tls_closes_at_once(tmp_path: Path) -> None:
         f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}",
     )
     try:
-        context = ssl.create_default_context(cafile=str(cert))
-        raw = socket.create_connection(("127.0.0.1", server.web_ports[0]), timeout=TIMEOUT)
-        sock = context.wrap_socket(raw, server_hostname="localhost")
-        ws = WSConnection(ConnectionType.CLIENT)
-        sock.sendall(ws.send(Request(host="localhost", target="/ws")))
-        received: list[Any] = []
+        client = TLSWebSocket(server.web_ports[0], cert)
+        client.read_until(lambda: client.has_text("nickname_wanted"))
+        client.send({"type": "nickname", "nickname": "tls"})
+        client.read_until(lambda: client.has_text("welcome"))
+        client.send({"type": "line", "text": "/quit"})
+        assert client.seconds_to_close() < CLOSE_TIMEOUT / 2
+        assert client.close_code() == 1000
+    finally:
+        server.terminate()
 
-        def read_until(done: Callable[[], bool]) -> None:
-            while not done():
-                data = sock.recv(65536)
-                ws.receive_data(data or None)
-                received.extend(ws.events())
-                if not data:
-                    return
 
-        read_until(lambda: any(isinstance(e, TextMessage) for e in received))
-        sock.sendall(ws.send(TextMessage(json.dumps({"type": "nickname", "nickname": "tls"}))))
-        read_until(lambda: any("welcome" in getattr(e, "data", "") for e in received))
-        sock.sendall(ws.send(TextMessage(json.dumps({"type": "line", "text": "/quit"}))))
-        started = time.monotonic()
-        read_until(lambda: False)  # to the end of the stream
-        assert time.monotonic() - started < CLOSE_TIMEOUT / 2
-        assert any(isinstance(e, CloseConnection) and e.code == 1000 for e in received)
-        sock.close()
+def test_refused_websocket_over_tls_closes_at_once(tmp_path: Path) -> None:
+    """
+    A WebSocket refused by the connection limits over TLS gets its error
+    and close code 1013, and the connection closes at once, not after
+    CLOSE_TIMEOUT seconds.
+    """
+    key, cert = make_certificate(tmp_path)
+    server = ChatServer(
+        tmp_path,
+        "--database",
+        ":memory:",
+        "--connection-rate",
+        "1",
+        "--exempt",
+        "192.0.2.0/24",
+        "--web",
+        f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}",
+    )
+    try:
+        first = TLSWebSocket(server.web_ports[0], cert)
+        first.read_until(lambda: first.has_text("nickname_wanted"))
+        refused = TLSWebSocket(server.web_ports[0], cert)
+        assert refused.seconds_to_close() < CLOSE_TIMEOUT / 2
+        assert refused.has_text("Too many connections")
+        assert refused.close_code() == 1013
+        first.sock.close()
     finally:
         server.terminate()

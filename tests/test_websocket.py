@@ -21,7 +21,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransportWithDisconnection
 from twisted.logger import capturedLogs
 from webclients import WebClient
-from wsproto.events import CloseConnection, TextMessage
+from wsproto.events import CloseConnection, Ping, TextMessage
 
 from twistedchat.events import (
     Action,
@@ -38,7 +38,7 @@ from twistedchat.events import (
     TopicChanged,
 )
 from twistedchat.factory import ChatFactory
-from twistedchat.web import MAX_INPUT, SECURITY_HEADERS, make_site
+from twistedchat.web import HTTP_TIMEOUT, MAX_INPUT, SECURITY_HEADERS, make_site
 from twistedchat.websocket import MAX_BAD_MESSAGES, max_message, render_json
 
 
@@ -752,6 +752,91 @@ def test_missing_page_is_404_with_headers() -> None:
     assert head.startswith(b"HTTP/1.1 404")
     for name, value in SECURITY_HEADERS.items():
         assert name + b": " + value in head
+
+
+def test_deeply_nested_json_is_a_bad_message() -> None:
+    """
+    JSON nested too deeply for the parser (a RecursionError, not a
+    ValueError) gets an C{error} like any other bad message.
+    """
+    alice = signed_in(chat(), "alice")
+    alice.send_text("[" * 6000 + "]" * 6000)
+    [reply] = alice.messages()
+    assert reply["type"] == "error" and "Not JSON" in reply["text"]
+    assert alice.connected
+
+
+def test_every_byte_is_charged() -> None:
+    """
+    Flood control by bytes charges every byte received, frames of every
+    kind included (pings here), as telnet charges telnet negotiation:
+    past the byte burst, reading pauses.
+    """
+    factory = chat(flood_bytes=100, flood_byte_burst=1000)
+    alice = signed_in(factory, "alice")
+    for _ in range(20):
+        alice.protocol.dataReceived(alice.ws.send(Ping(b"x" * 100)))
+    assert alice.transport.producerState == "paused"
+    factory.clock.advance(30)  # type: ignore[attr-defined]
+    assert alice.transport.producerState == "producing"
+
+
+def test_any_message_is_activity() -> None:
+    """
+    The idle timeout counts any message as activity, not only lines: a
+    user who only switches rooms is not idle.
+    """
+    factory = chat(idle_timeout=60)
+    alice = signed_in(factory, "alice")
+    for _ in range(5):
+        factory.clock.advance(50)  # type: ignore[attr-defined]
+        alice.send({"type": "switch", "room": "#lobby"})
+    assert alice.connected
+    factory.clock.advance(61)  # type: ignore[attr-defined]
+    alice.messages()
+    assert not alice.connected
+
+
+def test_web_connections_per_address_limited() -> None:
+    """
+    Plain HTTP connections count against C{max_per_ip} too, apart from
+    telnet ones: one more than the limit from one address is refused at
+    once; closing one lets another in.
+    """
+    factory = make_factory(max_per_ip=3)
+    site = make_site(factory)
+    address = IPv4Address("TCP", "192.0.2.7", 50010)
+    opened = [site.buildProtocol(address) for _ in range(3)]
+    assert all(protocol is not None for protocol in opened)
+    assert site.buildProtocol(address) is None
+    assert site.buildProtocol(IPv4Address("TCP", "192.0.2.8", 50010)) is not None
+    transport = StringTransportWithDisconnection()
+    transport.protocol = opened[0]
+    opened[0].makeConnection(transport)
+    transport.loseConnection()
+    assert site.buildProtocol(address) is not None
+
+
+def test_slow_request_dropped() -> None:
+    """
+    An HTTP connection that has not sent a whole request within
+    L{HTTP_TIMEOUT} seconds is dropped, however it trickles bytes; a
+    WebSocket is not.
+    """
+    factory = chat()
+    site = make_site(factory)
+    protocol = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 50006))
+    transport = StringTransportWithDisconnection()
+    transport.protocol = protocol
+    protocol.makeConnection(transport)
+    for _ in range(HTTP_TIMEOUT // 10):
+        protocol.dataReceived(b"G")
+        factory.clock.advance(10)  # type: ignore[attr-defined]
+    factory.clock.advance(1)  # type: ignore[attr-defined]
+    assert transport.disconnecting or not transport.connected
+    web = signed_in(factory, "alice")
+    factory.clock.advance(10 * HTTP_TIMEOUT)  # type: ignore[attr-defined]
+    assert web.connected
 
 
 def test_huge_request_dropped() -> None:

@@ -123,8 +123,8 @@ class SendQueue:
         @param limit: the most bytes (L{waiting}) that may wait for the
             client while the transport is congested; more calls
             C{owner.sendq_exceeded}.
-        @param owner: the connection, told when output congests, drains or
-            exceeds C{limit}.
+        @param owner: the connection, told when its output exceeds
+            C{limit} or stays congested for C{timeout} seconds.
         @param handshaking: whether C{consumer} is a TLS transport whose
             handshake is not done yet.
         @param timeout: seconds the transport may stay congested before

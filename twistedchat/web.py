@@ -23,12 +23,16 @@ A web page is a new attack surface, so:
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, cast
 
-from twisted.internet.interfaces import ITCPTransport
+from twisted.internet.interfaces import IAddress, IDelayedCall, ITCPTransport, ITransport
+from twisted.internet.protocol import connectionDone
+from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+from twisted.python.failure import Failure
 from twisted.web.pages import forbidden
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
@@ -36,6 +40,7 @@ from twisted.web.static import File
 from twisted.web.websocket import WebSocketResource
 
 from twistedchat.factory import ChatFactory
+from twistedchat.protocol import peer_host
 from twistedchat.websocket import WebSocketChat
 
 #: Where the page's files are, inside the package.
@@ -43,12 +48,13 @@ STATIC = Path(__file__).parent / "static"
 
 #: Bytes a client may send between two HTTP requests or two WebSocket
 #: messages (a request's headers and body; one message's frames) before
-#: its connection is closed. Memory per connection stays within this plus
-#: one read (64 KiB).
+#: its connection is closed: what a connection can make the server buffer
+#: before it acts on it is within this plus one read (64 KiB).
 MAX_INPUT = 64 * 1024
 
-#: Seconds an HTTP connection may stay idle between requests (Twisted's
-#: C{Site} timeout; it does not apply to a WebSocket once upgraded).
+#: Seconds an HTTP connection has to send a whole request, from when it
+#: connected or its last request arrived (see L{BoundedInput}; also
+#: Twisted's C{Site} timeout). Neither applies to a WebSocket.
 HTTP_TIMEOUT = 60
 
 #: The headers every response carries.
@@ -67,10 +73,23 @@ SECURITY_HEADERS = {
 
 class BoundedInput(ProtocolWrapper):
     """
-    Wraps an HTTP connection, and counts the bytes it receives since its
-    last request began or its last WebSocket message ended; past its
-    factory's C{limit}, a WebSocket (L{upgraded}) is told (it closes with
-    code 1009) and a plain HTTP connection is dropped.
+    Wraps an HTTP connection to bound what it may cost the server:
+
+        - it counts the bytes received since the last request began or
+          the last WebSocket message ended; past its factory's C{limit}, a
+          WebSocket (L{upgraded}) is told (it closes with code 1009) and a
+          plain HTTP connection is dropped;
+        - a plain HTTP connection must complete a request within
+          L{HTTP_TIMEOUT} seconds of connecting or of its last request, or
+          it is dropped (so a client cannot hold one open by sending a
+          byte now and then);
+        - once upgraded, every byte received is charged to the
+          WebSocket's flood control, as telnet charges every byte;
+        - closing unregisters the HTTP channel, which stays the
+          transport's producer after a WebSocket upgrade, from the
+          transport first, as L{twisted.web.http.HTTPChannel.loseConnection}
+          does: Twisted's TLS transport does not close while a producer is
+          registered.
 
     @ivar upgraded: the WebSocket front end, once the connection is one.
     """
@@ -78,6 +97,11 @@ class BoundedInput(ProtocolWrapper):
     factory: BoundedInputFactory
     upgraded: WebSocketChat | None = None
     _count = 0
+    _deadline: IDelayedCall | None = None
+
+    def makeConnection(self, transport: ITransport) -> None:
+        self._deadline = self.factory.clock.callLater(HTTP_TIMEOUT, self._too_slow)
+        super().makeConnection(transport)
 
     def dataReceived(self, data: bytes) -> None:
         self._count += len(data)
@@ -85,30 +109,107 @@ class BoundedInput(ProtocolWrapper):
             if self.upgraded is not None:
                 self.upgraded.too_big(self.factory.limit)
             else:
-                cast(ITCPTransport, self.transport).abortConnection()
+                self.abortConnection()
             return
+        if self.upgraded is not None:
+            self.upgraded.bytes_received(len(data))
         super().dataReceived(data)
 
     def message_ended(self) -> None:
         """
-        A request or a WebSocket message has arrived whole: count afresh.
+        A request or a WebSocket message has arrived whole: count afresh,
+        and give a plain HTTP connection L{HTTP_TIMEOUT} seconds for its
+        next request.
         """
         self._count = 0
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.reset(HTTP_TIMEOUT)
+
+    def upgrade(self, front_end: WebSocketChat) -> None:
+        """
+        The connection is a WebSocket now, served by C{front_end}: it stays
+        open as long as the WebSocket does.
+        """
+        self.upgraded = front_end
+        self._stop_deadline()
+
+    def _too_slow(self) -> None:
+        self._deadline = None
+        self.abortConnection()
+
+    def _stop_deadline(self) -> None:
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        self._deadline = None
+
+    def loseConnection(self) -> None:
+        self.unregisterProducer()
+        super().loseConnection()
+
+    def abortConnection(self) -> None:
+        """
+        Close the connection at once, dropping what was not sent.
+        """
+        cast(ITCPTransport, self.transport).abortConnection()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._stop_deadline()
+        super().connectionLost(reason)
 
 
 class BoundedInputFactory(WrappingFactory):
     """
-    Wraps each connection of a L{Site} in a L{BoundedInput}.
+    Wraps each connection of a L{Site} in a L{BoundedInput}, and refuses
+    connections beyond the chat's own limits: C{max_clients} web
+    connections at once, and C{max_per_ip} from one address group (the
+    telnet limits, counted apart, for HTTP connections; a WebSocket counts
+    in both). The connection rate is not limited here: a browser opens
+    several connections for one page.
 
     @ivar limit: the bytes allowed between two requests or messages.
+    @ivar clock: the chat's clock.
     """
 
     protocol = BoundedInput
     noisy = False  # the site logs its own start
+    _log = Logger()
 
-    def __init__(self, site: Site, limit: int = MAX_INPUT) -> None:
+    def __init__(self, site: Site, chat: ChatFactory, limit: int = MAX_INPUT) -> None:
         super().__init__(site)
+        self.chat = chat
+        self.clock = chat.clock
         self.limit = limit
+        self._groups: Counter[str] = Counter()
+        self._open: dict[BoundedInput, str | None] = {}
+
+    # None refuses the connection (IProtocolFactory.buildProtocol), which
+    # WrappingFactory's annotation does not allow for.
+    def buildProtocol(self, addr: IAddress | None) -> BoundedInput | None:  # type: ignore[override]
+        chat = self.chat
+        group = chat.group_of(None if addr is None else peer_host(addr))
+        if chat.max_clients and len(self._open) >= chat.max_clients:
+            return None
+        if group is not None and chat.max_per_ip and self._groups[group] >= chat.max_per_ip:
+            self._log.info(
+                "refused a web connection from {group}: {count} open",
+                group=group,
+                count=self._groups[group],
+            )
+            return None
+        protocol = super().buildProtocol(addr)
+        assert isinstance(protocol, BoundedInput)
+        self._open[protocol] = group
+        if group is not None:
+            self._groups[group] += 1
+        return protocol
+
+    def unregisterProtocol(self, protocol: BoundedInput) -> None:
+        super().unregisterProtocol(protocol)
+        group = self._open.pop(protocol, None)
+        if group is not None:
+            self._groups[group] -= 1
+            if not self._groups[group]:
+                del self._groups[group]
 
 
 class _Page(File):
@@ -142,7 +243,8 @@ class _WebSocketChatFactory:
     def buildProtocol(self, request: Request) -> WebSocketChat:
         reader = request.channel.transport
         assert isinstance(reader, BoundedInput), reader
-        protocol = reader.upgraded = WebSocketChat(self.chat, request, reader)
+        protocol = WebSocketChat(self.chat, request, reader)
+        reader.upgrade(protocol)
         return protocol
 
 
@@ -208,4 +310,4 @@ def make_site(chat: ChatFactory, origins: Iterable[str] = ()) -> BoundedInputFac
     root.putChild(b"ws", ChatWebSocketResource(chat, origins))
     site = ChatSite(root, timeout=HTTP_TIMEOUT)
     site.displayTracebacks = False
-    return BoundedInputFactory(site)
+    return BoundedInputFactory(site, chat)

@@ -61,9 +61,11 @@ user's own message, action and private message come back too)::
 
 Limits, as for telnet: the text of a line at most C{max_line_length}
 bytes, and a message at most L{max_message} characters, or an C{error}
-and nothing done; more than L{twistedchat.web.MAX_INPUT} bytes before a
-message ends closes the connection with code 1009. Flood control (lines
-and bytes) slows reading; the SendQ cuts off a client that does not read.
+and nothing done; L{MAX_BAD_MESSAGES} bad messages in a row close the
+connection with code 1008, and more than L{twistedchat.web.MAX_INPUT}
+bytes before a message ends with code 1009. Flood control (a message is a
+line; every byte received is charged) slows reading; the SendQ cuts off a
+client that does not read.
 """
 
 from __future__ import annotations
@@ -328,9 +330,6 @@ class Reader(Protocol):
     def abortConnection(self) -> None:
         """Close the connection at once, dropping what was not sent."""
 
-    def unregisterProducer(self) -> None:
-        """Stop telling the HTTP channel when the transport's buffer fills."""
-
     #: Whether the connection is closing.
     disconnecting: bool
 
@@ -428,7 +427,7 @@ class WebSocketChat:
             self._closed = True
             self._log.info("refused WebSocket {peer}: {reason}", peer=self._peer, reason=refusal)
             self._transport.sendTextMessage(render_json(Error(refusal)).decode())
-            self._transport.loseConnection(CLOSE_TRY_AGAIN)
+            self._close(CLOSE_TRY_AGAIN)
             return
         self._log.info("WebSocket connection from {peer}", peer=self._peer)
         keep_alive(self._reader)  # type: ignore[arg-type]
@@ -462,7 +461,6 @@ class WebSocketChat:
         if self._closed:
             return
         self._reader.message_ended()
-        self._charge(len(message))
         self._inbox.append(message)
         self._drain()
 
@@ -470,7 +468,6 @@ class WebSocketChat:
         if self._closed:
             return
         self._reader.message_ended()
-        self._charge(len(data))
         self._bad("Binary messages are not understood: send JSON text messages.")
 
     def pongReceived(self, payload: bytes) -> None:
@@ -520,10 +517,14 @@ class WebSocketChat:
         self._closed = True
         assert self._output is not None and self._transport is not None
         self._output.close()
-        # The HTTP channel stays the transport's producer after the upgrade,
-        # and Twisted's TLS transport does not close while one is
-        # registered: unregister it, as HTTPChannel.loseConnection does.
-        self._reader.unregisterProducer()
+        self._close(code)
+
+    def _close(self, code: int) -> None:
+        """
+        Send a close frame with C{code} and close the connection, or abort
+        it after L{CLOSE_TIMEOUT} seconds.
+        """
+        assert self._transport is not None
         self._transport.loseConnection(code)
         self._timers["close"] = self.factory.clock.callLater(
             CLOSE_TIMEOUT, self._reader.abortConnection
@@ -583,12 +584,14 @@ class WebSocketChat:
             if wait and "flood" not in self._paused_for:
                 self._pause("flood", wait)
 
-    def _charge(self, count: int) -> None:
+    def bytes_received(self, count: int) -> None:
         """
-        Charge C{count} bytes to this connection's byte budget, and stop
-        reading from the socket while it is overdrawn.
+        Charge C{count} bytes that arrived (frames of every kind, pings and
+        closes included) to this connection's byte budget, and stop
+        reading from the socket while it is overdrawn, as telnet does
+        (L{twistedchat.protocol.ChatProtocol.bytes_received}).
         """
-        if self._bytes is None:
+        if self._bytes is None or self._closed:
             return
         wait = self._bytes.take(count, self.factory.clock.seconds())
         if wait and "bytes" not in self._paused_for:
@@ -623,7 +626,7 @@ class WebSocketChat:
             return
         try:
             value = json.loads(message)
-        except ValueError:
+        except (ValueError, RecursionError):  # deep nesting: RecursionError
             self._bad("Not JSON: each message must be one JSON object.")
             return
         if not isinstance(value, dict) or not isinstance(value.get("type"), str):
@@ -639,6 +642,8 @@ class WebSocketChat:
             self._bad(str(e))
             return
         self._bad_messages = 0
+        if self.session is not None and self.session.state is State.CHATTING:
+            self.session.resetTimeout()  # any message is activity, as a line is
 
     def _bad(self, text: str) -> None:
         """
