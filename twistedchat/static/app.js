@@ -10,6 +10,7 @@ import { el, eventBody, eventLine, nick, systemLine, timeElement } from "./rende
 const TITLE = "twistedchat";
 const NICKNAME_KEY = "twistedchat.nickname"; // localStorage: the last nickname (never a password)
 const PAGE_SIZE = 50; // events asked for per history page
+const MAX_GAP_PAGES = 20; // pages fetched to fill one room's gap after a reconnect, at most
 const NEAR_TOP = 150; // pixels from the top of the log that load older events
 const NEAR_BOTTOM = 40; // pixels from the bottom that count as "at the bottom"
 const INPUT_HISTORY = 50; // lines that ArrowUp brings back
@@ -413,6 +414,15 @@ function fillGap(win, events) {
   const oldest = events.length ? Math.min(...events.map((event) => event.id)) : null;
   if (oldest === null || oldest <= win.gapFrom) {
     win.gapFrom = null; // reached an id we had, or nothing older: filled
+    win.gapPages = 0;
+    return;
+  }
+  win.gapPages = (win.gapPages || 0) + 1;
+  if (win.gapPages > MAX_GAP_PAGES) {
+    // Away too long to show it all: keep the latest, say so, stop asking.
+    win.gapFrom = null;
+    win.gapPages = 0;
+    note("status", `More than ${MAX_GAP_PAGES * PAGE_SIZE} events happened in ${win.name} while you were away; only the latest are shown.`);
     return;
   }
   requestHistory(win, oldest, "gap");

@@ -10,6 +10,7 @@ import { fold } from "./model.js";
 
 const FIRST_DELAY = 1000; // milliseconds before the first reconnect
 const MAX_DELAY = 30000; // the longest wait between reconnects
+const STEADY_MS = 30000; // a connection up this long resets the backoff
 
 // Milliseconds to wait before reconnect number `attempt` (0, 1, 2, ...):
 // 1 s doubling to 30 s, each spread by ±20% so that the pages of a whole
@@ -52,7 +53,8 @@ export class ChatConnection {
     this.awaitingNickname = false; // the server asked for a nickname, unanswered
     this.sentPassword = false; // a password was sent on this connection
     this.stopReason = null; // "ghosted", "killed", "quit": do not reconnect
-    this.attempt = 0; // reconnects since the last successful sign-in
+    this.attempt = 0; // reconnects since the last connection that stayed up
+    this.steady = null; // resets the backoff once a connection has stayed up a while
     this.timer = null; // the pending reconnect
     this.ticker = null; // updates the countdown every second
     this.reconnectAt = 0;
@@ -153,7 +155,11 @@ export class ChatConnection {
       case "welcome":
         this.signedIn = true;
         this.resume = true;
-        this.attempt = 0;
+        // Back off from scratch only once this connection has stayed up:
+        // one cut off right after signing in (over a limit, say) must not
+        // come back every second.
+        clearTimeout(this.steady);
+        this.steady = setTimeout(() => { this.attempt = 0; }, STEADY_MS);
         this.nickname = object.nickname;
         this.status({ state: "connected" });
         break;
@@ -183,6 +189,8 @@ export class ChatConnection {
   // The socket closed: stop, wait for the person, or reconnect later.
   closed(event) {
     const wasSignedIn = this.signedIn;
+    clearTimeout(this.steady);
+    this.steady = null;
     this.socket = null;
     this.signedIn = false;
     this.awaitingNickname = false;
