@@ -39,7 +39,6 @@ from twisted.conch.telnet import (
     TelnetTransport,
 )
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
-from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
     IAddress,
     IConsumer,
@@ -87,12 +86,12 @@ from twistedchat.events import (
     TopicIs,
     Welcome,
 )
+from twistedchat.flood import InputGate
 from twistedchat.history import Record, is_conversation
 from twistedchat.nicknames import InvalidNickname, nickname_key
 from twistedchat.sanitize import clean_line
 from twistedchat.sendq import SendQueue
 from twistedchat.session import ChatSession, IFrontEnd, Refused, State, parse_command
-from twistedchat.throttles import TokenBucket
 
 if TYPE_CHECKING:
     from twistedchat.factory import ChatFactory
@@ -276,11 +275,6 @@ def describe_address(address: IAddress) -> str:
     return str(address)
 
 
-# Shared by every connection that is not paused (each frozenset() call
-# makes a new object).
-_NOT_PAUSED: frozenset[str] = frozenset()
-
-
 @implementer(IFrontEnd)
 class ChatProtocol(LineReceiver, TelnetProtocol):
     """
@@ -310,6 +304,8 @@ class ChatProtocol(LineReceiver, TelnetProtocol):
     delimiter = b"\n"
     factory: ChatFactory
     session: ChatSession
+    # Set with the session, once the connection was let in.
+    _gate: InputGate
     # Not an ITransport to mypy: TelnetTransport does not declare it.
     transport: ChatTelnetTransport  # type: ignore[assignment]
     _log = Logger()
@@ -318,16 +314,10 @@ class ChatProtocol(LineReceiver, TelnetProtocol):
         self._closed = False
         self._peer = "?"
         self._output: SendQueue | None = None
-        self._flood_timer: IDelayedCall | None = None
         # Set while the rest of an over-long line is being thrown away.
         self._discarding = False
         # Input that followed an over-long line in the same chunk.
         self._after_long_line = b""
-        # Why reading is paused: "flood", "bytes", "password" (empty: it
-        # is not).
-        self._paused_for = _NOT_PAUSED
-        self._bytes: TokenBucket | None = None
-        self._bytes_timer: IDelayedCall | None = None
         self._close_timer: IDelayedCall | None = None
         # Lines ignored since the last nickname answer (see _answered).
         self._ignoring: int | None = None
@@ -359,10 +349,6 @@ class ChatProtocol(LineReceiver, TelnetProtocol):
             return
         self._log.info("connection from {peer}", peer=self._peer)
         self.MAX_LENGTH = factory.max_line_length
-        if factory.flood_bytes:
-            self._bytes = TokenBucket(
-                factory.flood_bytes, factory.flood_byte_burst, factory.clock.seconds()
-            )
         self._output = SendQueue(
             self.transport,
             factory.flusher,
@@ -372,6 +358,14 @@ class ChatProtocol(LineReceiver, TelnetProtocol):
             timeout=factory.sendq_timeout,
         )
         self.session = ChatSession(factory, self, host, self._peer)
+        self._gate = InputGate(
+            factory.clock,
+            self.transport,
+            self.session.flood_wait,
+            self._hold,
+            factory.flood_bytes,
+            factory.flood_byte_burst,
+        )
         self._notice(f"This is {factory.server_name}, running twistedchat {__version__}.")
         if factory.motd:
             for line in factory.motd.splitlines():
@@ -383,8 +377,6 @@ class ChatProtocol(LineReceiver, TelnetProtocol):
     def connectionLost(self, reason: Failure | None = None) -> None:
         self._closed = True
         for timer in (
-            self._flood_timer,
-            self._bytes_timer,
             self._close_timer,
             self._ignore_timer,
         ):
@@ -409,6 +401,7 @@ class ChatProtocol(LineReceiver, TelnetProtocol):
         if self._closed:
             return
         self._closed = True
+        self._stop_input()
         assert self._output is not None
         self._output.close()
         self.transport.loseConnection()
@@ -441,6 +434,7 @@ class ChatProtocol(LineReceiver, TelnetProtocol):
             in_transport=output.in_transport,
         )
         self._closed = True
+        self._stop_input()
         output.clear()
         self.factory.clock.callLater(0, self._cut_off)
 
@@ -631,76 +625,40 @@ class ChatProtocol(LineReceiver, TelnetProtocol):
                 return
         state = self.session.state
         if state is State.CHATTING:
-            self._wait_for(self.session.line(text))
+            self._gate.wait_for(self.session.line(text))
         elif state is State.AWAITING_NICKNAME:
             self._nickname_line(text)
         elif state is State.AWAITING_PASSWORD:
             self._password_line(text)
         if not self._closed:
-            self._throttle()
+            self._gate.line_handled()
 
-    def _wait_for(self, done: Deferred[None] | None) -> None:
-        """
-        Read no more lines until C{done} (a command checking a password)
-        fires.
-        """
-        if done is not None and not done.called:
-            self._pause_input("password")
-            done.addBoth(lambda _: self._resume_input("password"))
-
-    # Flood control, in lines and in bytes
-
-    def _throttle(self) -> None:
-        """
-        After each line: count it against the session's flood control, and
-        pause reading for as long as it says.
-        """
-        wait = self.session.flood_wait()
-        if wait and "flood" not in self._paused_for:
-            self._pause_input("flood")
-            self._flood_timer = self.factory.clock.callLater(wait, self._resume_input, "flood")
+    # Flood control, in lines and in bytes (see twistedchat.flood)
 
     def bytes_received(self, count: int) -> None:
         """
         Charge C{count} bytes that arrived, telnet negotiation included, to
-        the byte bucket, and stop reading from the socket until it is no
-        longer overdrawn. Bytes already received are still handled, so at
-        most one read (Twisted reads 64 KiB at a time) goes beyond the
-        budget: bytes without a newline, telnet negotiation storms and long
-        lines cost the server a bounded share of its time.
+        the byte budget (L{InputGate.bytes_received}): bytes without a
+        newline, telnet negotiation storms and long lines cost the server a
+        bounded share of its time.
         """
-        if self._bytes is None or self._closed:
-            return
-        clock = self.factory.clock
-        wait = self._bytes.take(count, clock.seconds())
-        if wait and "bytes" not in self._paused_for:
-            self._pause_input("bytes")
-            self._bytes_timer = clock.callLater(wait, self._resume_input, "bytes")
+        if self._output is not None and not self._closed:
+            self._gate.bytes_received(count)
 
-    def _pause_input(self, reason: str) -> None:
+    def _hold(self, holding: bool) -> None:
         """
-        Stop reading from the socket for C{reason}; for any reason but
-        "bytes", also stop handling lines already received.
+        Stop handling the lines already received, or handle them again
+        (L{InputGate}'s C{hold}).
         """
-        if not self._paused_for:
-            self.transport.pauseProducing()
-        self._paused_for = self._paused_for | {reason}
-        if reason != "bytes":
-            self.paused = True
-
-    def _resume_input(self, reason: str) -> None:
-        self._paused_for = self._paused_for - {reason}
-        if self._closed:
-            return
-        if self._paused_for - {"bytes"}:
-            return
-        if self.paused:
-            self.paused = False
+        self.paused = holding
+        if not holding:
             # Lines already received wait in LineReceiver's buffer; this
             # may pause reading again.
             self.dataReceived(b"")
-        if not self._paused_for and not self._closed:
-            self.transport.resumeProducing()
+
+    def _stop_input(self) -> None:
+        if self._output is not None:
+            self._gate.stop()
 
     # Registration
 
@@ -731,7 +689,7 @@ class ChatProtocol(LineReceiver, TelnetProtocol):
         except (InvalidNickname, Refused) as e:
             self._refused(str(e))
             return
-        self._wait_for(done)
+        self._gate.wait_for(done)
         if self.session.state is State.CHATTING:
             self._answered()
 
@@ -749,7 +707,7 @@ class ChatProtocol(LineReceiver, TelnetProtocol):
         if command is not None and command[0] in ("quit", "exit"):
             self.session.quit(command[1].strip() or "quit")
             return
-        self._wait_for(self.session.give_password(text))
+        self._gate.wait_for(self.session.give_password(text))
         if not text:
             self._answered()
 

@@ -113,13 +113,13 @@ from twistedchat.events import (
     Welcome,
 )
 from twistedchat.factory import ChatFactory
+from twistedchat.flood import InputGate
 from twistedchat.history import Record
 from twistedchat.nicknames import InvalidNickname
 from twistedchat.protocol import CLOSE_TIMEOUT, describe_address, keep_alive, peer_host
 from twistedchat.sanitize import clean_line
 from twistedchat.sendq import SendQueue
 from twistedchat.session import ChatSession, IFrontEnd, Refused, State
-from twistedchat.throttles import TokenBucket
 
 #: The protocol version L{hello <WebSocketChat.negotiationFinished>} announces.
 PROTOCOL_VERSION = 1
@@ -402,10 +402,9 @@ class WebSocketChat:
         self._output: SendQueue | None = None
         self._closed = False
         self._inbox: deque[str] = deque()
-        self._paused_for: frozenset[str] = frozenset()
-        self._timers: dict[str, IDelayedCall] = {}
+        self._gate: InputGate | None = None
+        self._close_timer: IDelayedCall | None = None
         self._bad_messages = 0
-        self._bytes: TokenBucket | None = None
         self._max_message = max_message(factory.max_line_length)
         self.session: ChatSession | None = None
 
@@ -431,10 +430,6 @@ class WebSocketChat:
             return
         self._log.info("WebSocket connection from {peer}", peer=self._peer)
         keep_alive(self._reader)  # type: ignore[arg-type]
-        if factory.flood_bytes:
-            self._bytes = TokenBucket(
-                factory.flood_bytes, factory.flood_byte_burst, factory.clock.seconds()
-            )
         self._output = SendQueue(
             _TextMessages(self._transport, self._request, self._reader),
             factory.flusher,
@@ -443,6 +438,14 @@ class WebSocketChat:
             timeout=factory.sendq_timeout,
         )
         session = self.session = ChatSession(factory, self, self._host, self._peer)
+        self._gate = InputGate(
+            factory.clock,
+            self._reader,
+            session.flood_wait,
+            self._hold,
+            factory.flood_bytes,
+            factory.flood_byte_burst,
+        )
         session.echo = True
         self._send(
             {
@@ -474,12 +477,9 @@ class WebSocketChat:
         pass
 
     def connectionLost(self, reason: Failure) -> None:
-        self._closed = True
-        for timer in self._timers.values():
-            if timer.active():
-                timer.cancel()
-        self._timers.clear()
-        self._inbox.clear()
+        self._closing()
+        if self._close_timer is not None and self._close_timer.active():
+            self._close_timer.cancel()
         if self._output is None or self.session is None:
             return  # refused by admission(): the factory never knew it
         self._output.clear()
@@ -514,10 +514,19 @@ class WebSocketChat:
         """
         if self._closed:
             return
-        self._closed = True
+        self._closing()
         assert self._output is not None and self._transport is not None
         self._output.close()
         self._close(code)
+
+    def _closing(self) -> None:
+        """
+        Read and handle nothing more.
+        """
+        self._closed = True
+        self._inbox.clear()
+        if self._gate is not None:
+            self._gate.stop()
 
     def _close(self, code: int) -> None:
         """
@@ -526,7 +535,7 @@ class WebSocketChat:
         """
         assert self._transport is not None
         self._transport.loseConnection(code)
-        self._timers["close"] = self.factory.clock.callLater(
+        self._close_timer = self.factory.clock.callLater(
             CLOSE_TIMEOUT, self._reader.abortConnection
         )
 
@@ -546,7 +555,7 @@ class WebSocketChat:
             nickname=self.session.nickname or "not registered",
             waiting=self._output.waiting,
         )
-        self._closed = True
+        self._closing()
         self._output.clear()
         self.factory.clock.callLater(0, self._cut_off)
 
@@ -572,50 +581,32 @@ class WebSocketChat:
 
     def _drain(self) -> None:
         """
-        Handle the messages waiting, in order, until there are none or
-        something other than the byte budget pauses input.
+        Handle the messages waiting, in order, until there are none or the
+        flood control holds input back (see L{InputGate}).
         """
-        while self._inbox and not (self._paused_for - {"bytes"}) and not self._closed:
+        gate = self._gate
+        assert gate is not None
+        while self._inbox and not gate.holding and not self._closed:
             self._handle(self._inbox.popleft())
-            if self._closed:
-                return
-            assert self.session is not None
-            wait = self.session.flood_wait()
-            if wait and "flood" not in self._paused_for:
-                self._pause("flood", wait)
+            if not self._closed:
+                gate.line_handled()
+
+    def _hold(self, holding: bool) -> None:
+        """
+        Handle the messages waiting once input is no longer held back
+        (L{InputGate}'s C{hold}).
+        """
+        if not holding:
+            self._drain()
 
     def bytes_received(self, count: int) -> None:
         """
         Charge C{count} bytes that arrived (frames of every kind, pings and
-        closes included) to this connection's byte budget, and stop
-        reading from the socket while it is overdrawn, as telnet does
-        (L{twistedchat.protocol.ChatProtocol.bytes_received}).
+        closes included) to the byte budget, as telnet charges every byte
+        (L{InputGate.bytes_received}).
         """
-        if self._bytes is None or self._closed:
-            return
-        wait = self._bytes.take(count, self.factory.clock.seconds())
-        if wait and "bytes" not in self._paused_for:
-            self._pause("bytes", wait)
-
-    def _pause(self, reason: str, wait: float | None = None) -> None:
-        """
-        Stop reading for C{reason}, for C{wait} seconds or until
-        L{_resume} is called.
-        """
-        if not self._paused_for:
-            self._reader.pauseProducing()
-        self._paused_for = self._paused_for | {reason}
-        if wait is not None:
-            self._timers[reason] = self.factory.clock.callLater(wait, self._resume, reason)
-
-    def _resume(self, reason: str) -> None:
-        self._paused_for = self._paused_for - {reason}
-        self._timers.pop(reason, None)
-        if self._closed:
-            return
-        self._drain()
-        if not self._paused_for and not self._closed:
-            self._reader.resumeProducing()
+        if self._gate is not None and not self._closed:
+            self._gate.bytes_received(count)
 
     def _handle(self, message: str) -> None:
         """
@@ -691,14 +682,9 @@ class WebSocketChat:
         self.reply(Error("Choose a nickname first."))
         return None
 
-    def _wait_for(self, done: Deferred[None] | None) -> None:
-        """
-        Handle no more messages until C{done} (a command checking a
-        password) fires.
-        """
-        if done is not None and not done.called:
-            self._pause("password")
-            done.addBoth(lambda _: self._resume("password"))
+    def _wait(self, done: Deferred[None] | None) -> None:
+        assert self._gate is not None
+        self._gate.wait_for(done)
 
     # Messages from the client
 
@@ -716,7 +702,7 @@ class WebSocketChat:
             self.reply(Error(str(e)))
             self.reply(NicknameWanted())
             return
-        self._wait_for(done)
+        self._wait(done)
 
     def _password_message(self, value: dict[str, Any]) -> None:
         session = self.session
@@ -725,13 +711,13 @@ class WebSocketChat:
         if session.state is not State.AWAITING_PASSWORD:
             self.reply(Error("No password was asked for."))
             return
-        self._wait_for(session.give_password(password))
+        self._wait(session.give_password(password))
 
     def _line_message(self, value: dict[str, Any]) -> None:
         text = self._text(value, "text")
         session = self._chatting()
         if session is not None and self._line_fits(text):
-            self._wait_for(session.line(text))
+            self._wait(session.line(text))
 
     def _switch_message(self, value: dict[str, Any]) -> None:
         room = self._text(value, "room")
@@ -749,7 +735,7 @@ class WebSocketChat:
         if before is None:
             session.attempt(session.history, count, room)
         else:
-            self._wait_for(session.attempt(session.history_page, room, before, count))
+            self._wait(session.attempt(session.history_page, room, before, count))
 
     def _search_message(self, value: dict[str, Any]) -> None:
         text = self._text(value, "text")
@@ -758,7 +744,7 @@ class WebSocketChat:
             room = self._text(value, "room")
         session = self._chatting()
         if session is not None and self._line_fits(text):
-            self._wait_for(session.attempt(session.search, text, room))
+            self._wait(session.attempt(session.search, text, room))
 
     _HANDLERS: dict[str, Callable[[WebSocketChat, dict[str, Any]], None]] = {
         "nickname": _nickname_message,
