@@ -1,7 +1,8 @@
 """
 Tests for L{twistedchat.database}: the modes of the database files, the
-busy timeout of its connections, the rooms schema (version 3), and event
-ids and the full-text index (version 4). Other schema upgrades and
+busy timeout of its connections, the rooms schema (version 3), event
+ids and the full-text index (version 4), and quits, rooms' lives and the
+full-text index by place (version 5). Other schema upgrades and
 start-up errors are tested with the history, in C{test_history.py}, and
 searching in C{test_search.py}.
 """
@@ -19,11 +20,14 @@ from twisted.internet import reactor
 from twisted.logger import capturedLogs, formatEvent
 
 from twistedchat.database import (
+    _MIGRATIONS,
     BUSY_TIMEOUT,
     SCHEMA_VERSION,
     make_pool,
     open_database,
+    place_token,
     protect,
+    upgrade,
 )
 
 
@@ -222,12 +226,13 @@ def test_new_database_has_the_rooms_schema(tmp_path: Path) -> None:
             "topic_by",
             "topic_at",
             "topic_locked",
+            "since",
         ]
         assert columns(connection, "room_operators") == ["room_key", "account_key"]
         assert columns(connection, "room_bans") == ["room_key", "kind", "key"]
         connection.execute("INSERT INTO rooms (key, name) VALUES ('#a', '#A')")
         assert connection.execute("SELECT * FROM rooms").fetchall() == [
-            ("#a", "#A", "", "", 0.0, 0)
+            ("#a", "#A", "", "", 0.0, 0, 0)
         ]
         connection.execute("INSERT INTO room_bans VALUES ('#a', 'nickname', 'al')")
         with pytest.raises(sqlite3.IntegrityError):
@@ -283,14 +288,14 @@ def test_new_database_has_event_ids_and_a_search_index(tmp_path: Path) -> None:
     Schema version 4: events have an event id, indexed with their room;
     last_event holds the largest event id ever stored, which inserts
     raise and deletes do not lower; the full-text index holds the text of
-    chat lines, actions and private messages, not of notices, and loses a
-    row's text when the row is deleted.
+    chat lines, actions and private messages, not of notices (a quit is
+    one), and loses a row's text when the row is deleted.
     """
     path = tmp_path / "chat.sqlite3"
     open_database(str(path))
     connection = sqlite3.connect(path)
     try:
-        assert SCHEMA_VERSION == 4
+        assert SCHEMA_VERSION == 5
         assert "event" in columns(connection, "events")
         index = connection.execute("PRAGMA index_info(events_room_event)").fetchall()
         assert [row[2] for row in index] == ["room", "event"]
@@ -303,6 +308,7 @@ def test_new_database_has_event_ids_and_a_search_index(tmp_path: Path) -> None:
                 ("action", None, "eats apple", "#a", 2),
                 ("private", "bo", "apple secret", None, 3),
                 ("leave", None, "apple", "#a", 4),
+                ("quit", None, "apple", "#a", 4),
                 ("topic", None, "apple", "#a", 5),
                 ("nick", "bob", None, "#a", 6),
                 ("nick", "bob", None, "#b", 6),
@@ -359,17 +365,17 @@ def version_3_database(path: Path) -> None:
 
 def test_upgrade_from_version_3_numbers_and_indexes_old_rows(tmp_path: Path) -> None:
     """
-    A database of schema version 3 is upgraded to version 4 on start-up:
-    each old row's event id is its row id, last_event is the largest of
-    them, and the text of its chat lines, actions and private messages is
-    in the full-text index.
+    A database of schema version 3 is upgraded on start-up: each old
+    row's event id is its row id, last_event is the largest of them, and
+    the text of its chat lines, actions and private messages is in the
+    full-text index.
     """
     path = tmp_path / "v3.sqlite3"
     version_3_database(path)
     open_database(str(path))
     connection = sqlite3.connect(path)
     try:
-        assert connection.execute("PRAGMA user_version").fetchone() == (4,)
+        assert connection.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
         assert connection.execute("SELECT id, event FROM events").fetchall() == [
             (1, 1),
             (2, 2),
@@ -384,3 +390,72 @@ def test_upgrade_from_version_3_numbers_and_indexes_old_rows(tmp_path: Path) -> 
         connection.execute("INSERT INTO events_text (events_text) VALUES ('integrity-check')")
     finally:
         connection.close()
+
+
+def test_upgrade_from_version_4_indexes_the_place_of_each_row(tmp_path: Path) -> None:
+    """
+    A database of schema version 4 is upgraded to version 5 on start-up:
+    its rows are kept as they were (a quit stored as a leave stays one),
+    its kept rooms start their life at 0 (their whole history), and its
+    full-text index is made again with the place of each row: the room's
+    token, none for a line from before rooms, private for a private
+    message; rows added and deleted later keep it in step.
+    """
+    path = tmp_path / "v4.sqlite3"
+    version_3_database(path)
+    connection = sqlite3.connect(path)
+    with connection:
+        connection.execute("INSERT INTO rooms (key, name) VALUES ('#dev', '#Dev')")
+        connection.execute(
+            "INSERT INTO events (at, kind, nickname, text, room)"
+            " VALUES (5, 'leave', 'bo', 'x', '#dev')"
+        )
+    connection.close()
+    # Version 4, as this code's migrations up to it make it.
+    connection = sqlite3.connect(path)
+    with connection:
+        for statement in _MIGRATIONS[4]:
+            connection.execute(statement)
+        connection.execute("PRAGMA user_version = 4")
+    connection.close()
+    open_database(str(path))
+    connection = sqlite3.connect(path)
+    try:
+        assert connection.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (5,)
+        assert connection.execute("SELECT key, since FROM rooms").fetchall() == [("#dev", 0)]
+        assert connection.execute("SELECT kind FROM events WHERE id = 5").fetchall() == [("leave",)]
+
+        def found(query: str) -> list[int]:
+            sql = "SELECT rowid FROM events_text WHERE events_text MATCH ? ORDER BY rowid"
+            return [row for (row,) in connection.execute(sql, (query,))]
+
+        assert found("hello") == [1, 2, 4]
+        assert found('place : "none" AND hello') == [1]
+        assert found('place : "private" AND hello') == [2]
+        assert found(f'place : "{place_token("#dev")}" AND hello') == [4]
+        connection.execute(
+            "INSERT INTO events (at, kind, nickname, text, room, event)"
+            " VALUES (6, 'chat', 'cy', 'hello again', '#dev', 6)"
+        )
+        connection.execute("DELETE FROM events WHERE id = 4")
+        assert found(f'place : "{place_token("#dev")}" AND hello') == [6]
+        connection.execute("INSERT INTO events_text (events_text) VALUES ('integrity-check')")
+    finally:
+        connection.close()
+
+
+def test_place_tokens() -> None:
+    """
+    A room's place token is r and the hexadecimal UTF-8 of its key, the
+    same as the triggers compute in SQL, one token of the index's
+    tokenizer whatever the key holds; rows from before rooms have none.
+    """
+    connection = sqlite3.connect(":memory:")
+    upgrade(connection)
+    for room in ("#lobby", "#sécret-Ω", '#a"b', "#ŉ"):
+        token = place_token(room)
+        sql = "SELECT 'r' || lower(hex(?))"
+        assert connection.execute(sql, (room,)).fetchone() == (token,)
+        assert token[0] == "r" and token[1:].isalnum() and token.isascii()
+    assert place_token(None) == "none"
+    connection.close()

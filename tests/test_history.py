@@ -33,6 +33,7 @@ from twistedchat.events import (
 )
 from twistedchat.history import (
     FLUSH_INTERVAL,
+    MAX_EVENT_ID,
     MAX_UNWRITTEN,
     History,
     Record,
@@ -999,7 +1000,8 @@ async def test_load_recent_per_room_with_old_rows_in_the_default_room(tmp_path: 
     since the oldest of them (at most keep), however busy the other rooms
     were, and the last keep private messages; oldest first, in the order
     stored. Rows stored before rooms belong to the default room; private
-    messages to none. A history built from them replays each room.
+    messages to none; a quit comes back as a quit, in the room it was
+    recorded in. A history built from them replays each room.
     """
     path = tmp_path / "chat.sqlite3"
     old = version_2_database(path)
@@ -1036,7 +1038,7 @@ async def test_load_recent_per_room_with_old_rows_in_the_default_room(tmp_path: 
         ChatLine("al", "old 1", "#old"),
         Joined("bo", "#old"),
         ChatLine("al", "old 2", "#old"),
-        Left("bo", "bye", "#old"),
+        Left("bo", "bye"),
     ]
     # The join in #quiet came before the oldest of its last two lines.
     assert [(record.room, record.event) for record in recent] == [
@@ -1064,19 +1066,23 @@ async def test_load_recent_per_room_with_old_rows_in_the_default_room(tmp_path: 
 def test_recorded_events_get_increasing_ids_and_times() -> None:
     """
     record() gives each event, the first time it sees it, an id one more
-    than the last, from 1 in a history kept in memory, and the time it was
-    recorded; a later event gets a larger id. A reply that is never
-    recorded keeps id 0 and time 0.0, and neither counts in comparisons.
+    than the last, in a history kept in memory from one more than the
+    clock's microseconds when it was made (last_id until then), and the
+    time it was recorded; a later event gets a larger id. A reply that is
+    never recorded keeps id 0 and time 0.0, and neither counts in
+    comparisons.
     """
     clock = Clock()
     clock.advance(1_000)
     history = memory_history(clock)
+    assert history.last_id == 1_000_000_000
     first, second = ChatLine("al", "one", LOBBY), ChatLine("al", "two", LOBBY)
     history.record(first, LOBBY)
     clock.advance(2.5)
     history.record(second, LOBBY)
-    assert (first.id, first.at) == (1, 1_000.0)
-    assert (second.id, second.at) == (2, 1_002.5)
+    assert (first.id, first.at) == (1_000_000_001, 1_000.0)
+    assert (second.id, second.at) == (1_000_000_002, 1_002.5)
+    assert history.last_id == second.id
     assert first == ChatLine("al", "one", LOBBY)
     assert "id" not in repr(first)
     assert (Left("al", "").id, Left("al", "").at) == (0, 0.0)
@@ -1100,7 +1106,7 @@ def test_event_in_several_rooms_keeps_one_id_and_time() -> None:
     for room in ("#a", "#b"):
         records = history.recent(10, room)
         assert [record.event for record in records] == [quit, rename]
-        assert [(record.id, record.at) for record in records] == [(1, 0.0), (2, 1.0)]
+        assert [(record.event.id, record.at) for record in records] == [(1, 0.0), (2, 1.0)]
         assert records[0].event is quit
 
 
@@ -1116,31 +1122,31 @@ async def test_ids_go_on_after_a_restart(tmp_path: Path) -> None:
     path = str(tmp_path / "chat.sqlite3")
     open_history(path, 20)
     clock = Clock()
-    clock.advance(100)
     history = History(make_pool(path, reactor), clock)
     quit = Left("al", "bye")
+    clock.advance(100)
     record_all(history, [ChatLine("al", "hi", LOBBY), PrivateMessage("al", "bo", "psst")])
     history.record(quit, LOBBY)
     history.record(quit, "#dev")
     await history.stop()
     rows = sqlite3.connect(path).execute("SELECT event, room FROM events ORDER BY id").fetchall()
-    assert rows == [(1, LOBBY), (2, None), (3, LOBBY), (3, "#dev")]
+    first = MAX_UNWRITTEN + 1
+    assert rows == [(first, LOBBY), (first + 1, None), (first + 2, LOBBY), (first + 2, "#dev")]
 
     recent = open_history(path, 20)
-    assert [(record.id, record.event.id, record.event.at) for record in recent] == [
-        (1, 1, 100.0),
-        (2, 2, 100.0),
-        (3, 3, 100.0),
-        (3, 3, 100.0),
+    assert [(record.event.id, record.event.at) for record in recent] == [
+        (first, 100.0),
+        (first + 1, 100.0),
+        (first + 2, 100.0),
+        (first + 2, 100.0),
     ]
-    clock.advance(5)
-    restarted = History(make_pool(path, reactor), clock, recent)
+    restarted = History(make_pool(path, reactor), Clock(), recent)
     later = ChatLine("bo", "back", LOBBY)
     restarted.record(later, LOBBY)
-    assert (later.id, later.at) == (4, 105.0)
+    assert later.id == first + 2 + MAX_UNWRITTEN + 1
     await restarted.stop()
     (again,) = [r for r in open_history(path, 20) if r.event == later]
-    assert (again.id, again.at) == (4, 105.0)
+    assert (again.event.id, again.at) == (later.id, 0.0)
 
 
 @pytest_twisted.ensureDeferred
@@ -1155,17 +1161,18 @@ async def test_ids_go_on_after_everything_was_pruned(tmp_path: Path) -> None:
     open_history(path, 20)
     clock = Clock()
     history = History(make_pool(path, reactor), clock, retention=1)
-    record_all(history, [ChatLine("al", f"line {i}", LOBBY) for i in range(3)])
+    lines = [ChatLine("al", f"line {i}", LOBBY) for i in range(3)]
+    record_all(history, lines)
     await history.flush()
     clock.advance(2 * 86400)
     await history.prune()
     await history.stop()
     recent, last = open_database(path, lambda c: load_recent(c, 20, LOBBY), last_event_id)
-    assert (recent, last) == ([], 3)
-    restarted = History(None, clock, recent, last_id=last)
+    assert (recent, last) == ([], lines[-1].id)
+    restarted = History(None, Clock(), recent, last_id=last)
     event = ChatLine("al", "again", LOBBY)
     restarted.record(event, LOBBY)
-    assert event.id == 4
+    assert event.id == last + 1
 
 
 def test_last_id_and_recent_ids_both_count() -> None:
@@ -1255,11 +1262,11 @@ async def test_page_from_the_database_sees_unwritten_events(tmp_path: Path) -> N
     assert stored_texts(path) == []
     page = await history.page(LOBBY, join.id + 1, 3)
     assert [record.event for record in page] == [lines[3], lines[4], join]
-    assert [(record.id, record.at) for record in page] == [
+    assert [(record.event.id, record.at) for record in page] == [
         (event.id, event.at) for event in (lines[3], lines[4], join)
     ]
     assert {record.room for record in page} == {LOBBY}
-    older = await history.page(LOBBY, page[0].id, 100)
+    older = await history.page(LOBBY, page[0].event.id, 100)
     assert [record.event for record in older] == lines[:3]
     await history.stop()
 
@@ -1275,7 +1282,7 @@ async def test_page_waits_for_a_write_under_way(tmp_path: Path) -> None:
     first = numbered_chat(history, clock, 2)
     writing = history.flush()
     later = numbered_chat(history, clock, 2)
-    reading = history.page(LOBBY, 1000, 10)
+    reading = history.page(LOBBY, later[-1].id + 1, 10)
     assert not writing.called
     page = await reading
     assert [record.event for record in page] == first + later
@@ -1303,15 +1310,227 @@ async def test_page_of_old_rows_and_the_retention(tmp_path: Path) -> None:
     kept = History(make_pool(str(path), reactor), clock, recent, retention=1, default_room=LOBBY)
     new = ChatLine("al", "new", LOBBY)
     kept.record(new, LOBBY)
-    assert new.id == 3
-    page = await kept.page(LOBBY, 100, 10)
+    page = await kept.page(LOBBY, new.id + 1, 10)
     assert [(record.event, record.room) for record in page] == [(new, LOBBY)]
     await kept.stop()
     forever = History(make_pool(str(path), reactor), clock, default_room=LOBBY)
-    page = await forever.page(LOBBY, 100, 10)
-    assert [(record.event, record.room, record.id) for record in page] == [
+    page = await forever.page(LOBBY, new.id + 1, 10)
+    assert [(record.event, record.room, record.event.id) for record in page] == [
         (ChatLine("al", "old", LOBBY), LOBBY, 1),
-        (new, LOBBY, 3),
+        (new, LOBBY, new.id),
     ]
-    assert await forever.page("#dev", 100, 10) == []
+    assert await forever.page("#dev", new.id + 1, 10) == []
     await forever.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_page_before_beyond_64_bit_integers(tmp_path: Path) -> None:
+    """
+    A page before an id larger than SQLite's integers hold (2**63 - 1,
+    MAX_EVENT_ID) is a page of the latest events, read from the database
+    (where such an id would raise OverflowError) and from memory alike.
+    """
+    clock = Clock()
+    _, history = file_history_on(tmp_path, clock)
+    lines = numbered_chat(history, clock, 3)
+    for before in (MAX_EVENT_ID, MAX_EVENT_ID + 1, 2**64, 10**30):
+        page = await history.page(LOBBY, before, 2)
+        assert [record.event for record in page] == lines[1:]
+    await history.stop()
+    in_memory = memory_history(clock)
+    lines = numbered_chat(in_memory, clock, 3)
+    assert [record.event for record in in_memory.page(LOBBY, 10**30, 2).result] == lines[1:]
+
+
+# A room's current life
+
+
+def test_page_after_an_id_from_memory() -> None:
+    """
+    page() with after returns, from memory, only the events with an id
+    larger than after (a room's current life), notices too; none if
+    before is at most one more than after.
+    """
+    clock = Clock()
+    history = memory_history(clock)
+    old = numbered_chat(history, clock, 2)
+    since = history.last_id
+    join = Joined("cy", LOBBY)
+    history.record(join, LOBBY)
+    new = numbered_chat(history, clock, 2)
+
+    def page(before: int, after: int) -> list[Event]:
+        return [record.event for record in history.page(LOBBY, before, 10, after).result]
+
+    assert page(10**9, 0) == [*old, join, *new]
+    assert page(10**9, since) == [join, *new]
+    assert page(new[1].id, since) == [join, new[0]]
+    assert page(join.id, since) == page(since + 1, since) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_page_after_an_id_from_the_database(tmp_path: Path) -> None:
+    """
+    page() with after reads, from the database, only the events with an
+    id larger than after, notices too; the older ones stay there.
+    """
+    clock = Clock()
+    _, history = file_history_on(tmp_path, clock)
+    old = numbered_chat(history, clock, 2)
+    since = history.last_id
+    join = Joined("cy", LOBBY)
+    history.record(join, LOBBY)
+    new = numbered_chat(history, clock, 2)
+    page = await history.page(LOBBY, MAX_EVENT_ID, 10, since)
+    assert [record.event for record in page] == [join, *new]
+    page = await history.page(LOBBY, MAX_EVENT_ID, 10)
+    assert [record.event for record in page] == [*old, join, *new]
+    assert await history.page(LOBBY, join.id, 10, since) == []
+    await history.stop()
+
+
+def test_retain_forgets_what_came_before_a_rooms_life() -> None:
+    """
+    retain() keeps in memory, of each room that exists, only the events
+    after the id it is given for it (where the room's current life
+    starts), and nothing of a room not given: a room of the same name
+    that vanished before leaves nothing to replay.
+    """
+    before = [
+        ChatLine("al", "the code is 1234", "#secret"),
+        Joined("bo", "#secret"),
+        ChatLine("al", "lobby line", LOBBY),
+        ChatLine("al", "gone", "#gone"),
+    ]
+    after = [Joined("mallory", "#secret"), ChatLine("mallory", "anyone?", "#secret")]
+    rooms = ["#secret", "#secret", LOBBY, "#gone", "#secret", "#secret"]
+    recent = []
+    for number, (event, room) in enumerate(zip([*before, *after], rooms, strict=True), 1):
+        event.id = number
+        recent.append(Record(0.0, event, room))
+    history = History(None, Clock(), recent)
+    history.retain({LOBBY: 0, "#secret": len(before)})
+    assert [record.event for record in history.recent(10, "#secret")] == after
+    assert [record.event for record in history.recent(10, LOBBY)] == [before[2]]
+    assert history.recent(10, "#gone") == []
+
+
+# Event ids across crashes and restarts
+
+
+@pytest_twisted.ensureDeferred
+async def test_ids_after_a_crash_are_larger_than_any_handed_out(tmp_path: Path) -> None:
+    """
+    A server that crashes loses the events it had not written, whose ids
+    it had handed out: at most MAX_UNWRITTEN of them. A history started
+    from the same file numbers new events after the largest id stored
+    plus MAX_UNWRITTEN, so above every id handed out before, even with a
+    clock that gives no help (at 0): the bound is exact.
+    """
+    path = str(tmp_path / "chat.sqlite3")
+    open_history(path, 20)
+    pool = make_pool(path, reactor)
+    history = History(pool, Clock())
+    written = [ChatLine("al", f"written {i}", LOBBY) for i in range(3)]
+    record_all(history, written)
+    await history.flush()
+    lost = [ChatLine("al", f"lost {i}", LOBBY) for i in range(MAX_UNWRITTEN)]
+    record_all(history, lost)
+    pool.close()  # The crash: nothing more is written.
+    assert stored_texts(path) == [f"written {i}" for i in range(3)]
+
+    recent, last = open_database(path, lambda c: load_recent(c, 20, LOBBY), last_event_id)
+    assert last == written[-1].id
+    restarted = History(make_pool(path, reactor), Clock(), recent, last_id=last)
+    new = ChatLine("bo", "new", LOBBY)
+    restarted.record(new, LOBBY)
+    assert new.id == lost[-1].id + 1
+    await restarted.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_ids_after_a_crash_that_dropped_events(tmp_path: Path) -> None:
+    """
+    Events dropped because the database could not be written had their
+    ids handed out too, beyond any bound on the unwritten ones: the
+    clock's microseconds keep a history started later (here a second) above
+    them all.
+    """
+    path = str(tmp_path / "chat.sqlite3")
+    open_history(path, 20)
+    clock = Clock()
+    clock.advance(1_700_000_000)
+    pool = make_pool(path, reactor, busy_timeout=0.01)
+    history = History(pool, clock, max_unwritten=3)
+    lock = write_lock(path)
+    handed_out = [ChatLine("al", f"line {i}", LOBBY) for i in range(10)]
+    with capturedLogs():
+        record_all(history, handed_out)
+        await history.flush()
+    lock.execute("ROLLBACK")
+    lock.close()
+    pool.close()  # The crash.
+    assert stored_texts(path) == []
+
+    clock.advance(1)
+    recent, last = open_database(path, lambda c: load_recent(c, 20, LOBBY), last_event_id)
+    restarted = History(make_pool(path, reactor), clock, recent, last_id=last, max_unwritten=3)
+    new = ChatLine("bo", "new", LOBBY)
+    restarted.record(new, LOBBY)
+    assert new.id > handed_out[-1].id
+    await restarted.stop()
+
+
+def test_ids_without_a_database_grow_across_restarts() -> None:
+    """
+    Without a database nothing is stored: a history numbers events from
+    the clock's microseconds, so one started after another stopped (here
+    two milliseconds later, after a thousand events) numbers its events
+    above all of the other's; ids stay below 2**53, exact as JavaScript
+    numbers.
+    """
+    clock = Clock()
+    clock.advance(1_700_000_000)
+    first = memory_history(clock)
+    handed_out = [ChatLine("al", f"line {i}", LOBBY) for i in range(1000)]
+    record_all(first, handed_out)
+    clock.advance(0.002)
+    restarted = memory_history(clock)
+    new = ChatLine("bo", "new", LOBBY)
+    restarted.record(new, LOBBY)
+    assert handed_out[-1].id < new.id < 2**53
+
+
+# Quits
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_quit_is_stored_and_read_back_as_a_quit(tmp_path: Path) -> None:
+    """
+    A quit (Left with no room), recorded in each room its participant was
+    in, is stored there as kind quit, and comes back a quit (no room) in
+    a page and at start-up, its record's room being the room; a part stays
+    a leave and comes back a part. A quit's reason is not conversation:
+    no search finds it.
+    """
+    clock = Clock()
+    path, history = file_history_on(tmp_path, clock)
+    quit, part = Left("al", "bye for now"), Left("bo", "bye then", "#dev")
+    history.record(quit, LOBBY)
+    history.record(quit, "#dev")
+    history.record(part, "#dev")
+    page = await history.page("#dev", MAX_EVENT_ID, 10)
+    assert [(record.event, record.room) for record in page] == [(quit, "#dev"), (part, "#dev")]
+    assert page[0].event.room == "" and page[0].event.id == quit.id
+    assert await history.search("bye", LOBBY) == await history.search("bye", "#dev") == []
+    await history.stop()
+    connection = sqlite3.connect(path)
+    rows = connection.execute("SELECT kind, room, event FROM events ORDER BY id").fetchall()
+    connection.close()
+    assert rows == [("quit", LOBBY, quit.id), ("quit", "#dev", quit.id), ("leave", "#dev", part.id)]
+    recent = open_history(path, 20)
+    assert [(record.event, record.event.room, record.room) for record in recent] == [
+        (quit, "", LOBBY),
+        (quit, "", "#dev"),
+        (part, "#dev", "#dev"),
+    ]

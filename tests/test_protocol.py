@@ -18,8 +18,8 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
 from twistedchat.database import make_pool, open_database
-from twistedchat.events import Action, ChatLine, PrivateMessage, SearchResults
-from twistedchat.history import History, Record
+from twistedchat.events import Action, ChatLine, Left, PrivateMessage, SearchResults
+from twistedchat.history import History, Record, load_recent
 from twistedchat.protocol import PROMPT
 from twistedchat.session import HELP, State
 
@@ -553,3 +553,33 @@ async def test_search_command_over_telnet(tmp_path: Path) -> None:
     ]
     assert alice.lines() == ["<bob> after"]
     await history.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_quit_read_back_from_disk_replayed_as_a_quit(tmp_path: Path) -> None:
+    """
+    A quit read back from the database after a restart is replayed over
+    telnet as it was shown live, "*** NICK has left (REASON)", with no
+    room before it, even to a user in several rooms, who sees the room
+    before each chat line.
+    """
+    path = str(tmp_path / "chat.sqlite3")
+    open_database(path)
+    history = History(make_pool(path, reactor), Clock())
+    history.record(ChatLine("bob", "bye all", "#lobby"), "#lobby")
+    history.record(Left("bob", "off to bed"), "#lobby")
+    await history.stop()
+    (recent,) = open_database(path, lambda connection: load_recent(connection, 20, "#lobby"))
+    clock = Clock()
+    factory = make_factory(clock, history=History(None, clock, recent), history_on_join=0)
+    (alice,) = chatters(factory, "alice")
+    alice.send(b"/join #dev\r\n")
+    alice.output()
+    alice.send(b"/history #lobby\r\n")
+    assert alice.lines() == [
+        "*** The last line said in #lobby:",
+        "[1970-01-01 00:00:00 UTC] [#lobby] <bob> bye all",
+        "[1970-01-01 00:00:00 UTC] *** bob has left (off to bed)",
+        "[1970-01-01 00:00:00 UTC] [#lobby] *** alice has joined",
+        "*** End of history.",
+    ]

@@ -28,6 +28,7 @@ OPS = StoredRoom(
     topic_locked=True,
     operators=frozenset({"alice", "bob"}),
     bans=frozenset({("account", "mallory"), ("nickname", "troll")}),
+    since=1_700_000_000_000_123,
 )
 
 
@@ -64,8 +65,9 @@ def test_no_rooms_stored(tmp_path: Path) -> None:
 async def test_saved_rooms_come_back(tmp_path: Path) -> None:
     """
     Saved rooms, with their topic, who set it and when, whether it is
-    locked, their operators and bans, are read back at start-up, by key;
-    a room with only defaults comes back with them.
+    locked, their operators and bans, and where their life starts (the
+    last event id before they were created), are read back at start-up,
+    by key; a room with only defaults comes back with them.
     """
     path, pool, store = new_store(tmp_path)
     plain = StoredRoom(key="#plain", name="#Plain", operators=frozenset({"carol"}))

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from twisted.internet import reactor
 from twisted.internet.task import Clock
 
-from twistedchat.database import make_pool, open_database, upgrade
+from twistedchat.database import make_pool, open_database, place_token, upgrade
 from twistedchat.events import (
     Action,
     ChatLine,
@@ -262,10 +262,10 @@ async def test_search_finds_the_rooms_lines_newest_first(tmp_path: Path) -> None
         clock.advance(1)
     found = await history.search("release date", LOBBY)
     assert events(found) == [said[6], said[1], said[0]]
-    assert [(record.id, record.at, record.room) for record in found] == [
-        (7, 1_006.0, LOBBY),
-        (2, 1_001.0, LOBBY),
-        (1, 1_000.0, LOBBY),
+    assert [(record.event.id, record.at, record.room) for record in found] == [
+        (said[6].id, 1_006.0, LOBBY),
+        (said[1].id, 1_001.0, LOBBY),
+        (said[0].id, 1_000.0, LOBBY),
     ]
     assert events(await history.search("release date", LOBBY, count=2)) == [said[6], said[1]]
     assert events(await history.search("release date", "#dev")) == [said[5]]
@@ -355,7 +355,7 @@ async def test_search_finds_rows_from_before_rooms_in_the_default_room(tmp_path:
     open_database(str(path))
     history = History(make_pool(str(path), reactor), Clock(), default_room=LOBBY)
     found = await history.search("hi", LOBBY)
-    assert [(record.event, record.room, record.id) for record in found] == [
+    assert [(record.event, record.room, record.event.id) for record in found] == [
         (ChatLine("al", "hi", LOBBY), LOBBY, 1)
     ]
     assert await history.search("hi", "#dev") == []
@@ -383,3 +383,63 @@ async def test_search_refuses_blank_text(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="^Search for what"):
         history.search("   ", LOBBY)
     await history.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_search_after_an_id(tmp_path: Path) -> None:
+    """
+    search() with after finds only the room's chat lines and actions with
+    an id larger than after (the room's current life); the private
+    messages the viewer may see are found whatever their id.
+    """
+    clock = Clock()
+    _, history = file_history(tmp_path, clock)
+    old_line = ChatLine("al", "the code is 1234", "#secret")
+    old_private = PrivateMessage("al", "bo", "the code, privately")
+    history.record(old_line, "#secret")
+    history.record(old_private, None)
+    since = history.last_id
+    new_line = Action("mallory", "asks for the code", "#secret")
+    history.record(new_line, "#secret")
+    assert events(await history.search("code", "#secret", "bo", after=since)) == [
+        new_line,
+        old_private,
+    ]
+    assert events(await history.search("code", "#secret", after=since)) == [new_line]
+    assert events(await history.search("code", "#secret")) == [new_line, old_line]
+    await history.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_search_reads_only_the_rooms_rows_in_the_index(tmp_path: Path) -> None:
+    """
+    The index holds where each row was said (place_token: the room key's
+    UTF-8 in hexadecimal, so that rooms whose names share words, or hold
+    any character, are told apart), and a search asks it for the room's
+    rows only: a word said in other rooms only finds nothing, and a word
+    that is a place token finds no row by its place.
+    """
+    clock = Clock()
+    path, history = file_history(tmp_path, clock)
+    rooms = ["#secret", "#secret-room", "#sécret", "#ROOM"]
+    for room in rooms:
+        history.record(ChatLine("al", f"hello {room}", room), room)
+    history.record(PrivateMessage("al", "bo", "hello privately"), None)
+    for room in rooms:
+        found = await history.search("hello", room, "bo")
+        assert events(found) == [
+            PrivateMessage("al", "bo", "hello privately"),
+            ChatLine("al", f"hello {room}", room),
+        ]
+    for token in ("private", "none", place_token("#secret")):
+        assert await history.search(token, "#secret", "bo") == []
+    await history.stop()
+    connection = sqlite3.connect(path)
+    query = "SELECT rowid FROM events_text WHERE events_text MATCH ?"
+    places = [
+        connection.execute(query, (f'place : "{token}"',)).fetchall()
+        for token in (place_token("#secret"), place_token("#secret-room"), "private")
+    ]
+    assert places == [[(1,)], [(2,)], [(5,)]]
+    connection.execute("INSERT INTO events_text (events_text) VALUES ('integrity-check')")
+    connection.close()

@@ -44,8 +44,9 @@ from twistedchat.events import (
     SearchResults,
 )
 from twistedchat.factory import ChatFactory
-from twistedchat.history import History
+from twistedchat.history import MAX_EVENT_ID, History, last_event_id, load_recent
 from twistedchat.rooms import NotInRoom
+from twistedchat.roomstore import RoomStore, load_rooms
 from twistedchat.session import SEARCH_RESULTS, Refused
 
 
@@ -163,7 +164,176 @@ async def test_history_page_from_the_database(database: tuple[ChatFactory, Histo
     await d
     [page] = alice.replies_of(HistoryReplay)
     assert events(page.records) == [hello]
-    assert page.records[0].id == hello.id and page.before == hello.id + 1
+    assert page.records[0].event.id == hello.id and page.before == hello.id + 1
+
+
+# A room's life
+
+
+def test_a_vanished_rooms_events_are_not_paged_by_its_next_creator() -> None:
+    """
+    A room that vanishes takes its history with it: mallory, creating a
+    room of the same name after alice left it, pages only what happened
+    since (her own join and line). The room remembers where its life
+    starts, the history's last event id when it was created; the default
+    room's is 0, its history being continuous.
+    """
+    factory = chat()
+    alice, mallory = users(factory, "alice", "mallory")
+    in_room("#secret", alice)
+    alice.line("the code is 1234")
+    alice.session.part("#secret")
+    assert factory.history is not None
+    last = factory.history.last_id
+    mallory.session.join("#Secret")
+    mallory.line("what code?")
+    assert factory.room("#secret").since == last and factory.default_room.since == 0
+    mallory.forget()
+    mallory.session.history_page("#secret", MAX_EVENT_ID, 50)
+    [page] = mallory.replies_of(HistoryReplay)
+    assert events(page.records) == [
+        Joined("mallory", "#Secret"),
+        ChatLine("mallory", "what code?", "#Secret"),
+    ]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_vanished_rooms_lines_are_not_found_by_its_next_creator(
+    database: tuple[ChatFactory, History],
+) -> None:
+    """
+    With a database, where a vanished room's lines stay, neither a page
+    nor a search of a new room of the same name reaches them: mallory,
+    creating #secret after alice left it, sees only what happened since;
+    the lines are still on disk.
+    """
+    factory, history = database
+    alice, mallory = users(factory, "alice", "mallory")
+    in_room("#secret", alice)
+    alice.line("the code is 1234")
+    alice.session.part("#secret")
+    mallory.session.join("#secret")
+    mallory.line("what code?")
+    mallory.forget()
+    await mallory.session.history_page("#secret", MAX_EVENT_ID, 50)
+    await mallory.session.search("code")
+    [page] = mallory.replies_of(HistoryReplay)
+    assert events(page.records) == [
+        Joined("mallory", "#secret"),
+        ChatLine("mallory", "what code?", "#secret"),
+    ]
+    [found] = search_results(mallory)
+    assert events(found.records) == [ChatLine("mallory", "what code?", "#secret")]
+    assert events(await history.search("code", "#secret")) == [
+        ChatLine("mallory", "what code?", "#secret"),
+        ChatLine("alice", "the code is 1234", "#secret"),
+    ]
+
+
+def start_server(path: str, clock: Clock) -> tuple[ChatFactory, History]:
+    """
+    Start a server on the database at C{path} (created if new) as
+    C{twistd chat} does: the recent history, the largest event id stored
+    and the kept rooms read from it, history and kept rooms written to
+    it; accounts in memory (they are not what is tested). Stop it with
+    L{stop_server}.
+    """
+    recent, last, rooms = open_database(
+        path, lambda connection: load_recent(connection, 20, "#lobby"), last_event_id, load_rooms
+    )
+    pool = make_pool(path, reactor)
+    history = History(pool, clock, recent, last_id=last)
+    accounts = Accounts(None, clock, hasher=CHEAP, run_in_thread=maybeDeferred)
+    factory = make_factory(
+        clock,
+        history=history,
+        accounts=accounts,
+        stored_rooms=rooms.values(),
+        room_store=RoomStore(pool),
+        flood_rate=0,
+    )
+    return factory, history
+
+
+async def stop_server(history: History) -> None:
+    """
+    Stop a server from L{start_server} once what its pool was asked to
+    write (kept rooms too) is written.
+    """
+    await history.flush()
+    await history.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_room_created_after_a_restart_starts_empty(tmp_path: Path) -> None:
+    """
+    After a restart, a room of the name of one that was there before
+    starts empty, its lines staying on disk: mallory is replayed nothing
+    on joining #secret, and her page and search of it reach nothing of
+    alice's. The default room's history goes on
+    across the restart.
+    """
+    path, clock = str(tmp_path / "chat.sqlite3"), Clock()
+    factory, history = start_server(path, clock)
+    alice, bob = users(factory, "alice", "bob")
+    alice.line("the lobby code is 42")
+    in_room("#secret", alice, bob)
+    alice.line("the code is 1234")
+    await stop_server(history)
+
+    clock.advance(60)
+    factory, history = start_server(path, clock)
+    (mallory,) = users(factory, "mallory")
+    mallory.session.join("#secret")
+    assert mallory.replies_of(HistoryReplay) == []
+    await mallory.session.history_page("#secret", MAX_EVENT_ID, 50)
+    await mallory.session.search("code", "#secret")
+    await mallory.session.search("code", "#lobby")
+    [page] = mallory.replies_of(HistoryReplay)
+    assert events(page.records) == [Joined("mallory", "#secret")]
+    in_secret, in_lobby = search_results(mallory)
+    assert in_secret.records == []
+    assert events(in_lobby.records) == [ChatLine("alice", "the lobby code is 42", "#lobby")]
+    await stop_server(history)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_kept_room_keeps_its_life_across_restarts(tmp_path: Path) -> None:
+    """
+    A room kept across restarts (an account operates it) keeps where its
+    life starts: mallory, creating #secret as an identified user after
+    alice's #secret vanished, made a kept room whose history, after a
+    restart, is hers and not alice's, in the replay on joining, in a page
+    and in a search.
+    """
+    path, clock = str(tmp_path / "chat.sqlite3"), Clock()
+    factory, history = start_server(path, clock)
+    (alice,) = users(factory, "alice")
+    in_room("#secret", alice)
+    alice.line("the code is 1234")
+    alice.session.part("#secret")
+    registered(factory, "mallory")
+    mallory = identified(factory, "mallory")
+    mallory.session.join("#secret")
+    mallory.line("what code?")
+    since = factory.room("#secret").since
+    assert since > 0
+    await stop_server(history)
+
+    clock.advance(60)
+    factory, history = start_server(path, clock)
+    assert factory.room("#secret").since == since
+    (eve,) = users(factory, "eve")
+    eve.session.join("#secret")
+    await eve.session.history_page("#secret", MAX_EVENT_ID, 50)
+    await eve.session.search("code")
+    on_joining, page = eve.replies_of(HistoryReplay)
+    mine = ChatLine("mallory", "what code?", "#secret")
+    assert events(on_joining.records) == [Joined("mallory", "#secret"), mine]
+    assert events(page.records) == [Joined("mallory", "#secret"), mine, Joined("eve", "#secret")]
+    [found] = search_results(eve)
+    assert events(found.records) == [mine]
+    await stop_server(history)
 
 
 # Searching

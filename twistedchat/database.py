@@ -34,7 +34,7 @@ from twisted.logger import Logger
 
 #: The schema this code writes; older databases are upgraded on start-up
 #: (C{PRAGMA user_version} holds the version of a database).
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 #: Seconds a connection waits for another writer's lock before a query
 #: fails with "database is locked" (C{sqlite3.connect}'s C{timeout}, that
@@ -45,6 +45,34 @@ BUSY_TIMEOUT = 5.0
 FILE_MODE = 0o600
 
 _log = Logger()
+
+#: The place token of private messages in the full-text index (schema
+#: version 5): see L{place_token}.
+PRIVATE_PLACE = "private"
+
+#: The SQL expression of the place token of an events row named C{row}
+#: in the full-text index (schema version 5): see L{place_token}.
+_PLACE = (
+    f"CASE WHEN {{row}}.kind = 'private' THEN '{PRIVATE_PLACE}'"
+    " WHEN {row}.room IS NULL THEN 'none'"
+    " ELSE 'r' || lower(hex({row}.room)) END"
+)
+
+
+def place_token(room: str | None) -> str:
+    """
+    Return the token that the full-text index (C{events_text}, schema
+    version 5) holds, in its C{place} column, for the chat lines and
+    actions of the room whose key is C{room}: C{r} followed by the
+    hexadecimal UTF-8 of the key, one token whatever characters the key
+    has; or, for C{None}, C{none}, the token of the rows stored before
+    rooms. A private message's is L{PRIVATE_PLACE}, which no room's can
+    be.
+    """
+    if room is None:
+        return "none"
+    return "r" + room.encode("utf-8").hex()
+
 
 _MIGRATIONS: dict[int, list[str]] = {
     1: [
@@ -133,6 +161,48 @@ _MIGRATIONS: dict[int, list[str]] = {
             END""",
         """INSERT INTO events_text (rowid, text)
             SELECT id, text FROM events WHERE kind IN ('chat', 'action', 'private')""",
+    ],
+    5: [
+        # A quit (twistedchat.events.Left with no room) is stored, once in
+        # each room its participant was in, as kind quit from this version
+        # on; before, it was a leave, as a part is, and stays one.
+        #
+        # Where a kept room's current life began: the last event id before
+        # it was created (twistedchat.rooms.Room.since). Its pages and
+        # searches show nothing older, so that a room of the same name that
+        # vanished before does not hand its lines on.
+        "ALTER TABLE rooms ADD COLUMN since INTEGER NOT NULL DEFAULT 0",
+        # The full-text index again, contentless now, with the place of
+        # each row in a column of its own, so that a search of one room
+        # finds only that room's rows in the index instead of reading
+        # every match of every room: place is the token 'r' followed by the
+        # hexadecimal UTF-8 of the room key (one token, whatever the key
+        # holds; lower case, as the tokenizer folds it), 'none' for a chat
+        # line or action stored before rooms (the default room's), and
+        # 'private' for a private message. The triggers compute it from the
+        # row, the same way when the row is added and when it is deleted.
+        "DROP TRIGGER events_text_insert",
+        "DROP TRIGGER events_text_delete",
+        "DROP TABLE events_text",
+        """CREATE VIRTUAL TABLE events_text USING fts5(
+            text, place, content='',
+            tokenize='unicode61 remove_diacritics 2'
+        )""",
+        f"""CREATE TRIGGER events_text_insert AFTER INSERT ON events
+            WHEN new.kind IN ('chat', 'action', 'private')
+            BEGIN
+                INSERT INTO events_text (rowid, text, place)
+                VALUES (new.id, new.text, {_PLACE.format(row="new")});
+            END""",
+        f"""CREATE TRIGGER events_text_delete AFTER DELETE ON events
+            WHEN old.kind IN ('chat', 'action', 'private')
+            BEGIN
+                INSERT INTO events_text (events_text, rowid, text, place)
+                VALUES ('delete', old.id, old.text, {_PLACE.format(row="old")});
+            END""",
+        f"""INSERT INTO events_text (rowid, text, place)
+            SELECT id, text, {_PLACE.format(row="events")} FROM events
+            WHERE kind IN ('chat', 'action', 'private')""",
     ],
 }
 

@@ -234,7 +234,9 @@ class ChatFactory(ServerFactory):
     ) -> None:
         """
         @param stored_rooms: the rooms kept across restarts (read at
-            start-up by L{twistedchat.roomstore.load_rooms}).
+            start-up by L{twistedchat.roomstore.load_rooms}), each with
+            where its life started (L{Room.since}), stored when it was
+            created.
         @param server_operators: the nicknames of the server operators'
             accounts.
         @raise twistedchat.rooms.InvalidRoomName: C{default_room} is no room
@@ -288,9 +290,13 @@ class ChatFactory(ServerFactory):
         validate_room_name(default_room)
         self.default_room = self._rooms.setdefault(room_key(default_room), Room(default_room))
         self.default_room.permanent = True
+        # The default room's history is continuous, even if it was a kept
+        # room of another life before it became the default room.
+        self.default_room.since = 0
         if history is not None:
-            # Rooms that vanished before the restart stay on disk only.
-            history.retain(self._rooms)
+            # Rooms that vanished before the restart stay on disk only, and
+            # so do the lives of kept rooms before they were created.
+            history.retain({key: room.since for key, room in self._rooms.items()})
             history.default_room = self.default_room.key
 
     # Connections
@@ -689,7 +695,10 @@ class ChatFactory(ServerFactory):
         if room is None and self.max_rooms and len(self._rooms) >= self.max_rooms:
             raise RoomError(name, f"There are {self.max_rooms} rooms already; join one of them.")
         if room is None:
-            room = self._rooms[key] = Room(name, key)
+            # Its history starts now: a room of this name that vanished
+            # hands nothing on (see Room.since).
+            since = self.history.last_id if self.history is not None else 0
+            room = self._rooms[key] = Room(name, key, since=since)
             self._log.info(
                 "{nickname} created the room {room}", nickname=participant.nickname, room=name
             )

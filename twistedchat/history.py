@@ -7,10 +7,12 @@ also in memory for replay.
 Each event belongs to one room, named by its key
 (L{twistedchat.nicknames.nickname_key} of the room's name), or, for a
 private message, to none. An event seen in several rooms (a quit, a
-nickname change) is recorded once in each of them. Recording an event
-gives it its id (L{twistedchat.events.Event.id}), one for all its rooms,
-larger for later events, across restarts (numbering goes on after the
-largest id stored: L{last_event_id}), and its time.
+nickname change) is recorded once in each of them; a quit stays a quit
+(L{Left} with no room) when it is read back. Recording an event gives it
+its id (L{twistedchat.events.Event.id}), one for all its rooms, larger for
+later events, across restarts and crashes, and its time. Ids are not
+contiguous: each start numbers from above every id a crash may have
+handed out unwritten, and above the clock in microseconds (L{first_id}).
 
 Replay and C{/history} count the conversation: a room's chat lines and
 actions and, when asked for, the private messages the viewer may see. The notices (joins, leaves,
@@ -30,7 +32,10 @@ not be written (the database locked by another process for longer than
 L{twistedchat.database.BUSY_TIMEOUT}, a full disk) is kept and tried again
 with the next one; at most L{MAX_UNWRITTEN} events wait so, and beyond
 that the oldest are dropped, and logged. A room that no longer exists is
-forgotten in memory (L{History.forget}); its events stay on disk.
+forgotten in memory (L{History.forget}); its events stay on disk, where a
+new room of the same name never reaches them: a room's pages and
+searches start after the last event id before it was created
+(L{twistedchat.rooms.Room.since}).
 
 Older events are read from disk, in a pool thread too, a page at a time
 (L{History.page}: those before an event id, for scrolling up), and found
@@ -48,7 +53,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any, TypeAlias, TypeVar
@@ -59,6 +64,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from twistedchat.database import PRIVATE_PLACE, place_token
 from twistedchat.events import (
     Action,
     ChatLine,
@@ -83,6 +89,10 @@ FLUSH_INTERVAL = 0.5
 #: to be written once it can; when more arrive, the oldest are dropped.
 #: Ten thousand rows are one or two megabytes, and minutes of a busy chat.
 MAX_UNWRITTEN = 10_000
+
+#: The largest event id SQLite can hold (a signed 64-bit integer): a page
+#: before a larger id is a page of the latest events.
+MAX_EVENT_ID = 2**63 - 1
 
 #: The events a replay counts: what was said.
 _CONVERSATION = (ChatLine, Action, PrivateMessage)
@@ -111,19 +121,14 @@ class Record(Renderable):
     L{Renderable.render}).
 
     The event carries its id and time (L{Event.id}, L{Event.at}), read
-    from disk too.
+    from disk too. A quit (L{Left} with no room) is recorded in each room
+    its participant was in: its record's room is that room, its event's
+    room stays C{""}, live and read back alike.
     """
 
     at: float
     event: Event
     room: str | None = None
-
-    @property
-    def id(self) -> int:
-        """
-        The id of the event (L{Event.id}); C{0} if it was never recorded.
-        """
-        return self.event.id
 
 
 #: An event kept in memory: its number in the order of events, and it.
@@ -144,6 +149,8 @@ def _row(record: Record) -> Row:
             return (at, "action", sender, None, text, room, event.id)
         case Joined(nickname=nickname):
             return (at, "join", nickname, None, None, room, event.id)
+        case Left(nickname=nickname, reason=reason, room=""):
+            return (at, "quit", nickname, None, reason, room, event.id)
         case Left(nickname=nickname, reason=reason):
             return (at, "leave", nickname, None, reason, room, event.id)
         case NicknameChanged(old=old, new=new):
@@ -172,7 +179,9 @@ def _record(
     Turn a row of the events table back into a L{Record}, whose event
     carries the row's event id (C{0} if it has none) and time. A room
     event gets the room key as its room's name (the name as created is not
-    stored with it).
+    stored with it); a quit (kind C{quit}) gets none, as it had live, and
+    its record keeps the room. A quit stored before schema version 5 is a
+    C{leave}, and comes back as a part.
 
     @raise ValueError: C{kind} is unknown.
     """
@@ -187,6 +196,8 @@ def _record(
             event = Joined(nickname, name)
         case "leave":
             event = Left(nickname, text or "", name)
+        case "quit":
+            event = Left(nickname, text or "")
         case "nick":
             event = NicknameChanged(nickname, target or "")
         case "topic":
@@ -266,6 +277,36 @@ def load_recent(connection: Any, keep: int, default_room: str) -> list[Record]:
     return [_record(*row) for row in rows]
 
 
+def first_id(stored: int, clock: IReactorTime, unwritten: int | None) -> int:
+    """
+    Return the id of the first event a history starting now records: one
+    more than the largest of the ids that may have been handed out before
+    (to be larger for later events, across restarts, so that a front end
+    that drops an event whose id it has seen never drops a new one) and
+    of the clock's microseconds. Ids are then not contiguous: they jump at
+    every start.
+
+    With a database, the ids handed out before are the largest stored,
+    C{stored}, and those of the events not yet written when the server
+    stopped, which a crash loses: at most C{unwritten} of them, as
+    L{History.record} drops the oldest beyond that, rows being written
+    included. Those it dropped were handed out too, and are not bounded;
+    nor are ids without a database, where nothing is stored. The clock
+    covers both: the ids of a run grow by one an event, and so stay below
+    the microseconds of any later start unless a run recorded a million
+    events a second. In microseconds, ids stay below 2**53, exact as
+    JavaScript numbers, until the year 2255.
+
+    @param stored: the largest event id stored, or read back (C{0} for
+        none).
+    @param clock: gives the time, in seconds since the epoch.
+    @param unwritten: with a database, the most events that may wait to be
+        written (L{MAX_UNWRITTEN}); C{None} without one.
+    """
+    after = stored if unwritten is None else stored + unwritten
+    return max(after, int(clock.seconds() * 1_000_000)) + 1
+
+
 def last_event_id(connection: Any) -> int:
     """
     Read, at start-up, the largest event id ever stored (schema version 4's
@@ -330,8 +371,11 @@ class History:
         @param retention: days to keep events for; C{0} keeps them forever.
         @param max_unwritten: the most events kept while the database cannot be
             written (L{MAX_UNWRITTEN}); at least 1.
-        @param last_id: the largest event id ever stored (L{last_event_id}); events
-            are numbered after it and after every id in C{recent}, or from 1.
+        @param last_id: the largest event id ever stored (L{last_event_id}).
+            Events are numbered (see L{first_id}) after it, after every id in
+            C{recent}, with a database after C{max_unwritten} more (the ids a
+            crash may have handed out but not written), and after the
+            clock's microseconds.
         @param default_room: the key of the room that events stored before rooms
             existed happened in (see L{load_recent}); the factory sets it
             (L{twistedchat.factory.ChatFactory}), else none.
@@ -342,16 +386,18 @@ class History:
         self._pool = pool
         self._clock = clock
         self._sequence = 0
-        self._last_id = last_id
         self._rooms: dict[str, _RoomEvents] = {}
         self._private: deque[_Kept] = deque(maxlen=cap)
+        stored = last_id
         for record in recent:
             self._remember(record)
-            self._last_id = max(self._last_id, record.event.id)
+            stored = max(stored, record.event.id)
         self._retention = retention
         # Rows not yet on disk, oldest first; those being written are in
         # _batch. Together they are at most _max_unwritten.
         self._max_unwritten = max(1, max_unwritten)
+        unwritten = self._max_unwritten if pool is not None else None
+        self._last_id = first_id(stored, clock, unwritten) - 1
         self._unwritten: deque[Row] = deque()
         self._batch: list[Row] = []
         self._writing = False
@@ -362,6 +408,16 @@ class History:
         self._flusher.clock = clock
         self._pruner = LoopingCall(self.prune)
         self._pruner.clock = clock
+
+    @property
+    def last_id(self) -> int:
+        """
+        The id of the last event recorded (L{Event.id}), or, before any
+        was, the number the next one comes after: every event recorded
+        from now on gets a larger id. A room records it when it is created
+        (L{twistedchat.rooms.Room.since}).
+        """
+        return self._last_id
 
     def start(self) -> None:
         """
@@ -409,11 +465,11 @@ class History:
         the disk with the next batch.
 
         The first time it sees C{event}, it gives it its id and time
-        (L{Event.id}: one more than the last; L{Event.at}: now). An event
-        seen in several rooms (a quit, L{Left} with no room, or a
-        L{NicknameChanged}) is recorded once for each room its participant
-        was in; the same event object may be recorded so in several rooms,
-        and keeps one id and one time.
+        (L{Event.id}: one more than the last, L{last_id}; L{Event.at}:
+        now). An event seen in several rooms (a quit, L{Left} with no room,
+        or a L{NicknameChanged}) is recorded once for each room its
+        participant was in; the same event object may be recorded so in
+        several rooms, and keeps one id and one time.
 
         If L{MAX_UNWRITTEN} events are already waiting to be written, the
         oldest not being written now is dropped; the first drop logs a
@@ -466,15 +522,25 @@ class History:
         kept = events.conversation if is_conversation(record.event) else events.notices
         kept.append((self._sequence, record))
 
-    def retain(self, rooms: Iterable[str]) -> None:
+    def retain(self, rooms: Mapping[str, int]) -> None:
         """
-        Forget the events kept in memory of every room but C{rooms} (keys):
-        at start-up, those of rooms that no longer exist, which were read
-        from disk with the others; they stay on disk.
+        Forget the events kept in memory of every room but C{rooms}, and
+        those of each of C{rooms} that came before its current life: at
+        start-up, the events read from disk of rooms that no longer exist,
+        or that vanished before a kept room of the same name was created.
+        They stay on disk.
+
+        @param rooms: for each room that exists, by key, the last event id
+            before it was created (L{twistedchat.rooms.Room.since}): its
+            events are those with a larger id.
         """
-        keep = set(rooms)
-        for room in [room for room in self._rooms if room not in keep]:
+        for room in [room for room in self._rooms if room not in rooms]:
             del self._rooms[room]
+        for room, events in self._rooms.items():
+            since = rooms[room]
+            for kept in (events.conversation, events.notices):
+                while kept and kept[0][1].event.id <= since:
+                    kept.popleft()
 
     def forget(self, room: str) -> None:
         """
@@ -556,25 +622,32 @@ class History:
         """
         return self._clock.seconds() - self._retention * 86400 if self._retention else 0.0
 
-    def page(self, room: str, before: int, count: int) -> Deferred[list[Record]]:
+    def page(self, room: str, before: int, count: int, after: int = 0) -> Deferred[list[Record]]:
         """
         Return the C{count} events of the room whose key is C{room} that
         came last before the event with the id C{before}, oldest first, for
         scrolling up: chat lines, actions and notices, no private messages;
-        none older than the retention.
+        none older than the retention, nor than the room's current life
+        (C{after}).
 
         With a database, they are read from it, in a pool thread, after
         everything recorded so far is written (see L{_read}); events stored
         before rooms existed are the C{default_room}'s. Without one, they
         come from memory, and reach back only as far as it does.
 
-        @param before: an event id; C{1} or less finds nothing.
+        @param before: an event id; C{1} or less finds nothing; above
+            L{MAX_EVENT_ID} (what SQLite can hold), the latest events.
         @param count: how many events, at most; C{0} or less finds none.
+        @param after: an event id: only events with a larger one are
+            returned. A room passes the last id before it was created
+            (L{twistedchat.rooms.Room.since}), so that a room of the same
+            name that vanished before does not hand on its events.
         @return: fires with the records; fails if the database cannot be
             read.
         """
-        if count <= 0 or before <= 1:
+        if count <= 0 or before <= 1 or before <= after + 1:
             return succeed([])
+        before = min(before, MAX_EVENT_ID)
         oldest = self._oldest()
         if self._pool is None:
             events = self._rooms.get(room)
@@ -590,7 +663,7 @@ class History:
                 (
                     record
                     for _, record in newest_first
-                    if record.event.id < before and record.at >= oldest
+                    if after < record.event.id < before and record.at >= oldest
                 ),
                 count,
             )
@@ -599,6 +672,7 @@ class History:
             "room": room,
             "default_room": self.default_room,
             "before": before,
+            "after": after,
             "count": count,
             "oldest": oldest,
         }
@@ -611,19 +685,23 @@ class History:
         viewer: str | None = None,
         since: float = 0.0,
         count: int = 20,
+        after: int = 0,
     ) -> Deferred[list[Record]]:
         """
         Return, newest first, the last C{count} chat lines and actions of
         the room whose key is C{room} that match C{text}, with the private
         messages C{viewer} sent or received from C{since} on that match it
-        (the visibility rule of L{recent}); none older than the retention.
+        (the visibility rule of L{recent}); none older than the retention,
+        and none of the room's older than its current life (C{after}).
 
         A record matches when it holds every word of C{text} (SQLite FTS5,
         its C{unicode61} tokenizer: case and diacritics do not matter),
         each taken literally (see L{search_query}). It is read from the
         database, in a pool thread, after everything recorded so far is
         written (see L{_read}); events stored before rooms existed are the
-        C{default_room}'s.
+        C{default_room}'s. The index holds where each row was said (see
+        L{twistedchat.database.place_token}), so that only the rows of the
+        room, and private messages if there is a viewer, are read.
 
         @param room: a room's key; C{None} for private messages only.
         @param viewer: the nickname key of the account the viewer proved
@@ -631,6 +709,9 @@ class History:
         @param since: seconds since the epoch: when the viewer's account was
             registered.
         @param count: how many records, at most.
+        @param after: an event id: only the room's chat lines and actions
+            with a larger one are found (as for L{page}); private messages
+            keep their own rule.
         @raise NoSearch: the history is kept in memory only.
         @raise ValueError: C{text} holds no word.
         @return: fires with the records; fails if the database cannot be
@@ -638,13 +719,27 @@ class History:
         """
         if self._pool is None:
             raise NoSearch("Search needs a database; this server keeps its history in memory only.")
-        query = search_query(text)
+        words = search_words(text)
         if count <= 0:
             return succeed([])
+        places = []
+        if room is not None:
+            places.append(place_token(room))
+            if room == self.default_room:
+                places.append(place_token(None))
+        if viewer is not None:
+            places.append(PRIVATE_PLACE)
+        if not places:
+            return succeed([])
+        # FTS5 column filters (U{https://www.sqlite.org/fts5.html}): the words
+        # typed are looked for in the text only, never in the place.
+        where = " OR ".join(f'place : "{place}"' for place in places)
+        in_text = " AND ".join(f"text : {word}" for word in words)
         parameters = {
-            "query": query,
+            "query": f"({where}) AND {in_text}",
             "room": room,
             "default_room": self.default_room,
+            "after": after,
             "private": viewer is not None,
             "since": since,
             "oldest": self._oldest(),
@@ -807,14 +902,24 @@ class NoSearch(ValueError):
 def search_query(text: str) -> str:
     """
     Turn what a user typed into an SQLite FTS5 query that finds the texts
-    holding every word of it, each taken literally.
+    holding every word of it, each taken literally: the strings of
+    L{search_words} side by side, FTS5's implicit AND.
+
+    @raise ValueError: C{text} holds no word.
+    """
+    return " ".join(search_words(text))
+
+
+def search_words(text: str) -> list[str]:
+    """
+    Turn what a user typed into SQLite FTS5 strings, one for each word,
+    each taken literally.
 
     Each word (split on white space) becomes an FTS5 string, in double
-    quotes, a double quote in it doubled; strings side by side are FTS5's
-    implicit AND. So nothing a user types is FTS5 syntax: not C{"}, C{*},
-    C{^}, C{:}, parentheses, C{AND}, C{OR}, C{NOT} or C{NEAR}
-    (U{https://www.sqlite.org/fts5.html#full_text_query_syntax}, section
-    3). A word of punctuation only holds no token, and matches nothing.
+    quotes, a double quote in it doubled. So nothing a user types is FTS5
+    syntax: not C{"}, C{*}, C{^}, C{:}, parentheses, C{AND}, C{OR}, C{NOT}
+    or C{NEAR} (U{https://www.sqlite.org/fts5.html#full_text_query_syntax},
+    section 3). A word of punctuation only holds no token, and matches nothing.
     A NUL character, which would end the query early for FTS5, separates
     words; text that is not valid Unicode (a lone surrogate) has it
     replaced.
@@ -825,7 +930,7 @@ def search_query(text: str) -> str:
     words = text.split()
     if not words:
         raise ValueError("Search for what? Give a word or more.")
-    return " ".join('"' + word.replace('"', '""') + '"' for word in words)
+    return ['"' + word.replace('"', '""') + '"' for word in words]
 
 
 #: The rows of a page (L{History.page}): the room's newest before an id,
@@ -835,14 +940,15 @@ _PAGE = """
 SELECT at, kind, nickname, target, text, :room, event FROM (
     SELECT * FROM (
         SELECT at, kind, nickname, target, text, event FROM events
-        WHERE room = :room AND event < :before AND at >= :oldest AND kind != 'private'
+        WHERE room = :room AND event < :before AND event > :after
+            AND at >= :oldest AND kind != 'private'
         ORDER BY event DESC LIMIT :count
     )
     UNION ALL
     SELECT * FROM (
         SELECT at, kind, nickname, target, text, event FROM events
         WHERE room IS NULL AND :room = :default_room
-            AND event < :before AND at >= :oldest AND kind != 'private'
+            AND event < :before AND event > :after AND at >= :oldest AND kind != 'private'
         ORDER BY event DESC LIMIT :count
     )
 )
@@ -861,8 +967,11 @@ def _page(cursor: Any, parameters: dict[str, Any]) -> list[Record]:
 
 #: The rows that match a search (L{History.search}), newest first (the
 #: full-text index's row order, which is the order of events): the room's
-#: chat lines and actions, and, if C{:private}, private messages from
-#: C{:since} on, which L{_search} then filters by viewer.
+#: chat lines and actions after the event id C{:after}, and, if
+#: C{:private}, private messages from C{:since} on, which L{_search} then
+#: filters by viewer. The query itself finds only the rows of the room,
+#: and private messages if asked for, in the index; the conditions here
+#: say so again, and add the times and ids.
 _SEARCH = """
 SELECT e.at, e.kind, e.nickname, e.target, e.text,
     CASE WHEN e.kind = 'private' THEN NULL ELSE coalesce(e.room, :default_room) END,
@@ -871,7 +980,7 @@ FROM events_text JOIN events AS e ON e.id = events_text.rowid
 WHERE events_text MATCH :query
     AND e.at >= :oldest
     AND (
-        (e.kind IN ('chat', 'action')
+        (e.kind IN ('chat', 'action') AND e.event > :after
             AND (e.room = :room OR (e.room IS NULL AND :room = :default_room)))
         OR (e.kind = 'private' AND :private AND e.at >= :since)
     )

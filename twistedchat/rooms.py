@@ -128,6 +128,13 @@ class Room:
         ban covers look-alikes): who may not join.
     @ivar permanent: the room stays when its last member leaves (the
         default room, and rooms an account operates: see L{persistent}).
+    @ivar since: where the room's current life starts: the last event id
+        (L{twistedchat.events.Event.id}) recorded before it was created
+        (L{twistedchat.history.History.last_id}). Its history pages and
+        searches show only events with a larger id, so that a room that
+        vanished hands nothing on to a new room of the same name. C{0} for
+        the default room, whose history is continuous; a kept room (see
+        L{persistent}) keeps its own across restarts (L{stored}).
     """
 
     name: str
@@ -141,6 +148,7 @@ class Room:
     operator_accounts: set[str] = field(default_factory=set)
     bans: set[tuple[str, str]] = field(default_factory=set)
     permanent: bool = False
+    since: int = 0
 
     def __post_init__(self) -> None:
         if not self.key:
@@ -178,6 +186,7 @@ class Room:
             topic_locked=self.topic_locked,
             operators=frozenset(self.operator_accounts),
             bans=frozenset(self.bans),
+            since=self.since,
         )
 
     @classmethod
@@ -194,4 +203,5 @@ class Room:
             topic_locked=stored.topic_locked,
             operator_accounts=set(stored.operators),
             bans=set(stored.bans),
+            since=stored.since,
         )

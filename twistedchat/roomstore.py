@@ -44,6 +44,10 @@ class StoredRoom:
         operators.
     @ivar bans: who is banned, as C{(kind, key)}: kind C{"account"} with an
         account's key, or C{"nickname"} with a nickname's skeleton.
+    @ivar since: the last event id recorded before the room was created
+        (L{twistedchat.rooms.Room.since}); C{0} for a room stored before
+        schema version 5, whose history then reaches back to the first
+        event of its key.
     """
 
     key: str
@@ -54,14 +58,15 @@ class StoredRoom:
     topic_locked: bool = False
     operators: frozenset[str] = frozenset()
     bans: frozenset[tuple[str, str]] = frozenset()
+    since: int = 0
 
 
 def load_rooms(connection: sqlite3.Connection) -> dict[str, StoredRoom]:
     """
     Read every persistent room, by key (at start-up).
 
-    @param connection: an open connection to a database of schema version
-        3 or later.
+    @param connection: an open connection to a database of the current
+        schema (see L{twistedchat.database.open_database}).
     """
     operators: dict[str, set[str]] = {}
     for room_key, account_key in connection.execute(
@@ -81,9 +86,10 @@ def load_rooms(connection: sqlite3.Connection) -> dict[str, StoredRoom]:
             topic_locked=bool(topic_locked),
             operators=frozenset(operators.get(key, ())),
             bans=frozenset(bans.get(key, ())),
+            since=since,
         )
-        for key, name, topic, topic_by, topic_at, topic_locked in connection.execute(
-            "SELECT key, name, topic, topic_by, topic_at, topic_locked FROM rooms"
+        for key, name, topic, topic_by, topic_at, topic_locked, since in connection.execute(
+            "SELECT key, name, topic, topic_by, topic_at, topic_locked, since FROM rooms"
         )
     }
 
@@ -155,9 +161,17 @@ def _save(cursor: Any, room: StoredRoom) -> None:
     """
     _forget(cursor, room.key)
     cursor.execute(
-        "INSERT INTO rooms (key, name, topic, topic_by, topic_at, topic_locked)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
-        (room.key, room.name, room.topic, room.topic_by, room.topic_at, int(room.topic_locked)),
+        "INSERT INTO rooms (key, name, topic, topic_by, topic_at, topic_locked, since)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (
+            room.key,
+            room.name,
+            room.topic,
+            room.topic_by,
+            room.topic_at,
+            int(room.topic_locked),
+            room.since,
+        ),
     )
     cursor.executemany(
         "INSERT INTO room_operators (room_key, account_key) VALUES (?, ?)",

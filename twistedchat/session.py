@@ -1078,8 +1078,9 @@ class ChatSession(TimeoutMixin):
         Reply with the events of the room called C{room} that came last
         before the event with the id C{before}, oldest first, for scrolling
         up: at most C{count} of them (kept from 1 to the history's cap),
-        chat lines, actions and notices, no private messages (see
-        L{History.page}). The reply is a
+        chat lines, actions and notices, no private messages, none from
+        before the room was created (L{Room.since}: a room of the same name
+        that vanished hands nothing on; see L{History.page}). The reply is a
         L{twistedchat.events.HistoryReplay} with C{asked} true and
         C{before} set, even when there are none.
 
@@ -1096,14 +1097,15 @@ class ChatSession(TimeoutMixin):
         def answer(records: list[Record]) -> None:
             self._replay(found.name, records, True, before)
 
-        d = history.page(found.key, before, count)
+        d = history.page(found.key, before, count, after=found.since)
         return d.addCallback(answer).addErrback(self._unreadable, "read the history")
 
     def search(self, text: str, room: str | None = None) -> Deferred[None]:
         """
         Reply with what was said in the room called C{room} (the current
-        one if C{None}) that matches C{text}, and the private messages the
-        user may see that do (as for L{history}): a
+        one if C{None}) that matches C{text}, none from before the room was
+        created (L{Room.since}), and the private messages the user may see
+        that do (as for L{history}): a
         L{twistedchat.events.SearchResults}, newest first, at most
         L{SEARCH_RESULTS} (see L{History.search}).
 
@@ -1119,7 +1121,7 @@ class ChatSession(TimeoutMixin):
         viewer, since = self._viewer()
         query = text.strip()
         try:
-            d = history.search(query, found.key, viewer, since, SEARCH_RESULTS)
+            d = history.search(query, found.key, viewer, since, SEARCH_RESULTS, found.since)
         except ValueError as e:
             raise Refused(str(e)) from None
 
