@@ -18,7 +18,11 @@ A web page is a new attack surface, so:
       in memory however long it is, and its HTTP server buffers a request
       body whatever its size, so L{BoundedInput} counts the bytes that
       arrive between two requests or two WebSocket messages and closes the
-      connection past L{MAX_INPUT}.
+      connection past L{MAX_INPUT};
+    - HTTP connections count against the chat's C{max_clients} and
+      C{max_per_ip} (apart from telnet ones), and one that has not sent a
+      whole request within L{HTTP_TIMEOUT} seconds is dropped
+      (L{BoundedInputFactory}).
 """
 
 from __future__ import annotations
