@@ -386,6 +386,28 @@ def test_browser_and_telnet_users_chat(server: ChatServer, people: People) -> No
     expect(line(ann, "hello from ann")).to_have_class(re.compile(r"\bown\b"))
 
 
+def test_nick_change_and_long_line(server: ChatServer, people: People) -> None:
+    """
+    After C{/nick}, the page knows its new nickname: the member list marks
+    it as you, others see it, and the sign-in form offers it next time; a
+    line longer than the server takes stays in the message box with an
+    error, and nothing is sent.
+    """
+    nia = people.browser_user(server, "nia")
+    ola = people.browser_user(server, "ola")
+    say(nia, "/nick nina")
+    expect(member(nia, "nina")).to_contain_text("(you)")
+    expect(member(ola, "nina")).to_be_visible()
+    expect(member(ola, "nia")).to_have_count(0)
+    assert nia.evaluate("localStorage.getItem('twistedchat.nickname')") == "nina"
+    long_line = "x" * 3000
+    nia.get_by_test_id("message-input").fill(long_line)
+    nia.get_by_test_id("send-button").click()
+    expect(line(nia, "the server takes at most 2048")).to_have_count(1)
+    expect(nia.get_by_test_id("message-input")).to_have_value(long_line)
+    expect(line(ola, "xxxxxxxx")).to_have_count(0)
+
+
 def test_keyboard_tab_and_enter(server: ChatServer, people: People) -> None:
     """
     From the top of the page, Tab goes from control to control to the

@@ -34,11 +34,19 @@ from twistedchat.events import (
     ModeChanged,
     NicknameChanged,
     PrivateMessage,
+    SearchResults,
     ServerShutdown,
     TopicChanged,
 )
 from twistedchat.factory import ChatFactory
-from twistedchat.web import HTTP_TIMEOUT, MAX_INPUT, SECURITY_HEADERS, make_site
+from twistedchat.session import SEARCH_RESULTS
+from twistedchat.web import (
+    HTTP_PER_ADDRESS,
+    HTTP_TIMEOUT,
+    MAX_INPUT,
+    SECURITY_HEADERS,
+    make_site,
+)
 from twistedchat.websocket import MAX_BAD_MESSAGES, max_message, render_json
 
 
@@ -87,6 +95,7 @@ def test_greeting() -> None:
     assert hello["protocol"] == 1
     assert hello["server"] == "twistedchat"
     assert hello["motd"] == "Be nice."
+    assert hello["max_line_length"] == 2048
 
 
 def test_sign_in() -> None:
@@ -216,6 +225,41 @@ def test_private_messages() -> None:
         "psst",
     )
     assert carol.messages() == []
+
+
+def test_own_nickname_change_comes_back() -> None:
+    """
+    A web user's own C{/nick} comes back as a C{nick} event, as the others
+    in their rooms see it, and also when they are in no room, so the page
+    knows its new nickname.
+    """
+    factory = chat()
+    alice, bob = signed_in(factory, "alice"), signed_in(factory, "bob")
+    alice.messages()
+    alice.send({"type": "line", "text": "/nick alicia"})
+    [nick] = of_type(alice.messages(), "nick")
+    assert (nick["old"], nick["new"]) == ("alice", "alicia")
+    assert of_type(bob.messages(), "nick") == [nick]
+    alice.send({"type": "line", "text": "/part"})
+    alice.send({"type": "line", "text": "/nick alice"})
+    assert [(m["old"], m["new"]) for m in of_type(alice.messages(), "nick")] == [
+        ("alicia", "alice")
+    ]
+
+
+def test_search_results_say_their_limit() -> None:
+    """
+    C{search_results} says how many matches a search shows at most, so a
+    page can say when there may be more.
+    """
+    data = json.loads(render_json(SearchResults("fox", "#r", [], None)))
+    assert data == {
+        "type": "search_results",
+        "query": "fox",
+        "room": "#r",
+        "limit": SEARCH_RESULTS,
+        "events": [],
+    }
 
 
 def test_rooms_and_switch() -> None:
@@ -799,14 +843,15 @@ def test_any_message_is_activity() -> None:
 
 def test_web_connections_per_address_limited() -> None:
     """
-    Plain HTTP connections count against C{max_per_ip} too, apart from
-    telnet ones: one more than the limit from one address is refused at
-    once; closing one lets another in.
+    Plain HTTP connections from one address are limited to
+    L{HTTP_PER_ADDRESS} times C{max_per_ip}, apart from telnet ones: one
+    more is refused at once; closing one, or upgrading one to a WebSocket
+    (which the chat's own limits count), lets another in.
     """
-    factory = make_factory(max_per_ip=3)
+    factory = make_factory(max_per_ip=1)
     site = make_site(factory)
     address = IPv4Address("TCP", "192.0.2.7", 50010)
-    opened = [site.buildProtocol(address) for _ in range(3)]
+    opened = [site.buildProtocol(address) for _ in range(HTTP_PER_ADDRESS)]
     assert all(protocol is not None for protocol in opened)
     assert site.buildProtocol(address) is None
     assert site.buildProtocol(IPv4Address("TCP", "192.0.2.8", 50010)) is not None
@@ -815,6 +860,13 @@ def test_web_connections_per_address_limited() -> None:
     opened[0].makeConnection(transport)
     transport.loseConnection()
     assert site.buildProtocol(address) is not None
+    assert site.buildProtocol(address) is None
+    web = WebClient(factory, site=site, address="192.0.2.9")
+    web.messages()
+    assert web.accepted
+    assert [site.buildProtocol(IPv4Address("TCP", "192.0.2.9", 1)) for _ in range(4)].count(
+        None
+    ) == 0
 
 
 def test_slow_request_dropped() -> None:

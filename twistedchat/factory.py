@@ -562,7 +562,12 @@ class ChatFactory(ServerFactory):
         self._remove(participant)
         self._add(participant, new)
         self._log.info("{old} is now known as {new}", old=old, new=new)
-        self._publish(NicknameChanged(old, new), *participant.rooms.values(), exclude=participant)
+        event = NicknameChanged(old, new)
+        self._publish(event, *participant.rooms.values(), exclude=participant)
+        if participant.echo:
+            # A front end that shows its user's own events learns the new
+            # nickname as the others do, even in no room.
+            self._fan_out(event, (participant,))
 
     def leave(self, participant: IParticipant, reason: str) -> None:
         """

@@ -61,6 +61,10 @@ MAX_INPUT = 64 * 1024
 #: Twisted's C{Site} timeout). Neither applies to a WebSocket.
 HTTP_TIMEOUT = 60
 
+#: Plain HTTP connections allowed from one address group, as a multiple of
+#: C{--max-per-ip}: a browser keeps up to six open to one server.
+HTTP_PER_ADDRESS = 4
+
 #: The headers every response carries.
 SECURITY_HEADERS = {
     b"Content-Security-Policy": (
@@ -136,6 +140,7 @@ class BoundedInput(ProtocolWrapper):
         """
         self.upgraded = front_end
         self._stop_deadline()
+        self.factory.upgraded(self)
 
     def _too_slow(self) -> None:
         self._deadline = None
@@ -164,11 +169,12 @@ class BoundedInput(ProtocolWrapper):
 class BoundedInputFactory(WrappingFactory):
     """
     Wraps each connection of a L{Site} in a L{BoundedInput}, and refuses
-    connections beyond the chat's own limits: C{max_clients} web
-    connections at once, and C{max_per_ip} from one address group (the
-    telnet limits, counted apart, for HTTP connections; a WebSocket counts
-    in both). The connection rate is not limited here: a browser opens
-    several connections for one page.
+    plain HTTP connections beyond the chat's own limits: C{max_clients} at
+    once, and L{HTTP_PER_ADDRESS} times C{max_per_ip} from one address
+    group, since a browser keeps several open for one page and a few tabs
+    should fit. A connection upgraded to a WebSocket counts no more here:
+    the chat's own limits (L{ChatFactory.admission}) count it. The
+    connection rate is not limited here either.
 
     @ivar limit: the bytes allowed between two requests or messages.
     @ivar clock: the chat's clock.
@@ -193,7 +199,8 @@ class BoundedInputFactory(WrappingFactory):
         group = chat.group_of(None if addr is None else peer_host(addr))
         if chat.max_clients and len(self._open) >= chat.max_clients:
             return None
-        if group is not None and chat.max_per_ip and self._groups[group] >= chat.max_per_ip:
+        most = HTTP_PER_ADDRESS * chat.max_per_ip
+        if group is not None and most and self._groups[group] >= most:
             self._log.info(
                 "refused a web connection from {group}: {count} open",
                 group=group,
@@ -207,9 +214,21 @@ class BoundedInputFactory(WrappingFactory):
             self._groups[group] += 1
         return protocol
 
+    def upgraded(self, protocol: BoundedInput) -> None:
+        """
+        C{protocol} is a WebSocket now: it counts as an HTTP connection no
+        more.
+        """
+        self._forget(protocol)
+
     def unregisterProtocol(self, protocol: BoundedInput) -> None:
         super().unregisterProtocol(protocol)
-        group = self._open.pop(protocol, None)
+        self._forget(protocol)
+
+    def _forget(self, protocol: BoundedInput) -> None:
+        if protocol not in self._open:
+            return
+        group = self._open.pop(protocol)
         if group is not None:
             self._groups[group] -= 1
             if not self._groups[group]:

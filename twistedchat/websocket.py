@@ -27,7 +27,7 @@ Client to server::
 
 Server to client, replies::
 
-    hello            protocol (1), server, version, motd
+    hello            protocol (1), server, version, motd, max_line_length
     nickname_wanted
     password_wanted  nickname
     welcome          nickname, count, online
@@ -40,7 +40,7 @@ Server to client, replies::
     rooms            rooms: [{name, members, topic}]
     topic_is         room, topic, by, at
     history          room, events (oldest first), asked, before (id or null)
-    search_results   query, room, events (newest first)
+    search_results   query, room, events (newest first), limit
 
 Server to client, chat events (also inside history and search_results; a
 user's own message, action and private message come back too)::
@@ -119,7 +119,7 @@ from twistedchat.nicknames import InvalidNickname
 from twistedchat.protocol import CLOSE_TIMEOUT, describe_address, keep_alive, peer_host
 from twistedchat.sanitize import clean_line
 from twistedchat.sendq import SendQueue
-from twistedchat.session import ChatSession, IFrontEnd, Refused, State
+from twistedchat.session import SEARCH_RESULTS, ChatSession, IFrontEnd, Refused, State
 
 #: The protocol version L{hello <WebSocketChat.negotiationFinished>} announces.
 PROTOCOL_VERSION = 1
@@ -236,7 +236,8 @@ def render_json(event: Event) -> bytes:
             fields = {"type": "history", "room": room, "asked": asked, "before": before}
             return _with_events(fields, records)
         case SearchResults(query=query, room=room, records=records):
-            return _with_events({"type": "search_results", "query": query, "room": room}, records)
+            fields = {"type": "search_results", "query": query, "room": room}
+            return _with_events({**fields, "limit": SEARCH_RESULTS}, records)
         case Welcome(room=RoomJoined() as room):
             fields = _reply_fields(event)
             assert fields is not None
@@ -454,6 +455,7 @@ class WebSocketChat:
                 "server": factory.server_name,
                 "version": __version__,
                 "motd": factory.motd or "",
+                "max_line_length": factory.max_line_length,
             }
         )
         session.open()

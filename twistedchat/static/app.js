@@ -70,6 +70,7 @@ let expectDefaultRoom = false; // the next "names" answers our "/names" asking t
 let restore = null; // after a lost connection: what to rejoin (see connectionLost)
 let roomsProbes = 0; // "/rooms" sent to fill the join box's suggestions, answers not shown
 let lastRoomsProbe = 0;
+let maxLineLength = 0; // bytes, from "hello"
 let searching = false; // a search was sent and neither results nor an error came back
 let titleCount = 0; // private messages and mentions while the tab was hidden
 let earlyLines = []; // notices that came before any window was open
@@ -95,6 +96,7 @@ function receive(message, { handled }) {
 
 const HANDLERS = {
   hello(message) {
+    maxLineLength = message.max_line_length || 0;
     ui.serverInfo.textContent = `${message.server} · twistedchat ${message.version}`;
     ui.serverInfo.hidden = false;
     ui.motd.textContent = message.motd || "";
@@ -165,7 +167,18 @@ const HANDLERS = {
 
   parted(message) {
     const win = model.room(message.room);
-    if (win && win.joined) closeWindow(win);
+    if (!win || !win.joined) return;
+    if (model.windows.size > 1) {
+      closeWindow(win);
+      return;
+    }
+    // The last window: keep it, so that what the server says still shows.
+    win.joined = false;
+    win.members.clear();
+    win.operators.clear();
+    updateEntry(win);
+    if (win === current) renderWindow();
+    note("notice", "You are in no room now: join one with the box on the left or /join #room.");
   },
 
   current_room(message) {
@@ -663,7 +676,8 @@ function renderWindow() {
     ui.topic.textContent = win.topic || (win.joined ? "No topic" : "You are not in this room.");
     ui.topic.classList.toggle("empty", !win.topic);
     ui.topic.title = win.topic;
-    ui.leave.hidden = false;
+    // The last window stays: closing it would leave nowhere to show anything.
+    ui.leave.hidden = !win.joined && model.windows.size === 1;
     ui.leave.textContent = win.joined ? "Leave" : "Close";
     ui.leave.setAttribute("aria-label", win.joined ? `Leave ${win.name}` : `Close ${win.name}`);
   } else {
@@ -984,6 +998,16 @@ function sendTyped(text) {
     note("error", "Not connected: the line was not sent.");
     return false;
   }
+  const bytes = new TextEncoder().encode(text).length;
+  if (maxLineLength && bytes > maxLineLength) {
+    // Kept in the box, to shorten or split: nothing is lost.
+    note("error", `That line is ${bytes} bytes; the server takes at most ${maxLineLength}. Shorten it or split it.`);
+    return false;
+  }
+  if (/^\/history(\s|$)/i.test(text)) {
+    note("notice", "History is in the log: scroll up for older lines, or use the search box.");
+    return true;
+  }
   rememberPassword(text);
   const command = text.startsWith("/") && !text.startsWith("//");
   if (current && current.kind === "private" && !command) {
@@ -1043,8 +1067,16 @@ ui.leave.addEventListener("click", () => {
 });
 
 ui.log.addEventListener("scroll", () => {
+  logAtBottom = ui.log.scrollHeight - ui.log.scrollTop - ui.log.clientHeight <= NEAR_BOTTOM;
   if (ui.log.scrollTop <= NEAR_TOP) maybeLoadOlder();
 }, { passive: true });
+
+// The log shrinks when a panel opens (search results) or the window is
+// resized: if it was at the bottom, keep it there, so new lines stay in view.
+let logAtBottom = true;
+new ResizeObserver(() => {
+  if (logAtBottom) ui.log.scrollTop = ui.log.scrollHeight;
+}).observe(ui.log);
 
 // ---------------------------------------------------------------------------
 // Search
@@ -1076,7 +1108,8 @@ function searchResults(message) {
   const events = (message.events || []).filter((event) => CHAT_EVENTS.has(event.type));
   const where = message.room ? ` in ${message.room}` : "";
   const found = events.length === 1 ? "1 result" : `${events.length} results`;
-  ui.searchSummary.textContent = `${found} for “${message.query}”${where}`;
+  const more = message.limit && events.length >= message.limit ? " (the newest; there may be more)" : "";
+  ui.searchSummary.textContent = `${found} for “${message.query}”${where}${more}`;
   ui.searchResults.replaceChildren(...events.map(searchResult));
   ui.searchPanel.hidden = false;
 }

@@ -71,6 +71,8 @@ const MODES = {
 // The body of a chat event: what follows its time. `me` is the page's
 // nickname, for highlighting mentions.
 export function eventBody(event, me) {
+  // One's own lines mark no mentions, even of oneself.
+  if (CHAT_KINDS.has(event.type) && fold(event.nickname) === fold(me || "")) me = null;
   const span = (...parts) => el("span", { className: "text" }, ...parts);
   switch (event.type) {
     case "message":
