@@ -19,6 +19,7 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.logger import capturedLogs, formatEvent
 
+from twistedchat import database
 from twistedchat.database import (
     _MIGRATIONS,
     BUSY_TIMEOUT,
@@ -458,4 +459,29 @@ def test_place_tokens() -> None:
         assert connection.execute(sql, (room,)).fetchone() == (token,)
         assert token[0] == "r" and token[1:].isalnum() and token.isascii()
     assert place_token(None) == "none"
+    connection.close()
+
+
+def test_failed_upgrade_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    An upgrade that fails part-way (a step's last statement fails, or the
+    server is killed) leaves the database as it was, at its old version,
+    so the next start can upgrade it again: every step runs in one
+    transaction, DDL included.
+    """
+    path = tmp_path / "chat.sqlite3"
+    connection = sqlite3.connect(path)
+    upgrade(connection)
+    broken = {**database._MIGRATIONS}
+    broken[SCHEMA_VERSION + 1] = [
+        "ALTER TABLE rooms ADD COLUMN extra INTEGER",
+        "INSERT INTO no_such_table VALUES (1)",
+    ]
+    monkeypatch.setattr(database, "_MIGRATIONS", broken)
+    monkeypatch.setattr(database, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    with pytest.raises(sqlite3.OperationalError):
+        upgrade(connection)
+    columns = [row[1] for row in connection.execute("PRAGMA table_info(rooms)")]
+    assert "extra" not in columns
+    assert connection.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
     connection.close()

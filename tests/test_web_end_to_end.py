@@ -222,3 +222,40 @@ def test_refused_websocket_over_tls_closes_at_once(tmp_path: Path) -> None:
         first.sock.close()
     finally:
         server.terminate()
+
+
+def test_connections_over_the_limit_dropped_over_tls(tmp_path: Path) -> None:
+    """
+    Over an ssl: --web listener, a connection beyond the HTTP connection
+    limit of an address is dropped at once, as over TCP (Twisted's TLS
+    factory would keep a refused connection open if the site refused it
+    with None), with nothing in the log but a line saying so.
+    """
+    key, cert = make_certificate(tmp_path)
+    server = ChatServer(
+        tmp_path,
+        "--max-per-ip",
+        "1",
+        "--exempt",
+        "192.0.2.0/24",
+        "--database",
+        ":memory:",
+        "--web",
+        f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}",
+    )
+    try:
+        port = server.web_ports[0]
+        allowed = [socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) for _ in range(4)]
+        over = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+        try:
+            assert over.recv(1) == b""
+        except ConnectionResetError:
+            pass  # dropped, as expected
+        allowed[0].settimeout(0.5)
+        with pytest.raises(socket.timeout):
+            allowed[0].recv(1)  # still open, waiting for its handshake
+        for sock in [*allowed, over]:
+            sock.close()
+    finally:
+        server.terminate()
+    assert "refused a web connection from 127.0.0.1" in server.log

@@ -45,6 +45,7 @@ from twistedchat.web import (
     HTTP_TIMEOUT,
     MAX_INPUT,
     SECURITY_HEADERS,
+    Refused,
     make_site,
 )
 from twistedchat.websocket import MAX_BAD_MESSAGES, max_message, render_json
@@ -242,9 +243,9 @@ def test_own_nickname_change_comes_back() -> None:
     assert of_type(bob.messages(), "nick") == [nick]
     alice.send({"type": "line", "text": "/part"})
     alice.send({"type": "line", "text": "/nick alice"})
-    assert [(m["old"], m["new"]) for m in of_type(alice.messages(), "nick")] == [
-        ("alicia", "alice")
-    ]
+    [alone] = of_type(alice.messages(), "nick")
+    assert (alone["old"], alone["new"]) == ("alicia", "alice")
+    assert alone["id"] > nick["id"]
 
 
 def test_search_results_say_their_limit() -> None:
@@ -852,21 +853,26 @@ def test_web_connections_per_address_limited() -> None:
     site = make_site(factory)
     address = IPv4Address("TCP", "192.0.2.7", 50010)
     opened = [site.buildProtocol(address) for _ in range(HTTP_PER_ADDRESS)]
-    assert all(protocol is not None for protocol in opened)
-    assert site.buildProtocol(address) is None
-    assert site.buildProtocol(IPv4Address("TCP", "192.0.2.8", 50010)) is not None
+    assert not any(isinstance(protocol, Refused) for protocol in opened)
+    refused = site.buildProtocol(address)
+    assert isinstance(refused, Refused)
+    # Dropped as soon as it is made (also under TLS, which wraps it).
+    dropped = StringTransportWithDisconnection()
+    dropped.protocol = refused
+    refused.makeConnection(dropped)
+    assert not dropped.connected
+    assert not isinstance(site.buildProtocol(IPv4Address("TCP", "192.0.2.8", 50010)), Refused)
     transport = StringTransportWithDisconnection()
     transport.protocol = opened[0]
     opened[0].makeConnection(transport)
     transport.loseConnection()
-    assert site.buildProtocol(address) is not None
-    assert site.buildProtocol(address) is None
+    assert not isinstance(site.buildProtocol(address), Refused)
+    assert isinstance(site.buildProtocol(address), Refused)
     web = WebClient(factory, site=site, address="192.0.2.9")
     web.messages()
     assert web.accepted
-    assert [site.buildProtocol(IPv4Address("TCP", "192.0.2.9", 1)) for _ in range(4)].count(
-        None
-    ) == 0
+    more = [site.buildProtocol(IPv4Address("TCP", "192.0.2.9", 1)) for _ in range(4)]
+    assert not any(isinstance(protocol, Refused) for protocol in more)
 
 
 def test_slow_request_dropped() -> None:

@@ -228,6 +228,9 @@ def upgrade(connection: sqlite3.Connection) -> int:
             f"schema version {version} is newer than this twistedchat's ({SCHEMA_VERSION})"
         )
     with connection:
+        # One transaction for every step: sqlite3 opens none by itself
+        # before DDL, and a half-done upgrade would not start again.
+        connection.execute("BEGIN")
         for step in range(version + 1, SCHEMA_VERSION + 1):
             for statement in _MIGRATIONS[step]:
                 connection.execute(statement)

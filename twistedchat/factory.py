@@ -567,6 +567,8 @@ class ChatFactory(ServerFactory):
         if participant.echo:
             # A front end that shows its user's own events learns the new
             # nickname as the others do, even in no room.
+            if self.history is not None:
+                self.history.stamp(event)
             self._fan_out(event, (participant,))
 
     def leave(self, participant: IParticipant, reason: str) -> None:

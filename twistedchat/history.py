@@ -484,10 +484,7 @@ class History:
         if isinstance(event, PrivateMessage) != (room is None):
             where = "in no room" if room is None else f"in the room {room!r}"
             raise ValueError(f"{event!r} cannot be recorded {where}")
-        if not event.id:
-            self._last_id += 1
-            event.id = self._last_id
-            event.at = self._clock.seconds()
+        self.stamp(event)
         record = Record(event.at, event, room)
         self._remember(record)
         if self._pool is None:
@@ -502,6 +499,18 @@ class History:
                     limit=self._max_unwritten,
                 )
             self._dropped += 1
+
+    def stamp(self, event: Event) -> None:
+        """
+        Give C{event} its id (one more than the last) and its time (now),
+        unless it has them: L{record} does, and so does an event that is
+        shown but not stored (a nickname change seen by nobody but its
+        user).
+        """
+        if not event.id:
+            self._last_id += 1
+            event.id = self._last_id
+            event.at = self._clock.seconds()
 
     def _remember(self, record: Record) -> None:
         """

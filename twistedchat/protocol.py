@@ -376,6 +376,7 @@ class ChatProtocol(LineReceiver, TelnetProtocol):
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         self._closed = True
+        self._stop_input()
         for timer in (
             self._close_timer,
             self._ignore_timer,

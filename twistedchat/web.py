@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from twisted.internet.interfaces import IAddress, IDelayedCall, ITCPTransport, ITransport
-from twisted.internet.protocol import connectionDone
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
@@ -166,6 +166,16 @@ class BoundedInput(ProtocolWrapper):
         super().connectionLost(reason)
 
 
+class Refused(Protocol):
+    """
+    A web connection beyond the limits: dropped as soon as it is made,
+    and counted nowhere.
+    """
+
+    def connectionMade(self) -> None:
+        cast(ITCPTransport, self.transport).abortConnection()
+
+
 class BoundedInputFactory(WrappingFactory):
     """
     Wraps each connection of a L{Site} in a L{BoundedInput}, and refuses
@@ -192,21 +202,27 @@ class BoundedInputFactory(WrappingFactory):
         self._groups: Counter[str] = Counter()
         self._open: dict[BoundedInput, str | None] = {}
 
-    # None refuses the connection (IProtocolFactory.buildProtocol), which
-    # WrappingFactory's annotation does not allow for.
-    def buildProtocol(self, addr: IAddress | None) -> BoundedInput | None:  # type: ignore[override]
+    # A refused connection gets a plain Protocol, not a wrapper.
+    def buildProtocol(self, addr: IAddress | None) -> Protocol:  # type: ignore[override]
+        """
+        Return a L{BoundedInput} for a connection within the limits, and
+        for one beyond them a protocol that drops it at once: not C{None},
+        which Twisted's TLS factory would wrap rather than refuse, keeping
+        the connection open.
+        """
         chat = self.chat
         group = chat.group_of(None if addr is None else peer_host(addr))
-        if chat.max_clients and len(self._open) >= chat.max_clients:
-            return None
         most = HTTP_PER_ADDRESS * chat.max_per_ip
-        if group is not None and most and self._groups[group] >= most:
+        if (chat.max_clients and len(self._open) >= chat.max_clients) or (
+            group is not None and most and self._groups[group] >= most
+        ):
             self._log.info(
-                "refused a web connection from {group}: {count} open",
+                "refused a web connection from {group}: {count} open from there, {total} in all",
                 group=group,
-                count=self._groups[group],
+                count=self._groups[group] if group is not None else 0,
+                total=len(self._open),
             )
-            return None
+            return Refused()
         protocol = super().buildProtocol(addr)
         assert isinstance(protocol, BoundedInput)
         self._open[protocol] = group

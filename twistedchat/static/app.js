@@ -998,12 +998,6 @@ function sendTyped(text) {
     note("error", "Not connected: the line was not sent.");
     return false;
   }
-  const bytes = new TextEncoder().encode(text).length;
-  if (maxLineLength && bytes > maxLineLength) {
-    // Kept in the box, to shorten or split: nothing is lost.
-    note("error", `That line is ${bytes} bytes; the server takes at most ${maxLineLength}. Shorten it or split it.`);
-    return false;
-  }
   if (/^\/history(\s|$)/i.test(text)) {
     note("notice", "History is in the log: scroll up for older lines, or use the search box.");
     return true;
@@ -1012,7 +1006,7 @@ function sendTyped(text) {
   const command = text.startsWith("/") && !text.startsWith("//");
   if (current && current.kind === "private" && !command) {
     const body = text.startsWith("//") ? text.slice(1) : text;
-    return connection.sendLine(`/msg ${current.name} ${body}`);
+    return sendFitting(`/msg ${current.name} ${body}`);
   }
   if (current && current.kind === "room") {
     if (!current.joined && !command) {
@@ -1021,7 +1015,18 @@ function sendTyped(text) {
     }
     if (current.joined) makeServerCurrent(current);
   }
-  return connection.sendLine(text);
+  return sendFitting(text);
+}
+
+// Send a line the server will take: one longer than its limit stays in
+// the box, to shorten or split, so nothing is lost.
+function sendFitting(line) {
+  const bytes = new TextEncoder().encode(line).length;
+  if (maxLineLength && bytes > maxLineLength) {
+    note("error", `That line is ${bytes} bytes; the server takes at most ${maxLineLength}. Shorten it or split it.`);
+    return false;
+  }
+  return connection.sendLine(line);
 }
 
 // A password given in a command is kept in memory, to sign in again with
