@@ -281,7 +281,10 @@ def test_lines_after_a_refused_nickname_are_ignored() -> None:
     client.output()
     client.send(b"b0b\r\nsunflower-42\r\nmore")
     client.send(b" of it\r\n")
-    assert client.lines() == ["!!! The nickname b0b is taken.", f"*** {PROMPT}"]
+    assert client.lines() == [
+        "!!! The nickname b0b is taken: it looks too much like bob.",
+        f"*** {PROMPT}",
+    ]
     clock.advance(REFUSAL_GRACE / 2)
     client.send(b"hunter2-pw\r\npartial")  # in a later packet, still too soon
     clock.advance(REFUSAL_GRACE / 2)

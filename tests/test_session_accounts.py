@@ -8,6 +8,7 @@ objects driven directly by a recording front end, with no wire format.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -506,12 +507,13 @@ def test_look_alike_of_registered_nickname_is_taken(nickname: str) -> None:
     factory = accounts_chat()
     registered(factory, "alice")
     user = connect(factory)
-    with pytest.raises(Refused, match=f"^The nickname {nickname} is taken.$"):
+    taken = f"The nickname {nickname} is taken: it looks too much like a registered nickname."
+    with pytest.raises(Refused, match=f"^{re.escape(taken)}$"):
         user.session.choose_nickname(nickname)
     assert user.session.state is State.AWAITING_NICKNAME
     (bob,) = users(factory, "bob")
     bob.line(f"/nick {nickname}")
-    assert bob.replies == [Error(f"The nickname {nickname} is taken.")]
+    assert bob.replies == [Error(taken)]
     assert factory.accounts is not None
     registration = Deferred.fromCoroutine(factory.accounts.register(nickname, PASSWORD))
     failures: list[Any] = []
@@ -522,13 +524,14 @@ def test_look_alike_of_registered_nickname_is_taken(nickname: str) -> None:
 
 def test_look_alike_of_online_nickname_is_taken() -> None:
     """
-    A nickname that looks like one online counts as taken; once its holder
-    leaves it is free.
+    A nickname that looks like one online counts as taken, and the
+    refusal says which one it looks like; once its holder leaves it is
+    free.
     """
     factory = accounts_chat()
     (bob,) = users(factory, "bob")
     user = connect(factory)
-    with pytest.raises(Refused, match="^The nickname B0B is taken.$"):
+    with pytest.raises(Refused, match="^The nickname B0B is taken: it looks too much like bob.$"):
         user.session.choose_nickname("B0B")
     bob.session.quit()
     user.session.choose_nickname("B0B")

@@ -121,6 +121,22 @@ def test_sign_in() -> None:
     assert join["id"] > 0 and join["at"] == factory.clock.seconds()
 
 
+def test_empty_nickname_gets_a_random_one() -> None:
+    """
+    An empty C{nickname} gets a random nickname, as an empty line does
+    for telnet, and says so.
+    """
+    client = WebClient(chat())
+    client.messages()
+    client.send({"type": "nickname", "nickname": ""})
+    messages = client.messages()
+    [welcome] = of_type(messages, "welcome")
+    assert welcome["nickname"].startswith("Guest")
+    assert of_type(messages, "notice")[0]["text"].startswith(
+        f"Your nickname is {welcome['nickname']}"
+    )
+
+
 def test_invalid_nickname_asks_again() -> None:
     """
     An invalid nickname gets an C{error} and C{nickname_wanted} again; the

@@ -475,9 +475,9 @@ class ChatFactory(ServerFactory):
             raise NicknameInUse(nickname)
         look_alike = self._skeletons.get(skeleton, key)
         if look_alike != key and self._participants[look_alike] is not participant:
-            raise NicknameInUse(nickname)
+            raise NicknameInUse(nickname, like=self._participants[look_alike].nickname)
         if self.accounts is not None and self.accounts.is_confusable(nickname):
-            raise NicknameInUse(nickname)
+            raise NicknameInUse(nickname, like="a registered nickname")
         if holder is not None and holder is not participant:
             self._ghost(holder)
 

@@ -43,8 +43,26 @@ class InvalidNickname(ValueError):
 
 class NicknameInUse(ValueError):
     """
-    Someone else already has this nickname (compared case-insensitively).
+    Someone else already has this nickname (compared case-insensitively),
+    or one that looks like it.
+
+    @ivar like: what it looks like when it is not the same nickname: the
+        nickname someone has, or C{"a registered nickname"}; C{""} when it
+        is the same.
     """
+
+    def __init__(self, nickname: str, like: str = "") -> None:
+        super().__init__(nickname)
+        self.like = like
+
+    def sentence(self, nickname: str) -> str:
+        """
+        Say, for a user who asked for C{nickname}, that it is taken, and
+        what it looks like if that is why.
+        """
+        if self.like:
+            return f"The nickname {nickname} is taken: it looks too much like {self.like}."
+        return f"The nickname {nickname} is taken."
 
 
 def nickname_key(nickname: str) -> str:

@@ -371,8 +371,8 @@ class ChatSession(TimeoutMixin):
             self._notice(f"Your nickname is {nickname}; /nick changes it.")
         try:
             self._register(nickname, note=unused_password(nickname) if password else "")
-        except NicknameInUse:
-            raise Refused(f"The nickname {nickname} is taken.") from None
+        except NicknameInUse as e:
+            raise Refused(e.sentence(nickname)) from None
         except NicknameRegistered:
             self._claim = nickname
             self.state = State.AWAITING_PASSWORD
@@ -1019,8 +1019,8 @@ class ChatSession(TimeoutMixin):
             raise Refused(f"You are called {new} already.")
         try:
             self.factory.rename(self, new, self.account)
-        except NicknameInUse:
-            raise Refused(f"The nickname {new} is taken.") from None
+        except NicknameInUse as e:
+            raise Refused(e.sentence(new)) from None
         self._notice(f"You are now known as {self.nickname} (was {old}).")
 
     def history(self, count: int = DEFAULT_HISTORY, room: str | None = None) -> None:

@@ -860,13 +860,9 @@ ui.signInForm.addEventListener("submit", (event) => {
     renderSignIn();
     return;
   }
+  // Empty: the server gives a random nickname, as it does for telnet.
   const nickname = ui.nickname.value.trim();
-  if (!nickname) {
-    signInMessage("error", "Choose a nickname.");
-    ui.nickname.focus();
-    return;
-  }
-  saveNickname(nickname);
+  if (nickname) saveNickname(nickname);
   const password = ui.password.value;
   ui.password.value = "";
   signInState = "waiting";
