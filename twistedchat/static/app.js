@@ -66,7 +66,6 @@ let current = null; // the ChatWindow shown
 let serverCurrent = null; // key of the room the server sends plain lines to
 let pendingSwitches = 0; // "switch" messages whose "current_room" has not come back yet
 let defaultRoomPending = false; // after "welcome", until we know which room the server put us in
-let expectDefaultRoom = false; // the next "names" answers our "/names" asking that
 let restore = null; // after a lost connection: what to rejoin (see connectionLost)
 let roomsProbes = 0; // "/rooms" sent to fill the join box's suggestions, answers not shown
 let lastRoomsProbe = 0;
@@ -192,16 +191,11 @@ const HANDLERS = {
   },
 
   names(message) {
-    let win = model.room(message.room);
-    const probe = expectDefaultRoom; // the answer to afterWelcome's "/names"
-    expectDefaultRoom = false;
-    if (probe && (!win || !win.joined)) win = adoptRoom(message.room);
+    const win = model.room(message.room);
     if (win && win.joined) {
       win.setMembers(message.nicknames, message.operators);
       if (win === current) renderMembers();
-      if (probe) return;
     }
-    if (probe) return;
     const operators = new Set(message.operators.map(fold));
     const names = message.nicknames.map((name) => (operators.has(fold(name)) ? `@${name}` : name));
     note("notice", `${names.length} in ${message.room}: ${names.join(", ")}`);
@@ -267,9 +261,6 @@ function serverText(message) {
     if (ui.chat.hidden) return;
   }
   if (message.type === "error" && searching) searchRefused(message.text);
-  // "/names" right after "welcome" was refused (in no room, banned from
-  // the default one): no later "names" is about the default room.
-  if (message.type === "error") expectDefaultRoom = false;
   note(message.type, message.text);
 }
 
@@ -380,12 +371,9 @@ function insertById(list, line, id, toTop = false) {
 // History: pages going back, and filling the gap after a reconnect
 
 function historyReceived(message) {
-  let win = model.room(message.room);
-  if (!win || !win.joined) {
-    if (message.asked) return;
-    win = adoptRoom(message.room); // the replay that comes with "welcome"
-    if (!win) return;
-  }
+  // The replay on joining comes after "joined" (after "welcome" too).
+  const win = model.room(message.room);
+  if (!win || !win.joined) return;
   let kind = null;
   const paged = message.before !== null && message.before !== undefined;
   if (paged && win.pending && win.pending.before === message.before) {
@@ -468,15 +456,12 @@ function updateStart(win) {
   view.start.textContent = text;
 }
 
-// After "welcome" (and its "joined", if any, are handled): ask which room
-// we are in if no "joined" said so (a server that sends none), and join
-// again the rooms we were in before the connection was lost.
+// After "welcome" and the "joined" of the room the server put us in (none
+// if we are banned from it): join again the rooms we were in before the
+// connection was lost.
 function afterWelcome() {
   if (!connection.signedIn) return;
-  if (defaultRoomPending) {
-    expectDefaultRoom = true;
-    connection.sendLine("/names");
-  }
+  defaultRoomPending = false;
   if (!restore) return;
   for (const name of restore.rooms) {
     const win = model.room(name);
@@ -494,21 +479,6 @@ function leaveAgain(name) {
     connection.sendLine(`/part ${name}`);
   }
   return true;
-}
-
-// The server put us in a room without a "joined": a server that sends
-// only the replay of its default room, or only the answer to "/names".
-function adoptRoom(name) {
-  defaultRoomPending = false;
-  if (leaveAgain(name)) return null;
-  const key = windowKey("room", name);
-  const win = model.ensure("room", name);
-  win.joined = true;
-  serverCurrent = key;
-  viewOf(win);
-  if (!current || !restore || restore.view === key) select(win, { switchRoom: false });
-  else updateEntry(win);
-  return win;
 }
 
 // The connection was lost while signed in: remember which rooms to join
@@ -538,7 +508,6 @@ function connectionLost() {
   serverCurrent = null;
   pendingSwitches = 0;
   defaultRoomPending = false;
-  expectDefaultRoom = false;
   roomsProbes = 0;
   note("status", "Disconnected.");
   renderWindow();
