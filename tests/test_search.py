@@ -1,6 +1,6 @@
 """
 Tests for searching the history (L{twistedchat.history.History.search},
-L{twistedchat.history.search_query}): the SQLite FTS5 index of what was
+L{twistedchat.history.search_words}): the SQLite FTS5 index of what was
 said, the query a user's text becomes, which records a viewer may find,
 and that hostile text never raises or acts as FTS5 syntax.
 """
@@ -28,7 +28,7 @@ from twistedchat.events import (
     PrivateMessage,
     TopicChanged,
 )
-from twistedchat.history import History, NoSearch, Record, search_query
+from twistedchat.history import History, NoSearch, Record, search_words
 
 LOBBY = "#lobby"
 
@@ -67,23 +67,23 @@ def events(records: list[Record]) -> list[Event]:
         ("\ud800x", '"?x"'),
     ],
 )
-def test_search_query_quotes_every_word(text: str, query: str) -> None:
+def test_search_words_quotes_every_word(text: str, query: str) -> None:
     """
     Each word of the text becomes an FTS5 string, double quotes doubled,
     side by side (an implicit AND), so that no operator, prefix mark,
     column filter or quote a user types is FTS5 syntax; a NUL separates
     words, and a lone surrogate is replaced.
     """
-    assert search_query(text) == query
+    assert " ".join(search_words(text)) == query
 
 
 @pytest.mark.parametrize("text", ["", "   ", "\t\n", "\0"])
-def test_search_query_refuses_no_words(text: str) -> None:
+def test_search_words_refuses_no_words(text: str) -> None:
     """
     Text with no word is refused with a sentence.
     """
     with pytest.raises(ValueError, match="^Search for what"):
-        search_query(text)
+        search_words(text)
 
 
 @pytest.fixture(scope="module")
@@ -111,10 +111,10 @@ def index() -> Iterator[sqlite3.Connection]:
 def matching(connection: sqlite3.Connection, text: str) -> list[int]:
     """
     The event ids of the rows of C{connection} whose text matches the
-    query L{search_query} makes of C{text}, in order.
+    query the words of C{text} make (L{search_words}), in order.
     """
     query = "SELECT rowid FROM events_text WHERE events_text MATCH ? ORDER BY rowid"
-    return [row for (row,) in connection.execute(query, (search_query(text),))]
+    return [row for (row,) in connection.execute(query, (" ".join(search_words(text)),))]
 
 
 @pytest.mark.parametrize(
@@ -206,7 +206,7 @@ def test_no_text_raises(index: sqlite3.Connection, text: str) -> None:
     """
     if not text.replace("\0", " ").split():
         with pytest.raises(ValueError):
-            search_query(text)
+            search_words(text)
         return
     matching(index, text)
 

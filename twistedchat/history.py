@@ -705,7 +705,7 @@ class History:
 
         A record matches when it holds every word of C{text} (SQLite FTS5,
         its C{unicode61} tokenizer: case and diacritics do not matter),
-        each taken literally (see L{search_query}). It is read from the
+        each taken literally (see L{search_words}). It is read from the
         database, in a pool thread, after everything recorded so far is
         written (see L{_read}); events stored before rooms existed are the
         C{default_room}'s. The index holds where each row was said (see
@@ -908,21 +908,11 @@ class NoSearch(ValueError):
     """
 
 
-def search_query(text: str) -> str:
-    """
-    Turn what a user typed into an SQLite FTS5 query that finds the texts
-    holding every word of it, each taken literally: the strings of
-    L{search_words} side by side, FTS5's implicit AND.
-
-    @raise ValueError: C{text} holds no word.
-    """
-    return " ".join(search_words(text))
-
-
 def search_words(text: str) -> list[str]:
     """
     Turn what a user typed into SQLite FTS5 strings, one for each word,
-    each taken literally.
+    each taken literally; side by side, they find the texts holding every
+    word (FTS5's implicit AND).
 
     Each word (split on white space) becomes an FTS5 string, in double
     quotes, a double quote in it doubled. So nothing a user types is FTS5
