@@ -24,6 +24,7 @@ from twistedchat.accounts import Accounts, load_accounts
 from twistedchat.database import DatabaseError, make_pool, open_database
 from twistedchat.factory import DEFAULT_RESERVED_NICKNAMES, ChatFactory
 from twistedchat.history import History, last_event_id, load_recent
+from twistedchat.irc import IRCFactory
 from twistedchat.nicknames import (
     MINIMUM_MAX_LENGTH,
     InvalidNickname,
@@ -331,6 +332,7 @@ class Options(usage.Options):
         super().__init__()
         self["port"] = []
         self["web"] = []
+        self["irc"] = []
         self["web-origin"] = []
         self["exempt"] = []
         self["oper"] = []
@@ -338,6 +340,10 @@ class Options(usage.Options):
     def opt_web(self, value: str) -> None:
         """Also serve the browser client and its WebSocket here: a port number (tcp:PORT) or a Twisted server endpoint description such as tcp:8080:interface=127.0.0.1 or ssl:8443:privateKey=key.pem:certKey=cert.pem; may be given several times."""  # noqa: E501
         self["web"].append(_listener("--web", value))
+
+    def opt_irc(self, value: str) -> None:
+        """Also serve IRC clients here (work in progress): a port number (tcp:PORT) or a Twisted server endpoint description such as tcp:6667 or ssl:6697:privateKey=key.pem:certKey=cert.pem; may be given several times."""  # noqa: E501
+        self["irc"].append(_listener("--irc", value))
 
     def opt_web_origin(self, value: str) -> None:
         """Let pages of this origin (such as https://chat.example.org) use the WebSocket, besides the page's own; may be given several times."""  # noqa: E501
@@ -423,23 +429,27 @@ class Options(usage.Options):
 class _LoggingEndpoint:
     """
     A server endpoint that logs the address it listens on: C{listening on
-    ADDRESS} for telnet, C{web client at URL} for C{--web}.
+    ADDRESS} for telnet, C{web client at URL} for C{--web}, C{IRC at URL}
+    for C{--irc}.
     """
 
     _log = Logger()
 
-    def __init__(self, endpoint: IStreamServerEndpoint, web_scheme: str = "") -> None:
+    def __init__(self, endpoint: IStreamServerEndpoint, scheme: str = "") -> None:
         """
-        @param web_scheme: C{"http"} or C{"https"} for a C{--web} listener.
+        @param scheme: C{"http"} or C{"https"} for a C{--web} listener,
+            C{"irc"} or C{"ircs"} for an C{--irc} one; C{""} for telnet.
         """
         self._endpoint = endpoint
-        self._web_scheme = web_scheme
+        self._scheme = scheme
 
     def listen(self, factory: IProtocolFactory) -> Deferred[IListeningPort]:
         def listening(port: IListeningPort) -> IListeningPort:
             address = describe_address(port.getHost())
-            if self._web_scheme:
-                self._log.info("web client at {url}", url=f"{self._web_scheme}://{address}/")
+            if self._scheme in ("irc", "ircs"):
+                self._log.info("IRC at {url}", url=f"{self._scheme}://{address}/")
+            elif self._scheme:
+                self._log.info("web client at {url}", url=f"{self._scheme}://{address}/")
             else:
                 self._log.info("listening on {address}", address=address)
             return port
@@ -553,9 +563,12 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     # accepting first, then ChatService says goodbye to everyone.
     ChatService(factory).setServiceParent(top)
     web = make_site(factory, options["web-origin"]) if options["web"] else None
-    listeners = [(d, factory, "") for d in options["port"]] + [
-        (d, web, "https" if d.startswith("ssl:") else "http") for d in options["web"]
-    ]
+    irc = IRCFactory(factory)
+    listeners = (
+        [(d, factory, "") for d in options["port"]]
+        + [(d, web, "https" if d.startswith("ssl:") else "http") for d in options["web"]]
+        + [(d, irc, "ircs" if d.startswith("ssl:") else "irc") for d in options["irc"]]
+    )
     for description, serving, scheme in listeners:
         endpoint = _LoggingEndpoint(serverFromString(reactor, description), scheme)
         listener = StreamServerEndpointService(endpoint, serving)

@@ -1,0 +1,227 @@
+"""
+Tests for L{twistedchat.irc}, the IRC front end (work in progress): IRC
+clients over L{StringTransportWithDisconnection}, replies parsed with
+Twisted Words' C{parsemsg}, sharing the chat with telnet users.
+"""
+
+from __future__ import annotations
+
+from fakeclients import FakeClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_session import chat
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import StringTransportWithDisconnection
+from twisted.words.protocols.irc import parsemsg
+
+from twistedchat.factory import ChatFactory
+from twistedchat.irc import MAX_LINE, IRCFactory, Message, parse_message
+
+
+class IRCClient:
+    """
+    One IRC connection to C{chat}'s IRC front end.
+    """
+
+    def __init__(self, chat_factory: ChatFactory, port: int = 50100) -> None:
+        self.chat = chat_factory
+        address = IPv4Address("TCP", "127.0.0.1", port)
+        self.protocol = IRCFactory(chat_factory).buildProtocol(address)
+        self.transport = StringTransportWithDisconnection(peerAddress=address)
+        self.transport.protocol = self.protocol
+        self.protocol.makeConnection(self.transport)
+
+    def send(self, *lines: str) -> None:
+        """
+        Send C{lines}, each ending in CRLF.
+        """
+        self.protocol.dataReceived(b"".join(line.encode() + b"\r\n" for line in lines))
+
+    def replies(self) -> list[tuple[str, str, list[str]]]:
+        """
+        Return what the server sent since the last call, parsed:
+        (source, command, params).
+        """
+        self.chat.clock.advance(0)  # type: ignore[attr-defined]
+        data = self.transport.value().decode()
+        self.transport.clear()
+        assert data == "" or data.endswith("\r\n"), data
+        return [parsemsg(line) for line in data.split("\r\n") if line]
+
+    def commands(self) -> list[str]:
+        """
+        Return the command or numeric of each line sent since the last
+        call.
+        """
+        return [command for _, command, _ in self.replies()]
+
+    def register(self, nickname: str) -> list[tuple[str, str, list[str]]]:
+        """
+        Register as C{nickname} and return the welcome burst.
+        """
+        self.send(f"NICK {nickname}", f"USER {nickname} 0 * :A Tester")
+        return self.replies()
+
+
+def test_parse_message() -> None:
+    """
+    Lines are parsed as RFC 1459 and IRCv3 message-tags describe: tags
+    (escaped values unescaped), source, command in upper case, middle and
+    trailing parameters.
+    """
+    assert parse_message("@a=1;b=x\\sy\\:z :nick!u@h privmsg #room :hello there") == Message(
+        "PRIVMSG", ["#room", "hello there"], {"a": "1", "b": "x y;z"}, "nick!u@h"
+    )
+    assert parse_message("PING") == Message("PING")
+    assert parse_message("JOIN #a,#b") == Message("JOIN", ["#a,#b"])
+
+
+def test_registration_burst() -> None:
+    """
+    NICK and USER register: 001 to 005 (ISUPPORT with the RFC 1459 case
+    mapping and the # channels), 422 with no MOTD, then the default room
+    as a JOIN with its names.
+    """
+    client = IRCClient(chat())
+    replies = client.register("alice")
+    commands = [command for _, command, _ in replies]
+    assert commands[:5] == ["001", "002", "003", "004", "005"]
+    isupport = replies[4][2]
+    assert "CASEMAPPING=rfc1459" in isupport and "CHANTYPES=#" in isupport
+    assert "PREFIX=(o)@" in isupport
+    assert "422" in commands
+    join = replies[commands.index("JOIN")]
+    assert join[0].startswith("alice!") and join[2] == ["#lobby"]
+    assert ("353", ["alice", "=", "#lobby", "alice"]) in [(c, p) for _, c, p in replies]
+    assert commands[-1] == "366"
+
+
+def test_capability_negotiation_holds_registration() -> None:
+    """
+    A client that started CAP negotiation is registered only after CAP
+    END; no capability is offered yet, and a request is refused (NAK).
+    """
+    client = IRCClient(chat())
+    client.send("CAP LS 302", "NICK alice", "USER alice 0 * :A")
+    assert client.replies() == [("twistedchat", "CAP", ["*", "LS", ""])]
+    client.send("CAP REQ :server-time")
+    assert client.commands() == ["CAP"]
+    client.send("CAP END")
+    assert client.commands()[0] == "001"
+
+
+def test_irc_and_telnet_users_talk() -> None:
+    """
+    An IRC user's PRIVMSG to a channel reaches a telnet user in that room
+    as a chat line, and the telnet user's line reaches the IRC user as a
+    PRIVMSG from nick!user@twistedchat; actions go both ways as CTCP
+    ACTION.
+    """
+    factory = chat()
+    irc_user = IRCClient(factory)
+    irc_user.register("alice")
+    telnet = FakeClient(factory).register("bob")
+    irc_user.replies()
+    irc_user.send("PRIVMSG #lobby :hello from IRC")
+    assert telnet.lines() == ["<alice> hello from IRC"]
+    telnet.send(b"hello from telnet\r\n/me waves\r\n")
+    assert irc_user.replies() == [
+        ("bob!user@twistedchat", "PRIVMSG", ["#lobby", "hello from telnet"]),
+        ("bob!user@twistedchat", "PRIVMSG", ["#lobby", "\x01ACTION waves\x01"]),
+    ]
+    irc_user.send("PRIVMSG #lobby :\x01ACTION nods\x01", "PRIVMSG bob :psst")
+    assert telnet.lines() == ["* alice nods", "*alice* psst"]
+
+
+def test_join_part_and_names() -> None:
+    """
+    JOIN takes several channels, each answered with JOIN, names and end of
+    names; the creator is an operator (@); PART answers with PART.
+    """
+    client = IRCClient(chat())
+    client.register("alice")
+    client.send("JOIN #a,#b")
+    replies = client.replies()
+    assert [p[0] for _, c, p in replies if c == "JOIN"] == ["#a", "#b"]
+    assert ("353", ["alice", "=", "#a", "@alice"]) in [(c, p) for _, c, p in replies]
+    client.send("PART #a :bye")
+    assert client.replies() == [("alice!user@twistedchat", "PART", ["#a"])]
+    client.send("PART #a")
+    assert client.commands() == ["442"]
+
+
+def test_errors_are_numerics() -> None:
+    """
+    Unknown commands get 421, commands before registration 451, a missing
+    parameter 461, a nickname in use 433, a message to nobody 401.
+    """
+    factory = chat()
+    IRCClient(factory, port=50101).register("taken")
+    client = IRCClient(factory)
+    client.send("JOIN #a")
+    assert client.commands() == ["451"]
+    client.send("NICK taken", "USER x 0 * :x")
+    assert client.commands() == ["433"]
+    client.register("alice")
+    client.send("FLY", "JOIN", "PRIVMSG nobody :hi")
+    assert client.commands() == ["421", "461", "401"]
+
+
+def test_ping_pong_and_quit() -> None:
+    """
+    PING is answered with PONG and its token; QUIT with ERROR last, then
+    the connection closes and the others see the QUIT.
+    """
+    factory = chat()
+    watcher = IRCClient(factory, port=50102)
+    watcher.register("bob")
+    client = IRCClient(factory)
+    client.register("alice")
+    watcher.replies()
+    client.send("PING :token123")
+    assert client.replies() == [("twistedchat", "PONG", ["twistedchat", "token123"])]
+    client.send("QUIT :gone fishing")
+    assert client.commands()[-1] == "ERROR"
+    assert not client.transport.connected
+    assert watcher.replies() == [("alice!user@twistedchat", "QUIT", ["gone fishing"])]
+
+
+def test_long_line_refused_and_connection_stays() -> None:
+    """
+    A line longer than IRC allows gets 417 and is thrown away to its end;
+    the next line is handled.
+    """
+    client = IRCClient(chat())
+    client.register("alice")
+    client.send("PRIVMSG #lobby :" + "x" * (2 * MAX_LINE), "PING :after")
+    assert client.commands() == ["417", "PONG"]
+
+
+def test_nick_change_tells_the_client() -> None:
+    """
+    NICK after registration renames the user and tells the client with a
+    NICK line from its old nickname.
+    """
+    client = IRCClient(chat())
+    client.register("alice")
+    client.send("NICK alicia")
+    replies = client.replies()
+    assert ("alice!user@twistedchat", "NICK", ["alicia"]) in replies
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(max_size=80), max_size=10))
+def test_any_bytes_are_handled(chunks: list[bytes]) -> None:
+    """
+    Whatever bytes an IRC client sends, the server answers with IRC lines
+    and never raises.
+    """
+    client = IRCClient(chat())
+    client.register("alice")
+    for chunk in chunks:
+        if not client.transport.connected:
+            break
+        client.protocol.dataReceived(chunk)
+    client.chat.clock.advance(0)  # type: ignore[attr-defined]
+    data = client.transport.value()
+    assert data == b"" or data.endswith(b"\r\n")

@@ -1,0 +1,788 @@
+"""
+The IRC front end (work in progress, issue 11): IRC clients and bots join
+the same rooms, as channels. Like the telnet and WebSocket front ends, it
+only turns IRC lines into calls on a L{ChatSession} and events into IRC
+lines; every chat rule is the session's. C{docs/irc.md} is the reference.
+
+Done so far: framing (lines of at most 512 bytes, IRCv3 tags of at most
+8191 more, parsed and ignored), registration (C{CAP} answered with no
+capabilities yet, C{PASS}, C{NICK}, C{USER}, the welcome burst 001-005 and
+the MOTD), C{PING}/C{PONG}, C{JOIN}, C{PART}, C{PRIVMSG} and C{NOTICE} to
+channels and nicknames (CTCP C{ACTION} is C{/me}), C{TOPIC}, C{NAMES},
+C{QUIT}, and every chat event as IRC lines. Twisted Words'
+C{twisted.words.protocols.irc.IRC} is not used for the server side: it
+decodes each TCP chunk as UTF-8 (a character split across two reads
+raises), reads an IRCv3 C{@tags} prefix as the command and bounds no
+line; its numerics' names are used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import cast
+
+from twisted.internet.interfaces import IAddress, IConsumer, IDelayedCall, ITCPTransport
+from twisted.internet.protocol import ServerFactory
+from twisted.logger import Logger
+from twisted.protocols.basic import LineReceiver
+from twisted.python.failure import Failure
+from twisted.words.protocols import irc
+from zope.interface import implementer
+
+from twistedchat import __version__
+from twistedchat.events import (
+    Action,
+    ChatLine,
+    CurrentRoom,
+    Error,
+    Event,
+    Ghosted,
+    HistoryReplay,
+    Joined,
+    Kicked,
+    Killed,
+    Left,
+    ModeChanged,
+    Names,
+    NicknameChanged,
+    NicknameWanted,
+    Notice,
+    PasswordWanted,
+    PrivateMessage,
+    RoomJoined,
+    RoomList,
+    RoomParted,
+    ServerShutdown,
+    TopicChanged,
+    TopicIs,
+    Welcome,
+)
+from twistedchat.factory import ChatFactory, NoSuchNickname
+from twistedchat.flood import InputGate, Reader
+from twistedchat.nicknames import InvalidNickname
+from twistedchat.protocol import CLOSE_TIMEOUT, describe_address, keep_alive, peer_host
+from twistedchat.rooms import (
+    BannedFromRoom,
+    InvalidRoomName,
+    NoSuchRoom,
+    NotInRoom,
+    NotOperator,
+    RoomError,
+)
+from twistedchat.sanitize import clean_line
+from twistedchat.sendq import SendQueue
+from twistedchat.session import ChatSession, IFrontEnd, Refused, State
+
+#: The longest IRC line without tags, CRLF included (RFC 1459 section 2.3).
+MAX_LINE = 512
+#: The most bytes of IRCv3 tags before a line (IRCv3 message-tags).
+MAX_TAGS = 8191
+#: ERR_INPUTTOOLONG (Modern IRC), which Twisted Words does not name.
+ERR_INPUTTOOLONG = "417"
+
+#: The user and host every participant shows as, whatever its front end:
+#: no address is ever shown to others.
+USER = "user"
+HOST = "twistedchat"
+
+
+class MalformedLine(ValueError):
+    """
+    A line is not an IRC message; C{str()} says why.
+    """
+
+
+@dataclass
+class Message:
+    """
+    One IRC message: its IRCv3 C{tags}, its C{source} (C{None} if none),
+    its C{command} (upper case) and its C{params}.
+    """
+
+    command: str
+    params: list[str] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)
+    source: str | None = None
+
+
+_TAG_ESCAPES = {":": ";", "s": " ", "\\": "\\", "r": "\r", "n": "\n"}
+
+
+def _unescape_tag(value: str) -> str:
+    """
+    Undo the escaping of an IRCv3 tag value (message-tags, "Escaping
+    values"): a backslash before an unknown character is dropped, and a
+    trailing one too.
+    """
+    out: list[str] = []
+    chars = iter(value)
+    for char in chars:
+        if char == "\\":
+            following = next(chars, "")
+            out.append(_TAG_ESCAPES.get(following, following))
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def parse_message(line: str) -> Message:
+    """
+    Parse one IRC line (without its line ending) into a L{Message}, as
+    RFC 1459 section 2.3.1 and IRCv3 message-tags describe it.
+
+    @raise MalformedLine: there is no command.
+    """
+    tags: dict[str, str] = {}
+    if line.startswith("@"):
+        raw, _, line = line[1:].partition(" ")
+        for item in raw.split(";"):
+            if item:
+                key, _, value = item.partition("=")
+                tags[key] = _unescape_tag(value)
+        line = line.lstrip(" ")
+    source = None
+    if line.startswith(":"):
+        source, _, line = line[1:].partition(" ")
+        line = line.lstrip(" ")
+    trailing = None
+    if " :" in line:
+        line, _, trailing = line.partition(" :")
+    elif line.startswith(":"):
+        line, trailing = "", line[1:]
+    words = line.split()
+    if not words:
+        raise MalformedLine("no command")
+    params = words[1:]
+    if trailing is not None:
+        params.append(trailing)
+    return Message(words[0].upper(), params, tags, source)
+
+
+def _source(nickname: str) -> str:
+    return f"{nickname}!{USER}@{HOST}"
+
+
+def _line(source: str, command: str, *params: str) -> str:
+    """
+    Format an IRC line: the last parameter is always sent as a trailing
+    one (after C{:}), so that it may hold spaces or be empty.
+    """
+    head = [f":{source}", command, *params[:-1]]
+    return " ".join(head) + (f" :{params[-1]}" if params else "")
+
+
+def _no_breaks(text: str) -> str:
+    """
+    Remove what would end or cut an IRC line: CR, LF and NUL (RFC 1459
+    section 2.3.1).
+    """
+    return text.replace("\r", " ").replace("\n", " ").replace("\0", "")
+
+
+def _event_lines(event: Event) -> list[str]:
+    """
+    Return the IRC lines (without line endings) that show C{event}, a
+    chat event, to IRC clients, or C{[]} for one they are not shown.
+    """
+    match event:
+        case ChatLine(sender=sender, text=text, room=room):
+            return [_line(_source(sender), "PRIVMSG", room, _no_breaks(text))]
+        case Action(sender=sender, text=text, room=room):
+            return [_line(_source(sender), "PRIVMSG", room, f"\x01ACTION {_no_breaks(text)}\x01")]
+        case PrivateMessage(sender=sender, recipient=recipient, text=text):
+            return [_line(_source(sender), "PRIVMSG", recipient, _no_breaks(text))]
+        case Joined(nickname=nickname, room=room):
+            return [f":{_source(nickname)} JOIN {room}"]
+        case Left(nickname=nickname, reason=reason, room=""):
+            return [_line(_source(nickname), "QUIT", _no_breaks(reason))]
+        case Left(nickname=nickname, reason=reason, room=room):
+            return [_line(_source(nickname), "PART", room, _no_breaks(reason))]
+        case NicknameChanged(old=old, new=new):
+            return [_line(_source(old), "NICK", new)]
+        case TopicChanged(room=room, nickname=nickname, topic=topic):
+            return [_line(_source(nickname), "TOPIC", room, _no_breaks(topic))]
+        case Kicked(room=room, operator=operator, nickname=nickname, reason=reason):
+            return [_line(_source(operator), "KICK", room, nickname, _no_breaks(reason))]
+        case ModeChanged(room=room, operator=operator, change=change, target=target):
+            params = [room, change, target] if target else [room, change]
+            return [f":{_source(operator)} MODE " + " ".join(params)]
+        case Ghosted() | Killed() | ServerShutdown():
+            return [f"ERROR :{_closing_reason(event)}"]
+    return []
+
+
+def render_irc(event: Event) -> bytes:
+    """
+    Format a chat event as IRC lines, UTF-8, each ending in CRLF. Pass this
+    function to L{Event.render} so that a broadcast is formatted once for
+    all IRC recipients.
+    """
+    return b"".join(line.encode("utf-8") + b"\r\n" for line in _event_lines(event))
+
+
+@implementer(IFrontEnd)
+class IRCChat(LineReceiver):
+    """
+    One IRC connection: framing, registration and commands, turned into
+    calls on its L{ChatSession}; events and replies turned into IRC lines.
+
+    @ivar factory: the shared chat state, set by L{IRCFactory}.
+    @ivar session: the user's session, once the connection was let in.
+    """
+
+    delimiter = b"\n"
+    MAX_LENGTH = MAX_LINE + MAX_TAGS + 1
+    factory: ChatFactory
+    session: ChatSession
+    # A TCP or TLS transport (also a push producer).
+    transport: ITCPTransport
+    _gate: InputGate
+    _log = Logger()
+
+    def __init__(self) -> None:
+        self._closed = False
+        self._output: SendQueue | None = None
+        self._peer = "?"
+        self._nick: str | None = None
+        self._user: str | None = None
+        self._password = ""
+        self._negotiating = False
+        self._close_timer: IDelayedCall | None = None
+        # Set while the rest of an over-long line is being thrown away.
+        self._discarding = False
+        # Input that followed an over-long line in the same chunk.
+        self._after_long_line = b""
+        # The ERROR line sent before closing (IRC servers say why), unless
+        # an event already said it.
+        self._farewell = "Closing Link"
+        self._error_sent = False
+
+    # Connection life
+
+    def connectionMade(self) -> None:
+        factory = self.factory
+        address = self.transport.getPeer()
+        self._peer = describe_address(address)
+        host = peer_host(address)
+        refusal = factory.admission(host)
+        if refusal is not None:
+            self._closed = True
+            self.transport.write(f"ERROR :{refusal}\r\n".encode())
+            self.transport.loseConnection()
+            return
+        self._log.info("IRC connection from {peer}", peer=self._peer)
+        keep_alive(self.transport)
+        self._output = SendQueue(
+            cast(IConsumer, self.transport),
+            factory.flusher,
+            factory.max_sendq,
+            self,
+            timeout=factory.sendq_timeout,
+        )
+        self.session = ChatSession(factory, self, host, self._peer)
+        self._gate = InputGate(
+            factory.clock,
+            cast(Reader, self.transport),
+            self.session.flood_wait,
+            self._hold,
+            factory.flood_bytes,
+            factory.flood_byte_burst,
+        )
+        self.session.open()
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        was_open = not self._closed
+        self._closed = True
+        if self._close_timer is not None and self._close_timer.active():
+            self._close_timer.cancel()
+        if self._output is None:
+            return
+        self._gate.stop()
+        self._output.clear()
+        if was_open or self.session.state is not State.CLOSED:
+            self.session.connection_lost("connection lost")
+
+    def close(self) -> None:
+        """
+        Close the connection once what it was told has been sent.
+        """
+        if self._closed:
+            return
+        if not self._error_sent:
+            self._send(f"ERROR :{self._farewell}")
+        self._closed = True
+        self._gate.stop()
+        assert self._output is not None
+        self._output.close()
+        self.transport.loseConnection()
+        self._close_timer = self.factory.clock.callLater(
+            CLOSE_TIMEOUT, self.transport.abortConnection
+        )
+
+    def sendq_exceeded(self) -> None:
+        """
+        Cut off a client that does not read what it is sent, as telnet
+        ones are.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        self._gate.stop()
+        assert self._output is not None
+        self._output.clear()
+        self.factory.clock.callLater(0, self._cut_off)
+
+    def _cut_off(self) -> None:
+        self.session.cut_off("SendQ exceeded")
+        self.transport.abortConnection()
+
+    # Output
+
+    def _send(self, *lines: str) -> None:
+        if not self._closed:
+            assert self._output is not None
+            self._output.write(b"".join(line.encode("utf-8") + b"\r\n" for line in lines))
+
+    def _numeric(self, code: str, *params: str) -> None:
+        """
+        Send the numeric reply C{code} to this client, with C{params}.
+        """
+        self._send(_line(self.factory.server_name, code, self._nick or "*", *params))
+
+    def _notice(self, text: str) -> None:
+        self._send(_line(self.factory.server_name, "NOTICE", self._nick or "*", text))
+
+    # IFrontEnd
+
+    def deliver(self, event: Event) -> None:
+        """
+        Send C{event} as IRC lines; see L{render_irc}.
+        """
+        if not self._closed:
+            assert self._output is not None
+            self._output.write(event.render(render_irc))
+            if isinstance(event, (Ghosted, Killed, ServerShutdown)):
+                self._error_sent = True
+
+    def reply(self, event: Event) -> None:
+        """
+        Send C{event}, an answer to this user, as IRC lines and numerics.
+        """
+        match event:
+            case Notice(text=text):
+                self._notice(text)
+            case Error(text=text):
+                self._send(_line(self.factory.server_name, "NOTICE", self._nick or "*", text))
+            case NicknameWanted():
+                pass  # asked again after a refusal, with a numeric already
+            case PasswordWanted(nickname=nickname):
+                self._notice(
+                    f"The nickname {nickname} is registered: send its password with "
+                    "/quote PASS password (or reconnect with a server password)."
+                )
+            case Welcome(nickname=nickname, room=room):
+                self._welcome(nickname)
+                if room is not None:
+                    self.reply(room)
+            case RoomJoined(room=room, topic=topic, members=members, already=already):
+                if already:
+                    return
+                self._send(f":{_source(self.session.nickname or '*')} JOIN {room}")
+                if topic:
+                    self._numeric(irc.RPL_TOPIC, room, _no_breaks(topic))
+                operators = set(event.operators)
+                shown = [f"@{m}" if m in operators else m for m in members]
+                self._names(room, shown)
+            case Names(room=room, nicknames=nicknames, operators=operators):
+                marked = set(operators)
+                self._names(room, [f"@{n}" if n in marked else n for n in nicknames])
+            case TopicIs(room=room, topic=topic, by=by, at=at):
+                if topic:
+                    self._numeric(irc.RPL_TOPIC, room, _no_breaks(topic))
+                    self._numeric("333", room, by, str(int(at)))
+                else:
+                    self._numeric(irc.RPL_NOTOPIC, room, "No topic is set")
+            case RoomList(rooms=rooms):
+                self._numeric(irc.RPL_LISTSTART, "Channel", "Users  Name")
+                for summary in rooms:
+                    self._numeric(
+                        irc.RPL_LIST, summary.name, str(summary.members), _no_breaks(summary.topic)
+                    )
+                self._numeric(irc.RPL_LISTEND, "End of /LIST")
+            case RoomParted(room=room):
+                self._send(f":{_source(self.session.nickname or '*')} PART {room}")
+            case CurrentRoom():
+                pass  # IRC has no current channel
+            case HistoryReplay(records=records):
+                for record in records:
+                    self._output_write(record.event.render(render_irc))
+            case _:
+                self.deliver(event)
+
+    def _output_write(self, data: bytes) -> None:
+        if not self._closed and self._output is not None:
+            self._output.write(data)
+
+    def _names(self, room: str, shown: list[str]) -> None:
+        """
+        Send the nicknames C{shown} in C{room} (353, in lines that fit) and
+        the end of the list (366).
+        """
+        batch: list[str] = []
+        for name in shown:
+            batch.append(name)
+            if len(" ".join(batch)) > 400:
+                self._numeric(irc.RPL_NAMREPLY, "=", room, " ".join(batch))
+                batch = []
+        if batch:
+            self._numeric(irc.RPL_NAMREPLY, "=", room, " ".join(batch))
+        self._numeric(irc.RPL_ENDOFNAMES, room, "End of /NAMES list")
+
+    def _welcome(self, nickname: str) -> None:
+        """
+        The registration is done: the welcome burst (RFC 2812 section
+        5.1: 001-004, then 005 ISUPPORT) and the MOTD.
+        """
+        self._nick = nickname
+        factory = self.factory
+        server = factory.server_name
+        self._numeric(irc.RPL_WELCOME, f"Welcome to {server}, {_source(nickname)}")
+        self._numeric(irc.RPL_YOURHOST, f"Your host is {server}, running twistedchat {__version__}")
+        self._numeric(irc.RPL_CREATED, "This server was started some time ago")
+        self._numeric(irc.RPL_MYINFO, server, f"twistedchat-{__version__}", "i", "bnot")
+        self._numeric(
+            irc.RPL_ISUPPORT,
+            "CASEMAPPING=rfc1459",
+            "CHANTYPES=#",
+            "PREFIX=(o)@",
+            "CHANMODES=b,,,nt",
+            f"NICKLEN={factory.max_nick_length}",
+            "CHANNELLEN=50",
+            "TOPICLEN=390",
+            f"NETWORK={server}",
+            "are supported by this server",
+        )
+        if factory.motd:
+            self._numeric(irc.RPL_MOTDSTART, f"- {server} Message of the day -")
+            for line in factory.motd.splitlines():
+                self._numeric(irc.RPL_MOTD, f"- {_no_breaks(line)}")
+            self._numeric(irc.RPL_ENDOFMOTD, "End of /MOTD command")
+        else:
+            self._numeric(irc.ERR_NOMOTD, "MOTD File is missing")
+
+    # Input
+
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Split C{data} into lines like L{LineReceiver}, except that a line
+        longer than C{MAX_LENGTH} bytes gets 417 and is thrown away up to
+        its end, and the connection stays usable (as for telnet lines).
+        """
+        if self._output is None or self._closed:
+            return
+        self._gate.bytes_received(len(data))
+        while True:
+            if self._discarding:
+                end = data.find(self.delimiter)
+                if end == -1:
+                    return
+                self._discarding = False
+                data = data[end + 1 :]
+            LineReceiver.dataReceived(self, data)
+            data, self._after_long_line = self._after_long_line, b""
+            if not data:
+                return
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        """
+        Answer 417 (ERR_INPUTTOOLONG) to a line longer than IRC allows and
+        skip to its end.
+
+        @param line: what L{LineReceiver} had buffered: the start of the
+            long line, and everything after it if its end was received.
+        """
+        if self._closed:
+            return
+        self._numeric(ERR_INPUTTOOLONG, "Input line was too long")
+        end = line.find(self.delimiter)
+        if end == -1:
+            self._discarding = True
+        else:
+            self._after_long_line = line[end + 1 :]
+
+    def _hold(self, holding: bool) -> None:
+        self.paused = holding
+        if not holding:
+            # Lines already received wait in LineReceiver's buffer.
+            self.dataReceived(b"")
+
+    def lineReceived(self, line: bytes) -> None:
+        if self._closed:
+            return
+        if len(line.rstrip(b"\r")) + 2 > MAX_LINE + (MAX_TAGS + 1 if line[:1] == b"@" else 0):
+            self._numeric(ERR_INPUTTOOLONG, "Input line was too long")
+            return
+        text = line.rstrip(b"\r").decode("utf-8", "replace")
+        if not text.strip():
+            return
+        try:
+            message = parse_message(text)
+        except MalformedLine:
+            return
+        handler = self._COMMANDS.get(message.command)
+        registered = self.session.state is State.CHATTING
+        if handler is None:
+            if registered:
+                self._numeric(irc.ERR_UNKNOWNCOMMAND, message.command, "Unknown command")
+            else:
+                self._numeric(irc.ERR_NOTREGISTERED, "You have not registered")
+        elif not registered and message.command not in _BEFORE_REGISTRATION:
+            self._numeric(irc.ERR_NOTREGISTERED, "You have not registered")
+        else:
+            handler(self, message)
+        if not self._closed:
+            self._gate.line_handled()
+
+    def _needs(self, message: Message, count: int) -> bool:
+        """
+        Return whether C{message} has C{count} parameters; answer 461 if
+        not.
+        """
+        if len(message.params) >= count:
+            return True
+        self._numeric(irc.ERR_NEEDMOREPARAMS, message.command, "Not enough parameters")
+        return False
+
+    # Registration
+
+    def _cap(self, message: Message) -> None:
+        if not self._needs(message, 1):
+            return
+        sub = message.params[0].upper()
+        if sub == "LS":
+            self._negotiating = True
+            self._send(_line(self.factory.server_name, "CAP", self._nick or "*", "LS", ""))
+        elif sub == "REQ":
+            self._negotiating = True
+            requested = message.params[1] if len(message.params) > 1 else ""
+            self._send(_line(self.factory.server_name, "CAP", self._nick or "*", "NAK", requested))
+        elif sub == "END":
+            self._negotiating = False
+            self._register()
+        elif sub == "LIST":
+            self._send(_line(self.factory.server_name, "CAP", self._nick or "*", "LIST", ""))
+        else:
+            self._numeric("410", sub, "Invalid CAP command")
+
+    def _pass(self, message: Message) -> None:
+        if not self._needs(message, 1):
+            return
+        if self.session.state is State.AWAITING_PASSWORD:
+            self._gate.wait_for(self.session.give_password(message.params[0]))
+        else:
+            self._password = message.params[0]
+
+    def _nick_command(self, message: Message) -> None:
+        if not message.params or not message.params[0]:
+            self._numeric(irc.ERR_NONICKNAMEGIVEN, "No nickname given")
+            return
+        nickname = message.params[0]
+        if self.session.state is State.CHATTING:
+            old = self.session.nickname or "*"
+            self._attempt(lambda: self.session.rename(nickname), nickname)
+            if self.session.nickname != old:
+                # IRC clients learn their own new nickname from NICK.
+                self._nick = self.session.nickname
+                self._send(_line(_source(old), "NICK", self._nick or nickname))
+            return
+        self._nick = nickname
+        self._register()
+
+    def _user_command(self, message: Message) -> None:
+        if not self._needs(message, 4):
+            return
+        self._user = message.params[0]
+        self._register()
+
+    def _register(self) -> None:
+        """
+        Once NICK and USER have come and capability negotiation is over,
+        take the nickname.
+        """
+        session = self.session
+        if self._negotiating or self._nick is None or self._user is None:
+            return
+        if session.state is not State.AWAITING_NICKNAME:
+            return
+        nickname = self._nick
+        try:
+            done = session.choose_nickname(nickname, self._password)
+        except InvalidNickname as e:
+            self._numeric(irc.ERR_ERRONEUSNICKNAME, nickname, str(e))
+            return
+        except Refused as e:
+            self._numeric(irc.ERR_NICKNAMEINUSE, nickname, str(e))
+            return
+        self._gate.wait_for(done)
+
+    # Commands
+
+    def _ping(self, message: Message) -> None:
+        if not self._needs(message, 1):
+            return
+        server = self.factory.server_name
+        self._send(_line(server, "PONG", server, message.params[0]))
+
+    def _pong(self, message: Message) -> None:
+        pass
+
+    def _quit(self, message: Message) -> None:
+        reason = _no_breaks(message.params[0]) if message.params else "Client Quit"
+        self._farewell = f"Closing Link: {HOST} (Quit: {reason})"
+        if self.session.state is State.CHATTING:
+            self.session.quit(reason or "quit")
+        else:
+            self.close()
+
+    def _join(self, message: Message) -> None:
+        if not self._needs(message, 1):
+            return
+        for room in message.params[0].split(","):
+            if room:
+                self._attempt(partial(self.session.join, room), room)
+
+    def _part(self, message: Message) -> None:
+        if not self._needs(message, 1):
+            return
+        reason = _clean(message.params[1]) if len(message.params) > 1 else ""
+        for room in message.params[0].split(","):
+            if room:
+                self._attempt(partial(self.session.part, room, reason), room)
+
+    def _privmsg(self, message: Message) -> None:
+        if len(message.params) < 1:
+            self._numeric(irc.ERR_NORECIPIENT, f"No recipient given ({message.command})")
+            return
+        if len(message.params) < 2 or not message.params[1]:
+            self._numeric(irc.ERR_NOTEXTTOSEND, "No text to send")
+            return
+        raw = message.params[1]
+        for target in message.params[0].split(","):
+            self._say(target, raw, notice=message.command == "NOTICE")
+
+    def _say(self, target: str, raw: str, notice: bool) -> None:
+        session = self.session
+        action = raw.startswith("\x01ACTION ") and raw.endswith("\x01")
+        text = _clean(raw[8:-1] if action else raw)
+        if not text:
+            return
+        if target.startswith("#"):
+            if action:
+                self._attempt(lambda: session.act(text, target), target)
+            else:
+                self._attempt(lambda: session.say(text, target), target)
+        elif notice:
+            pass  # notices to users are not part of the chat yet
+        else:
+            self._attempt(lambda: session.private_message(target, text), target)
+
+    def _topic(self, message: Message) -> None:
+        if not self._needs(message, 1):
+            return
+        room = message.params[0]
+        if len(message.params) > 1:
+            text = _clean(message.params[1])
+            self._attempt(lambda: self.session.set_topic(text, room), room)
+        else:
+            self._attempt(lambda: self.session.topic(room), room)
+
+    def _names_command(self, message: Message) -> None:
+        if not message.params:
+            self._numeric(irc.RPL_ENDOFNAMES, "*", "End of /NAMES list")
+            return
+        for room in message.params[0].split(","):
+            self._attempt(partial(self.session.names, room), room)
+
+    def _list(self, message: Message) -> None:
+        self.session.list_rooms()
+
+    def _attempt(self, call: Callable[[], object], target: str) -> None:
+        """
+        Run a session command for C{target} (a channel or a nickname), and
+        answer its refusal with the IRC numeric for it (RFC 2812 section
+        5.2).
+        """
+        try:
+            call()
+        except NoSuchNickname:
+            self._numeric(irc.ERR_NOSUCHNICK, target, "No such nick/channel")
+        except InvalidRoomName:
+            self._numeric(irc.ERR_NOSUCHCHANNEL, target, "No such channel")
+        except NoSuchRoom:
+            self._numeric(irc.ERR_NOSUCHCHANNEL, target, "No such channel")
+        except NotInRoom:
+            self._numeric(irc.ERR_NOTONCHANNEL, target, "You're not on that channel")
+        except BannedFromRoom:
+            self._numeric(irc.ERR_BANNEDFROMCHAN, target, "Cannot join channel (+b)")
+        except NotOperator:
+            self._numeric(irc.ERR_CHANOPRIVSNEEDED, target, "You're not channel operator")
+        except InvalidNickname as e:
+            self._numeric(irc.ERR_ERRONEUSNICKNAME, target, str(e))
+        except (RoomError, Refused) as e:
+            self._notice(str(e))
+
+    _COMMANDS: dict[str, Callable[[IRCChat, Message], None]] = {
+        "CAP": _cap,
+        "PASS": _pass,
+        "NICK": _nick_command,
+        "USER": _user_command,
+        "PING": _ping,
+        "PONG": _pong,
+        "QUIT": _quit,
+        "JOIN": _join,
+        "PART": _part,
+        "PRIVMSG": _privmsg,
+        "NOTICE": _privmsg,
+        "TOPIC": _topic,
+        "NAMES": _names_command,
+        "LIST": _list,
+    }
+
+
+#: Commands a client may send before registration is complete.
+_BEFORE_REGISTRATION = frozenset({"CAP", "PASS", "NICK", "USER", "PING", "PONG", "QUIT"})
+
+
+def _clean(text: str) -> str:
+    """
+    Clean text a client sent as a telnet line is cleaned (control
+    characters and escape sequences removed), keeping nothing that could
+    end an IRC line.
+    """
+    return clean_line(text.encode("utf-8", "surrogatepass"))
+
+
+def _closing_reason(event: Event) -> str:
+    match event:
+        case Ghosted(nickname=nickname):
+            return f"Closing Link: someone who gave the password of {nickname} took it over"
+        case Killed(operator=operator, reason=reason):
+            return f"Closing Link: killed by {operator} ({_no_breaks(reason)})"
+    return "Closing Link: server shutting down"
+
+
+class IRCFactory(ServerFactory):
+    """
+    Builds an L{IRCChat} for each connection to an C{--irc} listener, on
+    the shared chat state C{chat}.
+    """
+
+    def __init__(self, chat: ChatFactory) -> None:
+        self.chat = chat
+
+    def buildProtocol(self, addr: IAddress | None) -> IRCChat:  # type: ignore[override]
+        protocol = IRCChat()
+        protocol.factory = self.chat
+        return protocol
