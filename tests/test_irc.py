@@ -15,7 +15,15 @@ from twisted.internet.testing import StringTransportWithDisconnection
 from twisted.words.protocols.irc import parsemsg
 
 from twistedchat.factory import ChatFactory
-from twistedchat.irc import MAX_LINE, IRCFactory, Message, parse_message
+from twistedchat.irc import (
+    MAX_LINE,
+    PING_INTERVAL,
+    PING_TIMEOUT,
+    IRCFactory,
+    Message,
+    parse_message,
+    split_text,
+)
 
 
 class IRCClient:
@@ -186,6 +194,30 @@ def test_ping_pong_and_quit() -> None:
     assert watcher.replies() == [("alice!user@twistedchat", "QUIT", ["gone fishing"])]
 
 
+def test_idle_client_pinged_then_dropped() -> None:
+    """
+    An IRC client silent for PING_INTERVAL seconds is sent a PING; one
+    that answers stays; one that does not within PING_TIMEOUT is dropped
+    with ERROR, and the others see it leave for "Ping timeout" (a telnet
+    user here, who is never pinged).
+    """
+    factory = chat()
+    client = IRCClient(factory)
+    client.register("alice")
+    watcher = FakeClient(factory).register("bob")
+    clock = factory.clock
+    clock.advance(PING_INTERVAL)  # type: ignore[attr-defined]
+    assert client.replies()[-1] == ("", "PING", ["twistedchat"])
+    client.send("PONG :twistedchat")
+    clock.advance(PING_TIMEOUT + 1)  # type: ignore[attr-defined]
+    assert client.transport.connected
+    clock.advance(PING_INTERVAL)  # type: ignore[attr-defined]
+    clock.advance(PING_TIMEOUT)  # type: ignore[attr-defined]
+    assert client.commands()[-1] == "ERROR"
+    assert not client.transport.connected
+    assert watcher.lines() == ["*** alice has left (Ping timeout: 180 seconds)"]
+
+
 def test_long_line_refused_and_connection_stays() -> None:
     """
     A line longer than IRC allows gets 417 and is thrown away to its end;
@@ -207,6 +239,38 @@ def test_nick_change_tells_the_client() -> None:
     client.send("NICK alicia")
     replies = client.replies()
     assert ("alice!user@twistedchat", "NICK", ["alicia"]) in replies
+
+
+@given(st.text(max_size=600), st.integers(min_value=4, max_value=300))
+def test_split_text(text: str, limit: int) -> None:
+    """
+    split_text cuts text into pieces of at most the limit in UTF-8 bytes,
+    never inside a character, and loses nothing.
+    """
+    pieces = split_text(text, limit)
+    assert "".join(pieces) == text
+    assert all(len(piece.encode("utf-8")) <= limit for piece in pieces)
+
+
+def test_long_line_split_for_irc_users() -> None:
+    """
+    A telnet user's line longer than IRC's 512 bytes reaches an IRC user
+    as several PRIVMSG lines, each within 512 bytes with its CRLF, which
+    together hold the whole text.
+    """
+    factory = chat()
+    irc_user = IRCClient(factory)
+    irc_user.register("alice")
+    telnet = FakeClient(factory).register("bob")
+    irc_user.replies()
+    text = " ".join(["wörd"] * 300)
+    telnet.send(text.encode() + b"\r\n")
+    factory.clock.advance(0)  # type: ignore[attr-defined]
+    data = irc_user.transport.value().decode()
+    lines = [line for line in data.split("\r\n") if line]
+    assert len(lines) > 1
+    assert all(len(line.encode()) + 2 <= MAX_LINE for line in lines)
+    assert "".join(parsemsg(line)[2][1] for line in lines) == text
 
 
 @settings(max_examples=200, deadline=None)

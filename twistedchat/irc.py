@@ -82,6 +82,13 @@ MAX_TAGS = 8191
 #: ERR_INPUTTOOLONG (Modern IRC), which Twisted Words does not name.
 ERR_INPUTTOOLONG = "417"
 
+#: Seconds an IRC client may send nothing before the server sends it a
+#: PING, and seconds it then has to send anything (its PONG) before it is
+#: dropped for "Ping timeout", as IRC servers do (telnet users are not
+#: pinged).
+PING_INTERVAL = 120.0
+PING_TIMEOUT = 60.0
+
 #: The user and host every participant shows as, whatever its front end:
 #: no address is ever shown to others.
 USER = "user"
@@ -181,6 +188,43 @@ def _no_breaks(text: str) -> str:
     return text.replace("\r", " ").replace("\n", " ").replace("\0", "")
 
 
+def split_text(text: str, limit: int) -> list[str]:
+    """
+    Split C{text} into pieces of at most C{limit} bytes of UTF-8, at the
+    last space before the limit where there is one, never inside a
+    character; no text is lost (spaces at a split are kept at the end of
+    the piece before it).
+
+    @param limit: bytes, at least 4 (the longest UTF-8 character).
+    """
+    pieces: list[str] = []
+    while len(text.encode("utf-8")) > limit:
+        cut = len(text.encode("utf-8")[:limit].decode("utf-8", "ignore"))
+        space = text.rfind(" ", 0, cut)
+        if space > 0:
+            cut = space + 1
+        pieces.append(text[:cut])
+        text = text[cut:]
+    pieces.append(text)
+    return pieces
+
+
+def _privmsg_lines(source: str, target: str, text: str, ctcp: str = "") -> list[str]:
+    """
+    Return C{text} from C{source} to C{target} as PRIVMSG lines of at most
+    L{MAX_LINE} bytes each, CRLF included: a line longer than that is
+    split, never cut (RFC 1459 section 2.3). With C{ctcp} (C{"ACTION"}),
+    each piece is a CTCP message of that kind.
+    """
+    head = f":{source} PRIVMSG {target} :"
+    wrap = len(f"\x01{ctcp} \x01") if ctcp else 0
+    room = MAX_LINE - len(head.encode("utf-8")) - 2 - wrap
+    pieces = split_text(_no_breaks(text), max(room, 4))
+    if ctcp:
+        return [f"{head}\x01{ctcp} {piece}\x01" for piece in pieces]
+    return [head + piece for piece in pieces]
+
+
 def _event_lines(event: Event) -> list[str]:
     """
     Return the IRC lines (without line endings) that show C{event}, a
@@ -188,11 +232,11 @@ def _event_lines(event: Event) -> list[str]:
     """
     match event:
         case ChatLine(sender=sender, text=text, room=room):
-            return [_line(_source(sender), "PRIVMSG", room, _no_breaks(text))]
+            return _privmsg_lines(_source(sender), room, text)
         case Action(sender=sender, text=text, room=room):
-            return [_line(_source(sender), "PRIVMSG", room, f"\x01ACTION {_no_breaks(text)}\x01")]
+            return _privmsg_lines(_source(sender), room, text, "ACTION")
         case PrivateMessage(sender=sender, recipient=recipient, text=text):
-            return [_line(_source(sender), "PRIVMSG", recipient, _no_breaks(text))]
+            return _privmsg_lines(_source(sender), recipient, text)
         case Joined(nickname=nickname, room=room):
             return [f":{_source(nickname)} JOIN {room}"]
         case Left(nickname=nickname, reason=reason, room=""):
@@ -258,6 +302,8 @@ class IRCChat(LineReceiver):
         # an event already said it.
         self._farewell = "Closing Link"
         self._error_sent = False
+        self._ping_timer: IDelayedCall | None = None
+        self._awaiting_pong = False
 
     # Connection life
 
@@ -291,10 +337,46 @@ class IRCChat(LineReceiver):
             factory.flood_byte_burst,
         )
         self.session.open()
+        self._activity()
+
+    def _activity(self) -> None:
+        """
+        The client sent something: it is alive; ping it after
+        L{PING_INTERVAL} seconds of silence.
+        """
+        self._awaiting_pong = False
+        if self._ping_timer is not None and self._ping_timer.active():
+            self._ping_timer.reset(PING_INTERVAL)
+        else:
+            self._ping_timer = self.factory.clock.callLater(PING_INTERVAL, self._silent)
+
+    def _silent(self) -> None:
+        """
+        Nothing came for a while: ping the client, or, if it did not answer
+        the last ping, drop it.
+        """
+        if self._closed:
+            return
+        if not self._awaiting_pong:
+            self._awaiting_pong = True
+            self._send(f"PING :{self.factory.server_name}")
+            self._ping_timer = self.factory.clock.callLater(PING_TIMEOUT, self._silent)
+            return
+        seconds = f"{PING_INTERVAL + PING_TIMEOUT:g}"
+        self._farewell = f"Closing Link: {HOST} (Ping timeout: {seconds} seconds)"
+        if self.session.state is State.CHATTING:
+            self.session.cut_off(f"Ping timeout: {seconds} seconds")
+        self.close()
+
+    def _stop_pinging(self) -> None:
+        if self._ping_timer is not None and self._ping_timer.active():
+            self._ping_timer.cancel()
+        self._ping_timer = None
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         was_open = not self._closed
         self._closed = True
+        self._stop_pinging()
         if self._close_timer is not None and self._close_timer.active():
             self._close_timer.cancel()
         if self._output is None:
@@ -313,6 +395,7 @@ class IRCChat(LineReceiver):
         if not self._error_sent:
             self._send(f"ERROR :{self._farewell}")
         self._closed = True
+        self._stop_pinging()
         self._gate.stop()
         assert self._output is not None
         self._output.close()
@@ -524,6 +607,7 @@ class IRCChat(LineReceiver):
         if len(line.rstrip(b"\r")) + 2 > MAX_LINE + (MAX_TAGS + 1 if line[:1] == b"@" else 0):
             self._numeric(ERR_INPUTTOOLONG, "Input line was too long")
             return
+        self._activity()
         text = line.rstrip(b"\r").decode("utf-8", "replace")
         if not text.strip():
             return
