@@ -158,6 +158,36 @@ def test_join_part_and_names() -> None:
     assert client.commands() == ["442"]
 
 
+def test_kick_and_modes() -> None:
+    """
+    A channel operator's KICK removes a member (everyone sees KICK), MODE
+    +o makes an operator, +t locks the topic, +b bans (refused JOIN: 474);
+    a member who is no operator gets 482; MODE with no change shows the
+    channel's modes (324).
+    """
+    factory = chat()
+    op = IRCClient(factory)
+    op.register("alice")
+    member = IRCClient(factory, port=50104)
+    member.register("bob")
+    op.send("JOIN #dev")
+    member.send("JOIN #dev")
+    op.replies()
+    member.replies()
+    member.send("KICK #dev alice :no")
+    assert member.commands() == ["482"]
+    op.send("MODE #dev +t")
+    assert ("alice!user@twistedchat", "MODE", ["#dev", "+t"]) in member.replies()
+    op.send("MODE #dev")
+    assert op.replies()[-1][1:] == ("324", ["alice", "#dev", "+nt"])
+    op.send("KICK #dev bob :spam")
+    assert ("alice!user@twistedchat", "KICK", ["#dev", "bob", "spam"]) in member.replies()
+    op.send("MODE #dev +b bob")
+    op.replies()
+    member.send("JOIN #dev")
+    assert member.commands() == ["474"]
+
+
 def test_errors_are_numerics() -> None:
     """
     Unknown commands get 421, commands before registration 451, a missing

@@ -792,6 +792,62 @@ class IRCChat(LineReceiver):
     def _list(self, message: Message) -> None:
         self.session.list_rooms()
 
+    def _kick(self, message: Message) -> None:
+        if not self._needs(message, 2):
+            return
+        room, nickname = message.params[0], message.params[1]
+        reason = _clean(message.params[2]) if len(message.params) > 2 else nickname
+        self._attempt(partial(self.session.kick, room, nickname, reason), room)
+
+    def _mode(self, message: Message) -> None:
+        """
+        MODE on a channel: C{+o}/C{-o} NICK (operator), C{+b}/C{-b} NICK
+        (ban), C{+t}/C{-t} (topic by operators only); with no change, the
+        channel's modes (324). MODE on oneself: no user modes yet (221).
+        """
+        if not self._needs(message, 1):
+            return
+        target = message.params[0]
+        if not target.startswith("#"):
+            if target.lower() != (self._nick or "").lower():
+                self._numeric(irc.ERR_USERSDONTMATCH, "Cannot change mode for other users")
+            else:
+                self._numeric(irc.RPL_UMODEIS, "+")
+            return
+        if len(message.params) == 1:
+            self._attempt(partial(self._channel_modes, target), target)
+            return
+        changes, arguments = message.params[1], message.params[2:]
+        sign = "+"
+        for letter in changes:
+            if letter in "+-":
+                sign = letter
+                continue
+            if letter in "ob" and not arguments:
+                self._numeric(irc.ERR_NEEDMOREPARAMS, "MODE", "Not enough parameters")
+                return
+            if letter == "o":
+                nickname = arguments.pop(0)
+                self._attempt(
+                    partial(self.session.set_operator, target, nickname, sign == "+"), target
+                )
+            elif letter == "b":
+                nickname = arguments.pop(0)
+                if sign == "+":
+                    self._attempt(partial(self.session.ban, target, nickname), target)
+                else:
+                    self._attempt(partial(self.session.unban, target, nickname), target)
+            elif letter == "t":
+                self._attempt(partial(self.session.set_mode, target, sign + "t"), target)
+            elif letter == "n":
+                pass  # always on: only members speak in a room
+            else:
+                self._numeric(irc.ERR_UNKNOWNMODE, letter, "is unknown mode char to me")
+
+    def _channel_modes(self, name: str) -> None:
+        room = self.factory.room(name)
+        self._numeric(irc.RPL_CHANNELMODEIS, room.name, "+nt" if room.topic_locked else "+n")
+
     def _attempt(self, call: Callable[[], object], target: str) -> None:
         """
         Run a session command for C{target} (a channel or a nickname), and
@@ -832,6 +888,8 @@ class IRCChat(LineReceiver):
         "TOPIC": _topic,
         "NAMES": _names_command,
         "LIST": _list,
+        "KICK": _kick,
+        "MODE": _mode,
     }
 
 
