@@ -188,6 +188,51 @@ def test_kick_and_modes() -> None:
     assert member.commands() == ["474"]
 
 
+def test_history_replayed_as_notices() -> None:
+    """
+    Joining a room with history replays it as server notices to the
+    channel with their times, never as live PRIVMSG or JOIN lines.
+    """
+    factory = chat()
+    telnet = FakeClient(factory).register("bob")
+    telnet.send(b"said before\r\n")
+    client = IRCClient(factory)
+    replies = client.register("alice")
+    notices = [p for _, c, p in replies if c == "NOTICE" and p[0] == "#lobby"]
+    assert notices and notices[-1][1].endswith("UTC] <bob> said before")
+    assert "PRIVMSG" not in [c for _, c, _ in replies]
+
+
+def test_formatting_codes_removed() -> None:
+    """
+    IRC colour and formatting codes are removed whole from what an IRC
+    user says, digits included, before others see it.
+    """
+    factory = chat()
+    client = IRCClient(factory)
+    client.register("alice")
+    telnet = FakeClient(factory).register("bob")
+    client.send("PRIVMSG #lobby :\x0304,01red\x03 and \x02bold\x0f")
+    assert telnet.lines() == ["<alice> red and bold"]
+
+
+def test_message_to_a_room_one_is_not_in() -> None:
+    """
+    A PRIVMSG to a room one is not in gets 404 (cannot send to channel);
+    the ban list asked for on joining (MODE #room b) ends with 368.
+    """
+    factory = chat()
+    IRCClient(factory, port=50105).register("bob")
+    client = IRCClient(factory)
+    client.register("alice")
+    other = IRCClient(factory, port=50106)
+    other.register("carol")
+    other.send("JOIN #elsewhere")
+    client.replies()
+    client.send("PRIVMSG #elsewhere :hi", "MODE #lobby b")
+    assert client.commands() == ["404", "368"]
+
+
 def test_errors_are_numerics() -> None:
     """
     Unknown commands get 421, commands before registration 451, a missing

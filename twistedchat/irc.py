@@ -18,6 +18,8 @@ line; its numerics' names are used.
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -61,8 +63,15 @@ from twistedchat.events import (
 )
 from twistedchat.factory import ChatFactory, NoSuchNickname
 from twistedchat.flood import InputGate, Reader
+from twistedchat.history import Record
 from twistedchat.nicknames import InvalidNickname
-from twistedchat.protocol import CLOSE_TIMEOUT, describe_address, keep_alive, peer_host
+from twistedchat.protocol import (
+    CLOSE_TIMEOUT,
+    describe_address,
+    keep_alive,
+    peer_host,
+    render_line,
+)
 from twistedchat.rooms import (
     BannedFromRoom,
     InvalidRoomName,
@@ -255,6 +264,16 @@ def _event_lines(event: Event) -> list[str]:
         case Ghosted() | Killed() | ServerShutdown():
             return [f"ERROR :{_closing_reason(event)}"]
     return []
+
+
+def _render_past(room: str, record: Record) -> bytes:
+    """
+    Format a past event of C{room} as a server NOTICE to the channel, with
+    its UTC time: C{[2026-11-27 09:14 UTC] <bob> text}, as telnet shows it.
+    """
+    when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(record.at))
+    text = render_line(record.event).decode("utf-8").rstrip("\r\n")
+    return f":{HOST} NOTICE {room} :[{when} UTC] {_no_breaks(text)}\r\n".encode()
 
 
 def render_irc(event: Event) -> bytes:
@@ -498,9 +517,12 @@ class IRCChat(LineReceiver):
                 self._send(f":{_source(self.session.nickname or '*')} PART {room}")
             case CurrentRoom():
                 pass  # IRC has no current channel
-            case HistoryReplay(records=records):
+            case HistoryReplay(room=room, records=records):
+                # As server notices with their times, never as live
+                # commands: a replayed JOIN, QUIT or KICK would change what
+                # the client thinks is happening now (docs/irc.md).
                 for record in records:
-                    self._output_write(record.event.render(render_irc))
+                    self._output_write(_render_past(room, record))
             case _:
                 self.deliver(event)
 
@@ -626,6 +648,8 @@ class IRCChat(LineReceiver):
             self._numeric(irc.ERR_NOTREGISTERED, "You have not registered")
         else:
             handler(self, message)
+            if registered and message.command not in ("PING", "PONG"):
+                self.session.resetTimeout()  # activity, as a telnet line is
         if not self._closed:
             self._gate.line_handled()
 
@@ -763,10 +787,8 @@ class IRCChat(LineReceiver):
         if not text:
             return
         if target.startswith("#"):
-            if action:
-                self._attempt(lambda: session.act(text, target), target)
-            else:
-                self._attempt(lambda: session.say(text, target), target)
+            say = session.act if action else session.say
+            self._attempt(partial(say, text, target), target, irc.ERR_CANNOTSENDTOCHAN)
         elif notice:
             pass  # notices to users are not part of the chat yet
         else:
@@ -818,6 +840,11 @@ class IRCChat(LineReceiver):
             self._attempt(partial(self._channel_modes, target), target)
             return
         changes, arguments = message.params[1], message.params[2:]
+        if changes.lstrip("+") == "b" and not arguments:
+            # The ban list: not kept where a front end can read it yet
+            # (docs/irc.md, N4); clients such as irssi ask on joining.
+            self._numeric(irc.RPL_ENDOFBANLIST, target, "End of channel ban list")
+            return
         sign = "+"
         for letter in changes:
             if letter in "+-":
@@ -848,22 +875,30 @@ class IRCChat(LineReceiver):
         room = self.factory.room(name)
         self._numeric(irc.RPL_CHANNELMODEIS, room.name, "+nt" if room.topic_locked else "+n")
 
-    def _attempt(self, call: Callable[[], object], target: str) -> None:
+    def _attempt(
+        self, call: Callable[[], object], target: str, not_in_room: str = irc.ERR_NOTONCHANNEL
+    ) -> None:
         """
         Run a session command for C{target} (a channel or a nickname), and
         answer its refusal with the IRC numeric for it (RFC 2812 section
         5.2).
+
+        @param not_in_room: the numeric for "not in that room": 442, or
+            404 (ERR_CANNOTSENDTOCHAN) for a message.
         """
         try:
             call()
+        except NotInRoom:
+            if not_in_room == irc.ERR_CANNOTSENDTOCHAN:
+                self._numeric(not_in_room, target, "Cannot send to channel")
+            else:
+                self._numeric(not_in_room, target, "You're not on that channel")
         except NoSuchNickname:
             self._numeric(irc.ERR_NOSUCHNICK, target, "No such nick/channel")
         except InvalidRoomName:
             self._numeric(irc.ERR_NOSUCHCHANNEL, target, "No such channel")
         except NoSuchRoom:
             self._numeric(irc.ERR_NOSUCHCHANNEL, target, "No such channel")
-        except NotInRoom:
-            self._numeric(irc.ERR_NOTONCHANNEL, target, "You're not on that channel")
         except BannedFromRoom:
             self._numeric(irc.ERR_BANNEDFROMCHAN, target, "Cannot join channel (+b)")
         except NotOperator:
@@ -897,13 +932,22 @@ class IRCChat(LineReceiver):
 _BEFORE_REGISTRATION = frozenset({"CAP", "PASS", "NICK", "USER", "PING", "PONG", "QUIT"})
 
 
+#: mIRC formatting codes: bold, colour (with its digits), hex colour,
+#: reset, reverse, italics, strikethrough, underline, monospace.
+_FORMATTING = re.compile(
+    "\x03(?:\\d{1,2}(?:,\\d{1,2})?)?|\x04(?:[0-9A-Fa-f]{6}(?:,[0-9A-Fa-f]{6})?)?"
+    "|[\x02\x0f\x16\x1d\x1e\x1f\x11]"
+)
+
+
 def _clean(text: str) -> str:
     """
     Clean text a client sent as a telnet line is cleaned (control
-    characters and escape sequences removed), keeping nothing that could
-    end an IRC line.
+    characters and escape sequences removed), after removing IRC
+    formatting codes whole, so that a colour's digits do not reach other
+    users as text; nothing that could end an IRC line remains.
     """
-    return clean_line(text.encode("utf-8", "surrogatepass"))
+    return clean_line(_FORMATTING.sub("", text).encode("utf-8", "surrogatepass"))
 
 
 def _closing_reason(event: Event) -> str:
