@@ -233,6 +233,27 @@ def test_message_to_a_room_one_is_not_in() -> None:
     assert client.commands() == ["404", "368"]
 
 
+def test_who_lists_a_room() -> None:
+    """
+    WHO #room answers one 352 per member, operators flagged H@, every user
+    shown as user@twistedchat, then 315.
+    """
+    factory = chat()
+    client = IRCClient(factory)
+    client.register("alice")
+    client.send("JOIN #dev")
+    client.replies()
+    client.send("WHO #dev")
+    assert client.replies() == [
+        (
+            "twistedchat",
+            "352",
+            ["alice", "#dev", "user", "twistedchat", "twistedchat", "alice", "H@", "0 alice"],
+        ),
+        ("twistedchat", "315", ["alice", "#dev", "End of /WHO list"]),
+    ]
+
+
 def test_errors_are_numerics() -> None:
     """
     Unknown commands get 421, commands before registration 451, a missing

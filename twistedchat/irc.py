@@ -323,6 +323,8 @@ class IRCChat(LineReceiver):
         self._error_sent = False
         self._ping_timer: IDelayedCall | None = None
         self._awaiting_pong = False
+        # Set while a WHO is answered from the session's names of a room.
+        self._who = False
 
     # Connection life
 
@@ -497,6 +499,14 @@ class IRCChat(LineReceiver):
                 operators = set(event.operators)
                 shown = [f"@{m}" if m in operators else m for m in members]
                 self._names(room, shown)
+            case Names(room=room, nicknames=nicknames, operators=operators) if self._who:
+                marked = set(operators)
+                server = self.factory.server_name
+                for nickname in nicknames:
+                    flags = "H@" if nickname in marked else "H"
+                    self._numeric(
+                        irc.RPL_WHOREPLY, room, USER, HOST, server, nickname, flags, f"0 {nickname}"
+                    )
             case Names(room=room, nicknames=nicknames, operators=operators):
                 marked = set(operators)
                 self._names(room, [f"@{n}" if n in marked else n for n in nicknames])
@@ -814,6 +824,21 @@ class IRCChat(LineReceiver):
     def _list(self, message: Message) -> None:
         self.session.list_rooms()
 
+    def _who_command(self, message: Message) -> None:
+        """
+        WHO #room: one 352 per member (every user shows as
+        C{user@twistedchat}), then 315. WHO of a nickname or a mask is not
+        supported yet: only 315.
+        """
+        mask = message.params[0] if message.params else "*"
+        if mask.startswith("#"):
+            self._who = True
+            try:
+                self._attempt(partial(self.session.names, mask), mask)
+            finally:
+                self._who = False
+        self._numeric(irc.RPL_ENDOFWHO, mask, "End of /WHO list")
+
     def _kick(self, message: Message) -> None:
         if not self._needs(message, 2):
             return
@@ -924,6 +949,7 @@ class IRCChat(LineReceiver):
         "NAMES": _names_command,
         "LIST": _list,
         "KICK": _kick,
+        "WHO": _who_command,
         "MODE": _mode,
     }
 
