@@ -107,15 +107,41 @@ def test_registration_burst() -> None:
 def test_capability_negotiation_holds_registration() -> None:
     """
     A client that started CAP negotiation is registered only after CAP
-    END; no capability is offered yet, and a request is refused (NAK).
+    END; CAP LS lists echo-message, multi-prefix and server-time; a
+    request for an unknown capability is refused whole (NAK), one for
+    known ones acknowledged (ACK).
     """
     client = IRCClient(chat())
-    client.send("CAP LS 302", "NICK alice", "USER alice 0 * :A")
-    assert client.replies() == [("twistedchat", "CAP", ["*", "LS", ""])]
-    client.send("CAP REQ :server-time")
-    assert client.commands() == ["CAP"]
+    client.send("CAP LS 302")
+    assert client.replies() == [
+        ("twistedchat", "CAP", ["*", "LS", "echo-message multi-prefix server-time"])
+    ]
+    client.send("CAP REQ :server-time sasl")
+    assert client.replies() == [("twistedchat", "CAP", ["*", "NAK", "server-time sasl"])]
+    client.send("CAP REQ :server-time echo-message")
+    assert client.replies() == [("twistedchat", "CAP", ["*", "ACK", "server-time echo-message"])]
+    client.send("NICK alice", "USER alice 0 * :A")
+    assert client.replies() == []
     client.send("CAP END")
     assert client.commands()[0] == "001"
+
+
+def test_echo_message_and_server_time() -> None:
+    """
+    With echo-message, the client's own PRIVMSG comes back to it; with
+    server-time, events carry a time tag in UTC, to the millisecond.
+    """
+    factory = chat()
+    factory.clock.advance(1795868400.25)  # type: ignore[attr-defined]
+    client = IRCClient(factory)
+    client.send("CAP REQ :echo-message server-time", "CAP END")
+    client.register("alice")
+    client.send("PRIVMSG #lobby :hello")
+    factory.clock.advance(0)  # type: ignore[attr-defined]
+    data = client.transport.value().decode()
+    assert data == (
+        "@time=2026-11-28T12:20:00.250Z :alice!user@twistedchat PRIVMSG #lobby :hello\r\n"
+    )
 
 
 def test_irc_and_telnet_users_talk() -> None:

@@ -91,6 +91,11 @@ MAX_TAGS = 8191
 #: ERR_INPUTTOOLONG (Modern IRC), which Twisted Words does not name.
 ERR_INPUTTOOLONG = "417"
 
+#: The IRCv3 capabilities offered (CAP LS): the client's own messages
+#: come back to it (echo-message), events carry their time (server-time),
+#: and the one prefix, @, is trivially every prefix (multi-prefix).
+CAPABILITIES = frozenset({"echo-message", "multi-prefix", "server-time"})
+
 #: Seconds an IRC client may send nothing before the server sends it a
 #: PING, and seconds it then has to send anything (its PONG) before it is
 #: dropped for "Ping timeout", as IRC servers do (telnet users are not
@@ -276,6 +281,19 @@ def _render_past(room: str, record: Record) -> bytes:
     return f":{HOST} NOTICE {room} :[{when} UTC] {_no_breaks(text)}\r\n".encode()
 
 
+def render_irc_timed(event: Event) -> bytes:
+    """
+    Format a chat event as L{render_irc} does, each line with the IRCv3
+    C{time} tag of when it happened (server-time: UTC, milliseconds), for
+    clients that asked for it.
+    """
+    if not event.at:
+        return render_irc(event)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(event.at))
+    tag = f"@time={stamp}.{int(event.at * 1000) % 1000:03d}Z ".encode()
+    return b"".join(tag + line.encode("utf-8") + b"\r\n" for line in _event_lines(event))
+
+
 def render_irc(event: Event) -> bytes:
     """
     Format a chat event as IRC lines, UTF-8, each ending in CRLF. Pass this
@@ -325,6 +343,8 @@ class IRCChat(LineReceiver):
         self._awaiting_pong = False
         # Set while a WHO is answered from the session's names of a room.
         self._who = False
+        # The IRCv3 capabilities the client asked for.
+        self._caps: set[str] = set()
 
     # Connection life
 
@@ -466,7 +486,8 @@ class IRCChat(LineReceiver):
         """
         if not self._closed:
             assert self._output is not None
-            self._output.write(event.render(render_irc))
+            timed = "server-time" in self._caps
+            self._output.write(event.render(render_irc_timed if timed else render_irc))
             if isinstance(event, (Ghosted, Killed, ServerShutdown)):
                 self._error_sent = True
 
@@ -679,18 +700,32 @@ class IRCChat(LineReceiver):
         if not self._needs(message, 1):
             return
         sub = message.params[0].upper()
+        server, nick = self.factory.server_name, self._nick or "*"
         if sub == "LS":
-            self._negotiating = True
-            self._send(_line(self.factory.server_name, "CAP", self._nick or "*", "LS", ""))
+            if self.session.state is not State.CHATTING:
+                self._negotiating = True
+            self._send(_line(server, "CAP", nick, "LS", " ".join(sorted(CAPABILITIES))))
         elif sub == "REQ":
-            self._negotiating = True
+            if self.session.state is not State.CHATTING:
+                self._negotiating = True
             requested = message.params[1] if len(message.params) > 1 else ""
-            self._send(_line(self.factory.server_name, "CAP", self._nick or "*", "NAK", requested))
+            names = requested.split()
+            # All or nothing (IRCv3 capability negotiation, CAP REQ).
+            if names and all(name.lstrip("-") in CAPABILITIES for name in names):
+                for name in names:
+                    if name.startswith("-"):
+                        self._caps.discard(name[1:])
+                    else:
+                        self._caps.add(name)
+                self.session.echo = "echo-message" in self._caps
+                self._send(_line(server, "CAP", nick, "ACK", requested))
+            else:
+                self._send(_line(server, "CAP", nick, "NAK", requested))
         elif sub == "END":
             self._negotiating = False
             self._register()
         elif sub == "LIST":
-            self._send(_line(self.factory.server_name, "CAP", self._nick or "*", "LIST", ""))
+            self._send(_line(server, "CAP", nick, "LIST", " ".join(sorted(self._caps))))
         else:
             self._numeric("410", sub, "Invalid CAP command")
 
@@ -713,7 +748,8 @@ class IRCChat(LineReceiver):
             if self.session.nickname != old:
                 # IRC clients learn their own new nickname from NICK.
                 self._nick = self.session.nickname
-                self._send(_line(_source(old), "NICK", self._nick or nickname))
+                if not self.session.echo:  # with echo-message, the event says it
+                    self._send(_line(_source(old), "NICK", self._nick or nickname))
             return
         self._nick = nickname
         self._register()
