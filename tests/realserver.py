@@ -25,7 +25,7 @@ class ChatServer:
     C{directory}, with C{options}; its log is collected in C{log_lines}.
     More C{--port} options in C{options} add listeners, whose ports follow
     in C{ports}, in order; the ports of C{--web} listeners are in
-    C{web_ports}. Unless C{options} say otherwise, 127.0.0.1 is
+    C{web_ports}, those of C{--irc} ones in C{irc_ports}. Unless C{options} say otherwise, 127.0.0.1 is
     exempt from the per-address limits (every test client comes from it,
     and a test may connect more than --connection-rate times a minute).
     """
@@ -52,8 +52,10 @@ class ChatServer:
         self._listening = threading.Event()
         self._listeners = 1 + options.count("--port")
         self._web_listeners = options.count("--web")
+        self._irc_listeners = options.count("--irc")
         self.ports: list[int] = []
         self.web_ports: list[int] = []
+        self.irc_ports: list[int] = []
         self._reader = threading.Thread(target=self._read_log, daemon=True)
         self._reader.start()
         if not self._listening.wait(TIMEOUT):
@@ -71,7 +73,11 @@ class ChatServer:
             match = re.search(r"web client at https?://127\.0\.0\.1:(\d+)/", line)
             if match:
                 self.web_ports.append(int(match.group(1)))
-            if (len(self.ports), len(self.web_ports)) == (self._listeners, self._web_listeners):
+            match = re.search(r"IRC at ircs?://127\.0\.0\.1:(\d+)/", line)
+            if match:
+                self.irc_ports.append(int(match.group(1)))
+            counts = (len(self.ports), len(self.web_ports), len(self.irc_ports))
+            if counts == (self._listeners, self._web_listeners, self._irc_listeners):
                 self._listening.set()
 
     @property

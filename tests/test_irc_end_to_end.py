@@ -1,0 +1,85 @@
+"""
+End-to-end tests of C{--irc} (work in progress): the real C{twistd -n
+chat} and a real IRC client library, the C{irc} package from PyPI, with a
+telnet user in the same rooms.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import irc.client
+import pytest
+from realserver import TIMEOUT, ChatServer, LineClient
+
+
+@pytest.fixture
+def server(tmp_path: Any) -> Iterator[ChatServer]:
+    """
+    A real server with a telnet and an IRC listener.
+    """
+    server = ChatServer(tmp_path, "--database", ":memory:", "--irc", "tcp:0:interface=127.0.0.1")
+    yield server
+    server.terminate()
+
+
+class IRCUser:
+    """
+    One connection of the C{irc} package's client, recording every event.
+    """
+
+    def __init__(self, port: int, nickname: str) -> None:
+        self.reactor = irc.client.Reactor()
+        self.events: list[irc.client.Event] = []
+        self.reactor.add_global_handler("all_events", lambda _, event: self.events.append(event))
+        self.connection = self.reactor.server().connect("127.0.0.1", port, nickname)
+
+    def wait_for(self, done: Callable[[], bool]) -> None:
+        """
+        Run the client until C{done()}, for at most the test timeout.
+        """
+        deadline = time.monotonic() + TIMEOUT
+        while not done():
+            assert time.monotonic() < deadline, [(e.type, e.arguments) for e in self.events]
+            self.reactor.process_once(0.1)
+
+    def seen(self, kind: str, text: str = "") -> bool:
+        """
+        Whether an event of C{kind} holding C{text} in its arguments came.
+        """
+        return any(
+            event.type == kind and text in " ".join(map(str, event.arguments))
+            for event in self.events
+        )
+
+
+def test_irc_client_and_telnet_user_talk(server: ChatServer) -> None:
+    """
+    A real IRC client registers (001), is in #lobby, exchanges lines with a
+    telnet user both ways, joins a second channel with a topic, and quits;
+    the telnet user sees it leave.
+    """
+    alice = IRCUser(server.irc_ports[0], "alice")
+    alice.wait_for(lambda: alice.seen("welcome"))
+    alice.wait_for(lambda: alice.seen("endofnames"))
+    bob = LineClient(server.port)
+    bob.send("bob")
+    bob.expect("*** Welcome")
+    alice.wait_for(
+        lambda: (
+            alice.seen("join")
+            and any(e.type == "join" and e.source.nick == "bob" for e in alice.events)
+        )
+    )
+    alice.connection.privmsg("#lobby", "hello from a real IRC client")
+    assert bob.expect("<alice>") == "<alice> hello from a real IRC client"
+    bob.send("hello back from telnet")
+    alice.wait_for(lambda: alice.seen("pubmsg", "hello back from telnet"))
+    alice.connection.join("#dev")
+    alice.wait_for(lambda: any(e.type == "join" and e.target == "#dev" for e in alice.events))
+    alice.connection.topic("#dev", "releases")
+    alice.wait_for(lambda: alice.seen("topic", "releases"))
+    alice.connection.quit("bye now")
+    assert bob.expect("*** alice") == "*** alice has left (bye now)"
