@@ -7,9 +7,12 @@ Twisted Words' C{parsemsg}, sharing the chat with telnet users.
 from __future__ import annotations
 
 from fakeclients import FakeClient
+import base64
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_session import chat
+import pytest
+from test_session import accounts_chat, chat
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransportWithDisconnection
 from twisted.words.protocols.irc import parsemsg
@@ -411,3 +414,233 @@ def test_any_bytes_are_handled(chunks: list[bytes]) -> None:
     client.chat.clock.advance(0)  # type: ignore[attr-defined]
     data = client.transport.value()
     assert data == b"" or data.endswith(b"\r\n")
+
+
+PASSWORD = "correct-horse"
+
+
+def plain(authzid: str, authcid: str, password: str) -> str:
+    """
+    A SASL PLAIN response (RFC 4616), base64-encoded.
+    """
+    return base64.b64encode(f"{authzid}\0{authcid}\0{password}".encode()).decode()
+
+
+def registered_alice() -> tuple[ChatFactory, IRCClient]:
+    """
+    A server with accounts where alice, online over IRC, registered her
+    nickname with NickServ.
+    """
+    factory = accounts_chat()
+    alice = IRCClient(factory)
+    alice.register("alice")
+    alice.send(f"PRIVMSG NickServ :REGISTER {PASSWORD}")
+    return factory, alice
+
+
+def sasl_start(client: IRCClient, nickname: str) -> list[tuple[str, str, list[str]]]:
+    """
+    Start registering C{client} as C{nickname} with CAP LS 302 and the
+    sasl capability, up to the AUTHENTICATE + that asks for the response.
+    """
+    client.send("CAP LS 302", f"NICK {nickname}", "USER u 0 * :U", "CAP REQ :sasl")
+    client.send("AUTHENTICATE PLAIN")
+    return client.replies()
+
+
+def test_nickserv_register_logs_in() -> None:
+    """
+    PRIVMSG NickServ :REGISTER PASSWORD registers the nickname: NickServ
+    says so in a NOTICE from NickServ!NickServ@services, and 900 tells the
+    client the account it is logged in as.
+    """
+    factory = accounts_chat()
+    alice = IRCClient(factory)
+    alice.register("alice")
+    alice.send(f"PRIVMSG NickServ :REGISTER {PASSWORD}")
+    replies = alice.replies()
+    assert replies[0] == (
+        "NickServ!NickServ@services",
+        "NOTICE",
+        [
+            "alice",
+            "The nickname alice is now registered to you; from now on it needs this password.",
+        ],
+    )
+    assert replies[1][1:] == (
+        "900",
+        ["alice", "alice!user@twistedchat", "alice", "You are now logged in as alice"],
+    )
+
+
+def test_sasl_plain_logs_in_and_takes_the_nickname_over() -> None:
+    """
+    CAP LS 302 offers sasl=PLAIN; AUTHENTICATE PLAIN with the right
+    password gives 900 and 903, and CAP END registers the client as the
+    account's nickname, ghosting the connection that held it.
+    """
+    factory, old = registered_alice()
+    old.replies()
+    alice = IRCClient(factory, port=50101)
+    replies = sasl_start(alice, "alice")
+    ls = next(params for _, command, params in replies if command == "CAP" and params[1] == "LS")
+    assert "sasl=PLAIN" in ls[2].split()
+    assert ("AUTHENTICATE", ["+"]) in [(c, p) for _, c, p in replies]
+    alice.send(f"AUTHENTICATE {plain('', 'alice', PASSWORD)}")
+    assert alice.commands() == ["900", "903"]
+    alice.send("CAP END")
+    replies = alice.replies()
+    assert replies[0][1:] == ("001", replies[0][2]) and replies[0][2][0] == "alice"
+    assert "900" not in [command for _, command, _ in replies]
+    assert factory.participant("alice") is alice.protocol.session
+    assert "ERROR" in old.commands()
+
+
+def test_sasl_wrong_password_fails_after_the_delay() -> None:
+    """
+    A wrong SASL password gets 904, only once the session's one-second
+    delay has passed; the client may then register without an account,
+    and the registered nickname is refused with 433.
+    """
+    factory, _ = registered_alice()
+    mallory = IRCClient(factory, port=50101)
+    sasl_start(mallory, "alice")
+    mallory.send(f"AUTHENTICATE {plain('alice', 'alice', 'wrong password')}")
+    assert mallory.commands() == []
+    factory.clock.advance(1)  # type: ignore[attr-defined]
+    assert mallory.commands() == ["904"]
+    mallory.send("CAP END")
+    replies = mallory.replies()
+    assert [command for _, command, _ in replies] == ["433"]
+    assert "log in with SASL" in replies[0][2][-1]
+
+
+@pytest.mark.parametrize(
+    ("lines", "numerics"),
+    [
+        (["AUTHENTICATE *"], ["906"]),
+        (["AUTHENTICATE not-base64!"], ["904"]),
+        ([f"AUTHENTICATE {plain('bob', 'alice', PASSWORD)}"], ["904"]),
+        ([f"AUTHENTICATE {'A' * 401}"], ["905"]),
+        ([f"AUTHENTICATE {'A' * 400}"] * 4, ["905"]),
+        (["CAP END"], ["906", "001"]),
+    ],
+)
+def test_sasl_refusals(lines: list[str], numerics: list[str]) -> None:
+    """
+    An aborted exchange (AUTHENTICATE *, or CAP END in the middle) gets
+    906; a response that is not base64, or acts as someone else (authzid
+    not the authcid), 904; an argument over 400 bytes or a response over
+    four chunks, 905.
+    """
+    factory, _ = registered_alice()
+    client = IRCClient(factory, port=50101)
+    sasl_start(client, "carol")
+    client.send(*lines)
+    assert client.commands()[: len(numerics)] == numerics
+
+
+def test_sasl_other_mechanism_and_twice() -> None:
+    """
+    A mechanism other than PLAIN gets 908 (listing PLAIN) and 904; a
+    second AUTHENTICATE once logged in gets 907.
+    """
+    factory, _ = registered_alice()
+    client = IRCClient(factory, port=50101)
+    client.send("CAP REQ :sasl", "AUTHENTICATE EXTERNAL")
+    replies = client.replies()
+    assert [c for _, c, _ in replies][-2:] == ["908", "904"]
+    assert replies[-2][2][1] == "PLAIN"
+    client.send("AUTHENTICATE PLAIN", f"AUTHENTICATE {plain('', 'alice', PASSWORD)}")
+    client.replies()
+    client.send("AUTHENTICATE PLAIN")
+    assert client.commands() == ["907"]
+
+
+def test_sasl_not_offered_without_accounts() -> None:
+    """
+    On a server that keeps no accounts, CAP LS does not list sasl and
+    CAP REQ :sasl is NAKed (IRCv3 SASL 3.2).
+    """
+    client = IRCClient(chat())
+    client.send("CAP LS 302", "CAP REQ :sasl")
+    replies = client.replies()
+    assert "sasl" not in replies[0][2][2]
+    assert replies[1][2][1] == "NAK"
+
+
+def test_pass_logs_in_as_the_client_registers() -> None:
+    """
+    PASS before NICK and USER is the password of the nickname: right, the
+    client registers as it, logged in (900); wrong, 464 then 433, and the
+    client's next nickname registers.
+    """
+    factory, old = registered_alice()
+    old.send("QUIT")
+    alice = IRCClient(factory, port=50101)
+    alice.send(f"PASS :{PASSWORD}", "NICK alice", "USER a 0 * :A")
+    commands = alice.commands()
+    assert commands[0] == "001" and "900" in commands
+    assert alice.protocol.session.nickname == "alice"
+    mallory = IRCClient(factory, port=50102)
+    mallory.send("PASS :guess-guess", "NICK alice", "USER m 0 * :M")
+    factory.clock.advance(1)  # type: ignore[attr-defined]
+    commands = mallory.commands()
+    assert commands[-2:] == ["464", "433"]
+    mallory.send("NICK alice_")
+    assert mallory.commands()[0] == "001"
+
+
+def test_nickserv_identify_takes_the_nickname() -> None:
+    """
+    A client registered under another nickname takes its registered one
+    with /msg NickServ IDENTIFY alice PASSWORD: it gets the NICK line and
+    900, and the stale connection holding it is ghosted.
+    """
+    factory, old = registered_alice()
+    alice = IRCClient(factory, port=50101)
+    alice.send("NICK alice", "USER a 0 * :A")
+    assert alice.commands() == ["433"]
+    alice.send("NICK alice_")
+    alice.replies()
+    alice.send(f"PRIVMSG NickServ :IDENTIFY alice {PASSWORD}")
+    replies = alice.replies()
+    assert ("alice_!user@twistedchat", "NICK", ["alice"]) in replies
+    assert "900" in [command for _, command, _ in replies]
+    assert "ERROR" in old.commands()
+
+
+def test_nickserv_commands() -> None:
+    """
+    NickServ SET PASSWORD OLD NEW changes the password; HELP lists the
+    commands; an unknown command or a wrong syntax is answered; every
+    reply comes from NickServ. NICKSERV and NS are the same as PRIVMSG
+    NickServ; a NOTICE to NickServ gets no answer.
+    """
+    factory, alice = registered_alice()
+    alice.replies()
+    alice.send(f"NS SET PASSWORD {PASSWORD} new-password-here")
+    factory.clock.advance(0)  # type: ignore[attr-defined]
+    replies = alice.replies()
+    assert replies == [
+        ("NickServ!NickServ@services", "NOTICE", ["alice", "Your password has been changed."])
+    ]
+    alice.send("NICKSERV HELP", "PRIVMSG NickServ :FOO", "PRIVMSG NickServ :SET PASSWORD x")
+    replies = alice.replies()
+    assert {source for source, _, _ in replies} == {"NickServ!NickServ@services"}
+    texts = [params[-1] for _, _, params in replies]
+    assert texts[0].startswith("NickServ keeps registered nicknames")
+    assert "Unknown command FOO. /msg NickServ HELP lists them." in texts
+    assert texts[-1] == "Syntax: see /msg NickServ HELP."
+    alice.send("NOTICE NickServ :HELP")
+    assert alice.replies() == []
+
+
+def test_nickserv_is_reserved() -> None:
+    """
+    Nobody may take the nickname NickServ (432), nor a look-alike.
+    """
+    client = IRCClient(chat(reserved_nicknames=["NickServ"]))
+    client.send("NICK NickServ", "USER u 0 * :U", "NICK N1ckServ")
+    replies = client.replies()
+    assert [command for _, command, _ in replies] == ["432", "432"]

@@ -18,6 +18,7 @@ line; its numerics' names are used.
 
 from __future__ import annotations
 
+import base64
 import re
 import time
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import cast
 
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IAddress, IConsumer, IDelayedCall, ITCPTransport
 from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
@@ -64,7 +66,7 @@ from twistedchat.events import (
 from twistedchat.factory import ChatFactory, NoSuchNickname
 from twistedchat.flood import InputGate, Reader
 from twistedchat.history import Record
-from twistedchat.nicknames import InvalidNickname
+from twistedchat.nicknames import InvalidNickname, nickname_key
 from twistedchat.protocol import (
     CLOSE_TIMEOUT,
     describe_address,
@@ -88,13 +90,45 @@ from twistedchat.session import ChatSession, IFrontEnd, Refused, State
 MAX_LINE = 512
 #: The most bytes of IRCv3 tags before a line (IRCv3 message-tags).
 MAX_TAGS = 8191
-#: ERR_INPUTTOOLONG (Modern IRC), which Twisted Words does not name.
+#: Numerics Twisted Words does not name: ERR_INPUTTOOLONG (Modern IRC),
+#: ERR_BANNICKCHANGE (Charybdis, Solanum), and those of IRCv3 SASL 3.1.
 ERR_INPUTTOOLONG = "417"
+ERR_BANNICKCHANGE = "435"
+RPL_LOGGEDIN = "900"
+RPL_SASLSUCCESS = "903"
+ERR_SASLFAIL = "904"
+ERR_SASLTOOLONG = "905"
+ERR_SASLABORTED = "906"
+ERR_SASLALREADY = "907"
+RPL_SASLMECHS = "908"
 
 #: The IRCv3 capabilities offered (CAP LS): the client's own messages
 #: come back to it (echo-message), events carry their time (server-time),
-#: and the one prefix, @, is trivially every prefix (multi-prefix).
-CAPABILITIES = frozenset({"echo-message", "multi-prefix", "server-time"})
+#: the one prefix, @, is trivially every prefix (multi-prefix), and
+#: accounts are proved with SASL PLAIN (sasl: only on a server that keeps
+#: accounts).
+CAPABILITIES = frozenset({"echo-message", "multi-prefix", "sasl", "server-time"})
+
+#: The SASL mechanisms offered (IRCv3 SASL 3.2, RFC 4616).
+SASL_MECHANISMS = "PLAIN"
+#: The longest AUTHENTICATE argument, and the most of them one SASL
+#: response may take (IRCv3 SASL 3.1: 400-byte chunks).
+SASL_CHUNK = 400
+SASL_CHUNKS = 4
+
+#: The services pseudo-user that handles accounts, as on IRC networks.
+NICKSERV = "NickServ"
+NICKSERV_SOURCE = "NickServ!NickServ@services"
+
+#: What NickServ HELP says.
+NICKSERV_HELP = (
+    "NickServ keeps registered nicknames. Commands:",
+    "REGISTER <password>: register your nickname; from then on it needs the password.",
+    "IDENTIFY <password>: prove your nickname is yours.",
+    "IDENTIFY <nickname> <password>: take a registered nickname (also REGAIN, RECOVER).",
+    "SET PASSWORD <old> <new>: change your password (also PASSWD <old> <new>).",
+    "To log in as you connect, give the password as the server password or with SASL PLAIN.",
+)
 
 #: Seconds an IRC client may send nothing before the server sends it a
 #: PING, and seconds it then has to send anything (its PONG) before it is
@@ -345,6 +379,10 @@ class IRCChat(LineReceiver):
         self._who = False
         # The IRCv3 capabilities the client asked for.
         self._caps: set[str] = set()
+        # The SASL PLAIN response's chunks while an exchange is going on.
+        self._sasl: list[str] | None = None
+        # Set while a NickServ command runs: replies come from NickServ.
+        self._services = False
 
     # Connection life
 
@@ -369,6 +407,10 @@ class IRCChat(LineReceiver):
             timeout=factory.sendq_timeout,
         )
         self.session = ChatSession(factory, self, host, self._peer)
+        # The user's own messages and nickname changes come as events, as
+        # IRC clients expect; without echo-message, own messages are
+        # dropped again in deliver().
+        self.session.echo = True
         self._gate = InputGate(
             factory.clock,
             cast(Reader, self.transport),
@@ -469,14 +511,27 @@ class IRCChat(LineReceiver):
             assert self._output is not None
             self._output.write(b"".join(line.encode("utf-8") + b"\r\n" for line in lines))
 
+    @property
+    def _me(self) -> str:
+        """
+        The client's nickname: the registered one, else the one given so
+        far, else C{*} (the first parameter of numerics and NOTICEs).
+        """
+        return self.session.nickname or self._nick or "*"
+
     def _numeric(self, code: str, *params: str) -> None:
         """
         Send the numeric reply C{code} to this client, with C{params}.
         """
-        self._send(_line(self.factory.server_name, code, self._nick or "*", *params))
+        self._send(_line(self.factory.server_name, code, self._me, *params))
 
     def _notice(self, text: str) -> None:
-        self._send(_line(self.factory.server_name, "NOTICE", self._nick or "*", text))
+        """
+        Send C{text} as a NOTICE from the server, or from NickServ while
+        one of its commands runs.
+        """
+        source = NICKSERV_SOURCE if self._services else self.factory.server_name
+        self._send(_line(source, "NOTICE", self._me, _no_breaks(text)))
 
     # IFrontEnd
 
@@ -486,6 +541,13 @@ class IRCChat(LineReceiver):
         """
         if not self._closed:
             assert self._output is not None
+            if (
+                isinstance(event, (ChatLine, Action, PrivateMessage))
+                and "echo-message" not in self._caps
+                and event.sender == self.session.nickname
+                and getattr(event, "recipient", None) != event.sender
+            ):
+                return  # the client shows what its user said itself
             timed = "server-time" in self._caps
             self._output.write(event.render(render_irc_timed if timed else render_irc))
             if isinstance(event, (Ghosted, Killed, ServerShutdown)):
@@ -496,17 +558,24 @@ class IRCChat(LineReceiver):
         Send C{event}, an answer to this user, as IRC lines and numerics.
         """
         match event:
-            case Notice(text=text):
+            case Notice(text=text) | Error(text=text):
                 self._notice(text)
-            case Error(text=text):
-                self._send(_line(self.factory.server_name, "NOTICE", self._nick or "*", text))
             case NicknameWanted():
                 pass  # asked again after a refusal, with a numeric already
             case PasswordWanted(nickname=nickname):
-                self._notice(
-                    f"The nickname {nickname} is registered: send its password with "
-                    "/quote PASS password (or reconnect with a server password)."
+                # No prompt: IRC clients answer 433 with another nickname,
+                # and NickServ IDENTIFY takes this one later (docs/irc.md).
+                if self._password:
+                    self._numeric(irc.ERR_PASSWDMISMATCH, "Password incorrect")
+                self._password = ""
+                self._numeric(
+                    irc.ERR_NICKNAMEINUSE,
+                    nickname,
+                    f"The nickname {nickname} is registered: log in with SASL or a server "
+                    f"password, or take another nickname and /msg {NICKSERV} IDENTIFY "
+                    f"{nickname} PASSWORD",
                 )
+                self.session.give_password("")
             case Welcome(nickname=nickname, room=room):
                 self._welcome(nickname)
                 if room is not None:
@@ -696,32 +765,50 @@ class IRCChat(LineReceiver):
 
     # Registration
 
+    def _offered(self) -> frozenset[str]:
+        """
+        The capabilities this server offers: L{CAPABILITIES}, without
+        C{sasl} when it keeps no accounts (IRCv3 SASL 3.2: MUST NOT be
+        offered when unavailable).
+        """
+        if self.factory.accounts is None:
+            return CAPABILITIES - {"sasl"}
+        return CAPABILITIES
+
     def _cap(self, message: Message) -> None:
+        """
+        CAP LS, REQ, LIST and END (IRCv3 capability negotiation, with CAP
+        LS 302 values); LS or REQ before registration hold it until END.
+        """
         if not self._needs(message, 1):
             return
         sub = message.params[0].upper()
-        server, nick = self.factory.server_name, self._nick or "*"
+        server, nick = self.factory.server_name, self._me
+        offered = self._offered()
+        if sub in ("LS", "REQ") and self.session.state is not State.CHATTING:
+            self._negotiating = True
         if sub == "LS":
-            if self.session.state is not State.CHATTING:
-                self._negotiating = True
-            self._send(_line(server, "CAP", nick, "LS", " ".join(sorted(CAPABILITIES))))
+            version = message.params[1] if len(message.params) > 1 else ""
+            values = {"sasl": SASL_MECHANISMS} if version.isdigit() and int(version) >= 302 else {}
+            listed = [f"{name}={values[name]}" if name in values else name for name in offered]
+            self._send(_line(server, "CAP", nick, "LS", " ".join(sorted(listed))))
         elif sub == "REQ":
-            if self.session.state is not State.CHATTING:
-                self._negotiating = True
             requested = message.params[1] if len(message.params) > 1 else ""
             names = requested.split()
             # All or nothing (IRCv3 capability negotiation, CAP REQ).
-            if names and all(name.lstrip("-") in CAPABILITIES for name in names):
+            if names and all(name.removeprefix("-") in offered for name in names):
                 for name in names:
                     if name.startswith("-"):
                         self._caps.discard(name[1:])
                     else:
                         self._caps.add(name)
-                self.session.echo = "echo-message" in self._caps
                 self._send(_line(server, "CAP", nick, "ACK", requested))
             else:
                 self._send(_line(server, "CAP", nick, "NAK", requested))
         elif sub == "END":
+            if self._sasl is not None:  # IRCv3 SASL 3.1: CAP END aborts it
+                self._sasl = None
+                self._numeric(ERR_SASLABORTED, "SASL authentication aborted")
             self._negotiating = False
             self._register()
         elif sub == "LIST":
@@ -730,12 +817,178 @@ class IRCChat(LineReceiver):
             self._numeric("410", sub, "Invalid CAP command")
 
     def _pass(self, message: Message) -> None:
+        """
+        PASS before registration: the password of the nickname the client
+        registers with (there is no server password), so that clients
+        without SASL log in as they connect.
+        """
         if not self._needs(message, 1):
             return
-        if self.session.state is State.AWAITING_PASSWORD:
-            self._gate.wait_for(self.session.give_password(message.params[0]))
+        if self.session.state is State.CHATTING:
+            self._numeric(irc.ERR_ALREADYREGISTRED, "You may not reregister")
         else:
             self._password = message.params[0]
+
+    def _authenticate(self, message: Message) -> None:
+        """
+        AUTHENTICATE: SASL PLAIN (IRCv3 SASL 3.1 and 3.2, RFC 4616) before
+        registration; the account proved is the one registered with.
+        """
+        if not self._needs(message, 1):
+            return
+        argument = message.params[0]
+        session = self.session
+        if "sasl" not in self._caps or session.state is not State.AWAITING_NICKNAME:
+            if session.account is not None:
+                self._numeric(ERR_SASLALREADY, "You have already authenticated using SASL")
+            else:
+                self._numeric(ERR_SASLFAIL, "SASL authentication failed")
+            return
+        if session.account is not None:
+            self._numeric(ERR_SASLALREADY, "You have already authenticated using SASL")
+        elif argument == "*":
+            self._sasl = None
+            self._numeric(ERR_SASLABORTED, "SASL authentication aborted")
+        elif len(argument) > SASL_CHUNK:
+            self._sasl = None
+            self._numeric(ERR_SASLTOOLONG, "SASL message too long")
+        elif self._sasl is None:
+            if argument.upper() == SASL_MECHANISMS:
+                self._sasl = []
+                self._send("AUTHENTICATE +")
+            else:
+                self._numeric(RPL_SASLMECHS, SASL_MECHANISMS, "are available SASL mechanisms")
+                self._numeric(ERR_SASLFAIL, "SASL authentication failed")
+        else:
+            if argument != "+":
+                self._sasl.append(argument)
+            if len(argument) == SASL_CHUNK:
+                if len(self._sasl) >= SASL_CHUNKS:
+                    self._sasl = None
+                    self._numeric(ERR_SASLTOOLONG, "SASL message too long")
+                return  # more to come
+            response, self._sasl = "".join(self._sasl), None
+            self._sasl_plain(response)
+
+    def _sasl_plain(self, response: str) -> None:
+        """
+        Check a SASL PLAIN response (base64 of C{authzid NUL authcid NUL
+        password}, RFC 4616 section 2); acting as someone else (an authzid
+        other than the authcid) is refused.
+        """
+        try:
+            decoded = base64.b64decode(response, validate=True).decode("utf-8")
+            authzid, authcid, password = decoded.split("\0")
+        except ValueError:  # binascii.Error, UnicodeDecodeError, unpacking
+            authzid, authcid, password = "?", "", ""
+        if not authcid or authzid not in ("", authcid):
+            self._numeric(ERR_SASLFAIL, "SASL authentication failed")
+            return
+        done = self.session.authenticate(authcid, password).addCallback(self._authenticated)
+        self._gate.wait_for(done)
+
+    def _authenticated(self, proved: bool) -> None:
+        if self._closed:
+            return
+        if proved:
+            self._logged_in()
+            self._numeric(RPL_SASLSUCCESS, "SASL authentication successful")
+        else:
+            self._numeric(ERR_SASLFAIL, "SASL authentication failed")
+
+    def _logged_in(self) -> None:
+        """
+        Tell the client the account it is logged in as (900, IRCv3 SASL
+        3.1: whether by SASL or otherwise).
+        """
+        account = self.session.account
+        assert account is not None
+        name = account.nickname_key
+        self._numeric(RPL_LOGGEDIN, _source(self._me), name, f"You are now logged in as {name}")
+
+    def _proving(self, call: Callable[[], Deferred[None] | None]) -> None:
+        """
+        Run C{call}, a session command that may prove an account (a
+        password given with it), holding input until it is done; say 900
+        if the client's account changed.
+        """
+        before = self.session.account
+
+        def done(result: object) -> object:
+            self._services = False
+            if not self._closed and self.session.account not in (None, before):
+                self._logged_in()
+            return result
+
+        try:
+            result = call()
+        except Refused as e:  # no accounts, not registered, throttled
+            self._notice(str(e))
+            result = None
+        if result is None:
+            done(None)
+        else:
+            result.addBoth(done)
+            self._gate.wait_for(result)
+
+    def _rename(self, nickname: str, password: str = "") -> Deferred[None] | None:
+        """
+        Change the client's nickname, answering a refusal with its numeric
+        (432, 433, or 435 when banned from a room it is in).
+        """
+        if nickname == self.session.nickname:
+            return None  # nothing to change (RFC 2812 section 3.1.2)
+        try:
+            return self.session.rename(nickname, password)
+        except InvalidNickname as e:
+            self._numeric(irc.ERR_ERRONEUSNICKNAME, nickname, str(e))
+        except Refused as e:
+            self._numeric(irc.ERR_NICKNAMEINUSE, nickname, str(e))
+        except BannedFromRoom as e:
+            self._numeric(ERR_BANNICKCHANGE, nickname, e.room, str(e))
+        return None
+
+    def _nickserv(self, text: str) -> None:
+        """
+        A command to NickServ (C{PRIVMSG NickServ}, C{NICKSERV}, C{NS}),
+        as IRC users type them, turned into session calls; its replies
+        come from NickServ. Before registration only C{IDENTIFY} counts:
+        its password is the server password's.
+        """
+        words = _clean(text).split()
+        command, arguments = (words[0].upper(), words[1:]) if words else ("HELP", [])
+        session = self.session
+        if session.state is not State.CHATTING:
+            if command == "IDENTIFY" and arguments:
+                self._password = arguments[-1]
+            else:
+                self._numeric(irc.ERR_NOTREGISTERED, "You have not registered")
+            return
+        self._services = True
+        if command == "REGISTER" and arguments:
+            self._proving(lambda: session.register_account(arguments[0]))
+        elif command == "IDENTIFY" and len(arguments) == 1:
+            self._proving(lambda: session.identify(arguments[0]))
+        elif command in ("IDENTIFY", "REGAIN", "RECOVER") and len(arguments) == 2:
+            nickname, password = arguments
+            if nickname_key(nickname) == nickname_key(session.nickname or ""):
+                self._proving(lambda: session.identify(password))
+            else:
+                self._proving(lambda: self._rename(nickname, password))
+        elif (command, len(arguments)) == ("PASSWD", 2) or (
+            command == "SET" and len(arguments) == 3 and arguments[0].upper() == "PASSWORD"
+        ):
+            old, new = arguments[-2:]
+            self._proving(lambda: session.change_password(old, new))
+        else:
+            if command in ("REGISTER", "IDENTIFY", "REGAIN", "RECOVER", "SET", "PASSWD"):
+                self._notice(f"Syntax: see /msg {NICKSERV} HELP.")
+            elif command == "HELP":
+                for line in NICKSERV_HELP:
+                    self._notice(line)
+            else:
+                self._notice(f"Unknown command {command}. /msg {NICKSERV} HELP lists them.")
+            self._services = False
 
     def _nick_command(self, message: Message) -> None:
         if not message.params or not message.params[0]:
@@ -743,13 +996,8 @@ class IRCChat(LineReceiver):
             return
         nickname = message.params[0]
         if self.session.state is State.CHATTING:
-            old = self.session.nickname or "*"
+            # The client learns its new nickname from the NICK event.
             self._attempt(lambda: self.session.rename(nickname), nickname)
-            if self.session.nickname != old:
-                # IRC clients learn their own new nickname from NICK.
-                self._nick = self.session.nickname
-                if not self.session.echo:  # with echo-message, the event says it
-                    self._send(_line(_source(old), "NICK", self._nick or nickname))
             return
         self._nick = nickname
         self._register()
@@ -770,16 +1018,18 @@ class IRCChat(LineReceiver):
             return
         if session.state is not State.AWAITING_NICKNAME:
             return
-        nickname = self._nick
-        try:
-            done = session.choose_nickname(nickname, self._password)
-        except InvalidNickname as e:
-            self._numeric(irc.ERR_ERRONEUSNICKNAME, nickname, str(e))
-            return
-        except Refused as e:
-            self._numeric(irc.ERR_NICKNAMEINUSE, nickname, str(e))
-            return
-        self._gate.wait_for(done)
+        nickname, password = self._nick, self._password
+
+        def register() -> Deferred[None] | None:
+            try:
+                return session.choose_nickname(nickname, password)
+            except InvalidNickname as e:  # NicknameReserved too
+                self._numeric(irc.ERR_ERRONEUSNICKNAME, nickname, str(e))
+            except Refused as e:  # taken, or looks like one online or registered
+                self._numeric(irc.ERR_NICKNAMEINUSE, nickname, str(e))
+            return None
+
+        self._proving(register)
 
     # Commands
 
@@ -822,9 +1072,18 @@ class IRCChat(LineReceiver):
         if len(message.params) < 2 or not message.params[1]:
             self._numeric(irc.ERR_NOTEXTTOSEND, "No text to send")
             return
-        raw = message.params[1]
+        raw, notice = message.params[1], message.command == "NOTICE"
         for target in message.params[0].split(","):
-            self._say(target, raw, notice=message.command == "NOTICE")
+            if nickname_key(target) == nickname_key(NICKSERV):
+                if not notice:  # no automatic replies to a NOTICE (RFC 2812 3.3.2)
+                    self._nickserv(raw)
+            elif self.session.state is not State.CHATTING:
+                self._numeric(irc.ERR_NOTREGISTERED, "You have not registered")
+            else:
+                self._say(target, raw, notice)
+
+    def _nickserv_command(self, message: Message) -> None:
+        self._nickserv(" ".join(message.params))
 
     def _say(self, target: str, raw: str, notice: bool) -> None:
         session = self.session
@@ -971,6 +1230,7 @@ class IRCChat(LineReceiver):
 
     _COMMANDS: dict[str, Callable[[IRCChat, Message], None]] = {
         "CAP": _cap,
+        "AUTHENTICATE": _authenticate,
         "PASS": _pass,
         "NICK": _nick_command,
         "USER": _user_command,
@@ -987,11 +1247,16 @@ class IRCChat(LineReceiver):
         "KICK": _kick,
         "WHO": _who_command,
         "MODE": _mode,
+        "NICKSERV": _nickserv_command,
+        "NS": _nickserv_command,
     }
 
 
 #: Commands a client may send before registration is complete.
-_BEFORE_REGISTRATION = frozenset({"CAP", "PASS", "NICK", "USER", "PING", "PONG", "QUIT"})
+_BEFORE_REGISTRATION = frozenset(
+    {"CAP", "AUTHENTICATE", "PASS", "NICK", "USER", "PING", "PONG", "QUIT", "PRIVMSG", "NOTICE"}
+    | {"NICKSERV", "NS"}
+)
 
 
 #: mIRC formatting codes: bold, colour (with its digits), hex colour,

@@ -399,6 +399,32 @@ class ChatSession(TimeoutMixin):
             return succeed(None)
         return self._check_password(nickname, password).addCallback(self._claim_checked, nickname)
 
+    def authenticate(self, nickname: str, password: str) -> Deferred[bool]:
+        """
+        Prove, before choosing a nickname, that the user owns the account
+        of the registered C{nickname} (what IRCv3 SASL PLAIN does), with
+        every guard a password has: a delay after a wrong one, throttling
+        per account and address, and the connection closed after
+        L{MAX_WRONG_PASSWORDS}. Once proved, L{account} is set, and
+        L{choose_nickname} of C{nickname} needs no password and takes it
+        over from a connection holding it.
+
+        @return: fires with C{True} once the account is proved; with
+            C{False} if the password is wrong or C{nickname} not
+            registered (after L{WRONG_PASSWORD_DELAY} seconds), or if it
+            was not checked (the user was told why with an
+            L{twistedchat.events.Error}), or if the connection was closed.
+        @raise Refused: the server keeps no accounts.
+        """
+        self._registered_accounts()
+
+        def checked(account: IAccount | None | Literal[False]) -> bool:
+            if account is False:
+                self._closed_for_wrong_passwords()
+            return self.state is not State.CLOSED and bool(account)
+
+        return self._check_password(nickname, password).addCallback(checked)
+
     def _claim_checked(self, account: IAccount | None | Literal[False], nickname: str) -> None:
         if self.state is State.CLOSED:
             return

@@ -388,6 +388,8 @@ class Options(usage.Options):
                 validate_nickname(nickname, 64)
             except InvalidNickname as e:
                 raise usage.UsageError(f"--reserved-nicknames {nickname}: {e}") from None
+        if self["irc"] and not any(nickname_key(n) == "nickserv" for n in reserved):
+            reserved.append("NickServ")  # the IRC front end's services pseudo-user
         self["reserved-nicknames"] = reserved
         if not self["port"]:
             self["port"] = [endpoint_description(DEFAULT_PORT)]
