@@ -25,9 +25,9 @@ class ChatServer:
     C{directory}, with C{options}; its log is collected in C{log_lines}.
     More C{--port} options in C{options} add listeners, whose ports follow
     in C{ports}, in order; the ports of C{--web} listeners are in
-    C{web_ports}, those of C{--irc} ones in C{irc_ports}. Unless C{options} say otherwise, 127.0.0.1 is
-    exempt from the per-address limits (every test client comes from it,
-    and a test may connect more than --connection-rate times a minute).
+    C{web_ports}, those of C{--irc} ones in C{irc_ports}. Unless
+    C{options} say otherwise, 127.0.0.1 is exempt from the per-address
+    limits (every test client comes from it, and a test may connect more than --connection-rate times a minute).
     """
 
     def __init__(

@@ -6,12 +6,12 @@ Twisted Words' C{parsemsg}, sharing the chat with telnet users.
 
 from __future__ import annotations
 
-from fakeclients import FakeClient
 import base64
 
+import pytest
+from fakeclients import FakeClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
-import pytest
 from test_session import accounts_chat, chat
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransportWithDisconnection
