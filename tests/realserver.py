@@ -27,7 +27,8 @@ class ChatServer:
     in C{ports}, in order; the ports of C{--web} listeners are in
     C{web_ports}, those of C{--irc} ones in C{irc_ports}. Unless
     C{options} say otherwise, 127.0.0.1 is exempt from the per-address
-    limits (every test client comes from it, and a test may connect more than --connection-rate times a minute).
+    limits (every test client comes from it, and a test may connect more
+    than --connection-rate times a minute).
     """
 
     def __init__(
