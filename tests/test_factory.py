@@ -39,6 +39,7 @@ class Participant:
         self.account: IAccount | None = None
         self.rooms: dict[str, Room] = {}
         self.echo = False
+        self.away = ""
         self.events: list[Event] = []
         self.disconnected = False
 

@@ -19,6 +19,7 @@ from twisted.words.protocols.irc import parsemsg
 
 from twistedchat.factory import ChatFactory
 from twistedchat.irc import (
+    CAPABILITIES,
     MAX_LINE,
     PING_INTERVAL,
     PING_TIMEOUT,
@@ -117,7 +118,7 @@ def test_capability_negotiation_holds_registration() -> None:
     client = IRCClient(chat())
     client.send("CAP LS 302")
     assert client.replies() == [
-        ("twistedchat", "CAP", ["*", "LS", "echo-message multi-prefix server-time"])
+        ("twistedchat", "CAP", ["*", "LS", " ".join(sorted(CAPABILITIES - {"sasl"}))])
     ]
     client.send("CAP REQ :server-time sasl")
     assert client.replies() == [("twistedchat", "CAP", ["*", "NAK", "server-time sasl"])]
@@ -644,3 +645,124 @@ def test_nickserv_is_reserved() -> None:
     client.send("NICK NickServ", "USER u 0 * :U", "NICK N1ckServ")
     replies = client.replies()
     assert [command for _, command, _ in replies] == ["432", "432"]
+
+
+def raw_lines(client: IRCClient) -> list[str]:
+    """
+    Return the lines the server sent since the last call, tags included.
+    """
+    client.chat.clock.advance(0)  # type: ignore[attr-defined]
+    data = client.transport.value().decode()
+    client.transport.clear()
+    return data.split("\r\n")[:-1]
+
+
+def test_away_notify_301_and_who() -> None:
+    """
+    AWAY :TEXT marks the user away (306) and AWAY alone back (305); a
+    client with away-notify sharing a room gets the AWAY lines, one
+    without gets none; a PRIVMSG to the away user is answered with 301;
+    WHO shows G for away, H otherwise.
+    """
+    factory = chat()
+    alice, bob, carol = IRCClient(factory), IRCClient(factory, 50101), IRCClient(factory, 50102)
+    bob.send("CAP REQ :away-notify", "CAP END")
+    for client, nickname in ((alice, "alice"), (bob, "bob"), (carol, "carol")):
+        client.register(nickname)
+    bob.replies(), alice.replies()
+    alice.send("AWAY :gone fishing")
+    assert alice.replies() == [
+        ("twistedchat", "NOTICE", ["alice", "You are marked as away: gone fishing"])
+    ]
+    assert bob.replies() == [("alice!user@twistedchat", "AWAY", ["gone fishing"])]
+    assert carol.replies() == []
+    carol.send("PRIVMSG alice :are you there?", "WHO #lobby")
+    replies = carol.replies()
+    assert ("301", ["carol", "alice", "gone fishing"]) in [(c, p) for _, c, p in replies]
+    flags = {p[5]: p[6] for _, c, p in replies if c == "352"}
+    assert flags == {"alice": "G", "bob": "H", "carol": "H"}
+    alice.send("AWAY")
+    assert bob.replies() == [("alice!user@twistedchat", "AWAY", [])]
+
+
+def test_whois() -> None:
+    """
+    WHOIS NICK answers 311 (the made-up user and host), 319 (the rooms,
+    operators marked), 312, 301 when away, 330 with the account, and
+    318; WHOIS of nobody gives 401 then 318.
+    """
+    factory, alice = registered_alice()
+    alice.send("JOIN #dev", "AWAY :lunch")
+    bob = IRCClient(factory, 50101)
+    bob.register("bob")
+    bob.send("WHOIS alice")
+    replies = {c: p for _, c, p in bob.replies()}
+    assert replies["311"] == ["bob", "alice", "user", "twistedchat", "*", "alice"]
+    assert replies["319"] == ["bob", "alice", "@#dev #lobby"]
+    assert replies["301"] == ["bob", "alice", "lunch"]
+    assert replies["330"] == ["bob", "alice", "alice", "is logged in as"]
+    assert "318" in replies
+    bob.send("WHOIS nobody")
+    assert bob.commands() == ["401", "318"]
+
+
+def test_account_tag_and_msgid() -> None:
+    """
+    With account-tag, what an identified user does carries account=; with
+    message-tags, every recorded event carries its id as msgid; a TAGMSG
+    is accepted and relayed to nobody.
+    """
+    factory, alice = registered_alice()
+    bob = IRCClient(factory, 50101)
+    bob.send("CAP REQ :account-tag message-tags", "CAP END")
+    bob.register("bob")
+    raw_lines(bob)
+    alice.send("PRIVMSG #lobby :hi", "@+typing=active TAGMSG #lobby")
+    (line,) = raw_lines(bob)
+    tags, _, rest = line.partition(" ")
+    assert rest == ":alice!user@twistedchat PRIVMSG #lobby :hi"
+    assert "account=alice" in tags[1:].split(";")
+    assert any(tag.startswith("msgid=") and tag[6:].isdigit() for tag in tags[1:].split(";"))
+    assert alice.commands()[-1:] != ["421"]
+
+
+def test_history_as_chathistory_batches() -> None:
+    """
+    A client with batch and server-time gets the history replayed on
+    joining as a chathistory batch for the room (PRIVMSG for what was
+    said, server NOTICEs for the rest, each with its time), and one per
+    private conversation; never a live JOIN, PART or QUIT of the past.
+    """
+    factory = chat()
+    bob = FakeClient(factory).register("bob")
+    bob.send(b"said before\r\n/join #dev\r\n/part #dev\r\n")
+    alice = IRCClient(factory, 50101)
+    alice.send("CAP REQ :batch server-time", "CAP END")
+    alice.send("NICK alice", "USER a 0 * :A")
+    lines = raw_lines(alice)
+    start = next(i for i, line in enumerate(lines) if " BATCH +" in line)
+    assert lines[start] == ":twistedchat BATCH +h1 chathistory #lobby"
+    joined, said = lines[start + 1 : start + 3]
+    assert joined.startswith("@batch=h1;time=")
+    assert joined.endswith(" :twistedchat NOTICE #lobby :bob has joined")
+    assert said.startswith("@batch=h1;time=")
+    assert said.endswith(" :bob!user@twistedchat PRIVMSG #lobby :said before")
+    assert ":twistedchat BATCH -h1" in lines[start:]
+    assert not any(" JOIN " in line and "bob!" in line for line in lines)
+
+
+def test_telnet_away_and_whois() -> None:
+    """
+    Telnet users have /away and /whois too: an IRC user's 301 comes from a
+    telnet user's away text, and /whois shows an IRC user's rooms.
+    """
+    factory = chat()
+    bob = FakeClient(factory).register("bob")
+    bob.send(b"/away out\r\n")
+    alice = IRCClient(factory, 50101)
+    alice.register("alice")
+    alice.send("PRIVMSG bob :hi")
+    assert ("301", ["alice", "bob", "out"]) in [(c, p) for _, c, p in alice.replies()]
+    bob.lines()
+    bob.send(b"/whois alice\r\n")
+    assert bob.lines() == ["*** alice is in #lobby."]

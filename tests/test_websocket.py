@@ -372,7 +372,7 @@ def test_replies_render_for_commands() -> None:
     alice = signed_in(chat(), "alice")
     alice.send({"type": "line", "text": "/names"})
     assert alice.messages() == [
-        {"type": "names", "room": "#lobby", "nicknames": ["alice"], "operators": []}
+        {"type": "names", "room": "#lobby", "nicknames": ["alice"], "operators": [], "away": []}
     ]
     alice.send({"type": "line", "text": "/rooms"})
     assert alice.messages() == [

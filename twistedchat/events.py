@@ -272,11 +272,52 @@ class CurrentRoom(Event):
 
 @dataclass
 class Names(Event):
-    """The nicknames in C{room}, operators marked in C{operators}."""
+    """
+    The nicknames in C{room}, operators marked in C{operators}, and those
+    away in C{away}.
+    """
 
     room: str
     nicknames: list[str]
     operators: list[str]
+    away: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Away(Event):
+    """
+    C{nickname} is away, saying C{text}: the reply to a private message
+    sent to them while away.
+    """
+
+    nickname: str
+    text: str
+
+
+@dataclass
+class AwayChanged(Away):
+    """
+    C{nickname} went away saying C{text}, or came back (C{""}): delivered
+    (not recorded) to everyone sharing a room with them.
+    """
+
+
+@dataclass
+class WhoIs(Event):
+    """
+    What others may know of the user C{nickname}: the C{rooms} they are in
+    (names), those of them where they are an operator (C{operator_of}),
+    their C{away} text (C{""} if not away), the C{account} they proved
+    they own (its nickname key, or C{""}), and whether they are a
+    C{server_operator}.
+    """
+
+    nickname: str
+    rooms: list[str]
+    operator_of: list[str]
+    away: str
+    account: str
+    server_operator: bool
 
 
 @dataclass

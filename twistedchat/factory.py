@@ -25,6 +25,7 @@ from zope.interface import Attribute, Interface
 from twistedchat.accounts import Accounts, IAccount, make_portal
 from twistedchat.events import (
     Action,
+    AwayChanged,
     ChatLine,
     Event,
     Ghosted,
@@ -109,6 +110,10 @@ class IParticipant(Interface):
     rooms = Attribute(
         "The rooms the participant is in: a C{dict} of L{Room} by room key."
         " Changed only by L{ChatFactory}."
+    )
+    away = Attribute(
+        'What the participant said when going away (C{str}), or C{""} if not'
+        " away. Set only by L{ChatFactory}."
     )
     echo = Attribute(
         "Whether the participant is delivered its own chat lines, actions and"
@@ -1042,6 +1047,20 @@ class ChatFactory(ServerFactory):
             self._fan_out(message, (target,))
         nickname: str = target.nickname
         return nickname
+
+    def set_away(self, participant: IParticipant, text: str) -> None:
+        """
+        Mark C{participant} as away with C{text}, or back with C{""}, and
+        tell everyone sharing a room with it (an L{AwayChanged}, not
+        recorded: it is a state, not something said).
+        """
+        if participant.away == text:
+            return
+        participant.away = text
+        nickname = participant.nickname
+        assert nickname is not None
+        rooms = tuple(participant.rooms.values())
+        self._fan_out(AwayChanged(nickname, text), _everyone_in(rooms), exclude=participant)
 
     def _publish(self, event: Event, *rooms: Room, exclude: IParticipant | None = None) -> None:
         """

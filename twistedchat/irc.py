@@ -38,6 +38,8 @@ from zope.interface import implementer
 from twistedchat import __version__
 from twistedchat.events import (
     Action,
+    Away,
+    AwayChanged,
     ChatLine,
     CurrentRoom,
     Error,
@@ -62,8 +64,9 @@ from twistedchat.events import (
     TopicChanged,
     TopicIs,
     Welcome,
+    WhoIs,
 )
-from twistedchat.factory import ChatFactory, NoSuchNickname
+from twistedchat.factory import ChatFactory, IParticipant, NoSuchNickname
 from twistedchat.flood import InputGate, Reader
 from twistedchat.history import Record
 from twistedchat.nicknames import InvalidNickname, nickname_key
@@ -101,13 +104,28 @@ ERR_SASLTOOLONG = "905"
 ERR_SASLABORTED = "906"
 ERR_SASLALREADY = "907"
 RPL_SASLMECHS = "908"
+RPL_WHOISACCOUNT = "330"
 
 #: The IRCv3 capabilities offered (CAP LS): the client's own messages
-#: come back to it (echo-message), events carry their time (server-time),
-#: the one prefix, @, is trivially every prefix (multi-prefix), and
-#: accounts are proved with SASL PLAIN (sasl: only on a server that keeps
-#: accounts).
-CAPABILITIES = frozenset({"echo-message", "multi-prefix", "sasl", "server-time"})
+#: come back to it (echo-message); events carry their time (server-time),
+#: their id (message-tags: msgid; client-only tags are accepted and not
+#: relayed, TAGMSG dropped) and the account of whoever acts (account-tag);
+#: others going away and back are told (away-notify); history comes as
+#: chathistory batches (batch, with server-time); the one prefix, @, is
+#: trivially every prefix (multi-prefix); and accounts are proved with
+#: SASL PLAIN (sasl: only on a server that keeps accounts).
+CAPABILITIES = frozenset(
+    {
+        "account-tag",
+        "away-notify",
+        "batch",
+        "echo-message",
+        "message-tags",
+        "multi-prefix",
+        "sasl",
+        "server-time",
+    }
+)
 
 #: The SASL mechanisms offered (IRCv3 SASL 3.2, RFC 4616).
 SASL_MECHANISMS = "PLAIN"
@@ -300,41 +318,122 @@ def _event_lines(event: Event) -> list[str]:
         case ModeChanged(room=room, operator=operator, change=change, target=target):
             params = [room, change, target] if target else [room, change]
             return [f":{_source(operator)} MODE " + " ".join(params)]
+        case AwayChanged(nickname=nickname, text=""):
+            return [f":{_source(nickname)} AWAY"]
+        case AwayChanged(nickname=nickname, text=text):
+            return [_line(_source(nickname), "AWAY", _no_breaks(text))]
         case Ghosted() | Killed() | ServerShutdown():
             return [f"ERROR :{_closing_reason(event)}"]
     return []
 
 
-def _render_past(room: str, record: Record) -> bytes:
-    """
-    Format a past event of C{room} as a server NOTICE to the channel, with
-    its UTC time: C{[2026-11-27 09:14 UTC] <bob> text}, as telnet shows it.
-    """
-    when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(record.at))
-    text = render_line(record.event).decode("utf-8").rstrip("\r\n")
-    return f":{HOST} NOTICE {room} :[{when} UTC] {_no_breaks(text)}\r\n".encode()
-
-
-def render_irc_timed(event: Event) -> bytes:
-    """
-    Format a chat event as L{render_irc} does, each line with the IRCv3
-    C{time} tag of when it happened (server-time: UTC, milliseconds), for
-    clients that asked for it.
-    """
-    if not event.at:
-        return render_irc(event)
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(event.at))
-    tag = f"@time={stamp}.{int(event.at * 1000) % 1000:03d}Z ".encode()
-    return b"".join(tag + line.encode("utf-8") + b"\r\n" for line in _event_lines(event))
-
-
 def render_irc(event: Event) -> bytes:
     """
-    Format a chat event as IRC lines, UTF-8, each ending in CRLF. Pass this
-    function to L{Event.render} so that a broadcast is formatted once for
-    all IRC recipients.
+    Format a chat event as IRC lines, UTF-8, each ending in CRLF, without
+    tags. Pass this function to L{Event.render} so that a broadcast is
+    formatted once for all IRC recipients.
     """
     return b"".join(line.encode("utf-8") + b"\r\n" for line in _event_lines(event))
+
+
+def _time_tag(at: float) -> str:
+    """
+    The IRCv3 server-time value of C{at} (seconds since the epoch): UTC,
+    ISO 8601 with milliseconds.
+    """
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(at))
+    return f"{stamp}.{int(at * 1000) % 1000:03d}Z"
+
+
+def _actor(event: Event) -> str | None:
+    """
+    The nickname of the user whose doing C{event} is (the source of its
+    IRC line), or C{None}.
+    """
+    match event:
+        case ChatLine(sender=nickname) | Action(sender=nickname) | PrivateMessage(sender=nickname):
+            return nickname
+        case Joined(nickname=nickname) | Left(nickname=nickname) | AwayChanged(nickname=nickname):
+            return nickname
+        case TopicChanged(nickname=nickname) | NicknameChanged(old=nickname):
+            return nickname
+        case Kicked(operator=nickname) | ModeChanged(operator=nickname):
+            return nickname
+    return None
+
+
+class Renderers:
+    """
+    The renderers of chat events for IRC clients, one per set of IRCv3
+    capabilities that changes the lines (C{server-time}, C{message-tags},
+    C{account-tag}, C{away-notify}), each made once, so that an event is
+    formatted once per set for all IRC recipients (L{Event.render}).
+    """
+
+    #: The capabilities that change how events are rendered.
+    CAPABILITIES = frozenset({"server-time", "message-tags", "account-tag", "away-notify"})
+
+    def __init__(self, chat: ChatFactory) -> None:
+        self._chat = chat
+        self._made: dict[frozenset[str], Callable[[Event], bytes]] = {}
+
+    def renderer(self, capabilities: set[str]) -> Callable[[Event], bytes]:
+        """
+        Return the renderer for a client with C{capabilities}.
+        """
+        wanted = frozenset(capabilities & self.CAPABILITIES)
+        try:
+            return self._made[wanted]
+        except KeyError:
+            made = self._made[wanted] = partial(self._render, wanted)
+            return made
+
+    def _render(self, capabilities: frozenset[str], event: Event) -> bytes:
+        """
+        Format C{event} as L{render_irc} does, with the tags a client with
+        C{capabilities} asked for: C{time} (server-time), C{msgid}
+        (message-tags: the event's id), C{account} (account-tag: the
+        account the acting user proved, looked up now, as a fan-out is
+        synchronous); an C{AWAY} line only with away-notify, also after
+        the JOIN of a user who is away (IRCv3 away-notify).
+        """
+        if isinstance(event, AwayChanged) and "away-notify" not in capabilities:
+            return b""
+        data = event.render(render_irc)
+        if isinstance(event, Joined) and "away-notify" in capabilities:
+            away = self._away(event.nickname)
+            if away:
+                data += f":{_source(event.nickname)} AWAY :{_no_breaks(away)}\r\n".encode()
+        tags = []
+        if "server-time" in capabilities:
+            tags.append(f"time={_time_tag(event.at or self._chat.clock.seconds())}")
+        if "message-tags" in capabilities and event.id:
+            tags.append(f"msgid={event.id}")
+        if "account-tag" in capabilities:
+            account = self._account(_actor(event))
+            if account:
+                tags.append(f"account={account}")
+        if not tags or not data:
+            return data
+        prefix = ("@" + ";".join(tags) + " ").encode()
+        return b"".join(prefix + line + b"\r\n" for line in data.split(b"\r\n")[:-1])
+
+    def _participant(self, nickname: str | None) -> IParticipant | None:
+        if nickname is None:
+            return None
+        try:
+            return self._chat.participant(nickname)
+        except NoSuchNickname:
+            return None
+
+    def _account(self, nickname: str | None) -> str:
+        participant = self._participant(nickname)
+        account = None if participant is None else participant.account
+        return "" if account is None else account.nickname_key
+
+    def _away(self, nickname: str) -> str:
+        participant = self._participant(nickname)
+        return "" if participant is None else participant.away
 
 
 @implementer(IFrontEnd)
@@ -350,6 +449,7 @@ class IRCChat(LineReceiver):
     delimiter = b"\n"
     MAX_LENGTH = MAX_LINE + MAX_TAGS + 1
     factory: ChatFactory
+    renderers: Renderers
     session: ChatSession
     # A TCP or TLS transport (also a push producer).
     transport: ITCPTransport
@@ -383,6 +483,8 @@ class IRCChat(LineReceiver):
         self._sasl: list[str] | None = None
         # Set while a NickServ command runs: replies come from NickServ.
         self._services = False
+        # History batches sent so far (their references are h1, h2, ...).
+        self._batches = 0
 
     # Connection life
 
@@ -406,6 +508,7 @@ class IRCChat(LineReceiver):
             self,
             timeout=factory.sendq_timeout,
         )
+        self._render = self.renderers.renderer(self._caps)
         self.session = ChatSession(factory, self, host, self._peer)
         # The user's own messages and nickname changes come as events, as
         # IRC clients expect; without echo-message, own messages are
@@ -548,8 +651,7 @@ class IRCChat(LineReceiver):
                 and getattr(event, "recipient", None) != event.sender
             ):
                 return  # the client shows what its user said itself
-            timed = "server-time" in self._caps
-            self._output.write(event.render(render_irc_timed if timed else render_irc))
+            self._output.write(event.render(self._render))
             if isinstance(event, (Ghosted, Killed, ServerShutdown)):
                 self._error_sent = True
 
@@ -589,11 +691,11 @@ class IRCChat(LineReceiver):
                 operators = set(event.operators)
                 shown = [f"@{m}" if m in operators else m for m in members]
                 self._names(room, shown)
-            case Names(room=room, nicknames=nicknames, operators=operators) if self._who:
-                marked = set(operators)
+            case Names(room=room, nicknames=nicknames, operators=operators, away=away) if self._who:
+                marked, gone = set(operators), set(away)
                 server = self.factory.server_name
                 for nickname in nicknames:
-                    flags = "H@" if nickname in marked else "H"
+                    flags = ("G" if nickname in gone else "H") + ("@" if nickname in marked else "")
                     self._numeric(
                         irc.RPL_WHOREPLY, room, USER, HOST, server, nickname, flags, f"0 {nickname}"
                     )
@@ -617,18 +719,87 @@ class IRCChat(LineReceiver):
                 self._send(f":{_source(self.session.nickname or '*')} PART {room}")
             case CurrentRoom():
                 pass  # IRC has no current channel
-            case HistoryReplay(room=room, records=records):
-                # As server notices with their times, never as live
-                # commands: a replayed JOIN, QUIT or KICK would change what
-                # the client thinks is happening now (docs/irc.md).
-                for record in records:
-                    self._output_write(_render_past(room, record))
+            case HistoryReplay() as replay:
+                self._replay(replay)
+            case Away(nickname=nickname, text=text):
+                self._numeric(irc.RPL_AWAY, nickname, _no_breaks(text))
+            case WhoIs() as whois:
+                self._whois(whois)
             case _:
                 self.deliver(event)
 
-    def _output_write(self, data: bytes) -> None:
-        if not self._closed and self._output is not None:
-            self._output.write(data)
+    def _replay(self, replay: HistoryReplay) -> None:
+        """
+        Show past events: as C{chathistory} batches (IRCv3 batch), one for
+        the room and one per private conversation, to a client with
+        C{batch} and C{server-time}; otherwise as server NOTICEs with their
+        times. Never as live commands: a replayed JOIN, QUIT or KICK would
+        change what the client thinks is happening now (docs/irc.md).
+        """
+        room, server, me = replay.room, self.factory.server_name, self._me
+        if not replay.records:
+            if replay.asked:
+                self._send(_line(server, "NOTICE", room, "Nothing has been said here yet."))
+            return
+        groups: dict[str, list[Record]] = {room: []}
+        for record in replay.records:
+            event = record.event
+            if isinstance(event, PrivateMessage):
+                mine = nickname_key(event.sender) == nickname_key(me)
+                groups.setdefault(event.recipient if mine else event.sender, []).append(record)
+            else:
+                groups[room].append(record)
+        if not {"batch", "server-time"} <= self._caps:
+            for target, records in groups.items():
+                to = room if target == room else me
+                for record in records:
+                    when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(record.at))
+                    text = render_line(record.event).decode("utf-8").rstrip("\r\n")
+                    self._send(_line(server, "NOTICE", to, f"[{when} UTC] {_no_breaks(text)}"))
+            return
+        for target, records in groups.items():
+            if not records:
+                continue
+            self._batches += 1
+            reference = f"h{self._batches}"
+            self._send(f":{server} BATCH +{reference} chathistory {target}")
+            for record in records:
+                tags = f"@batch={reference};time={_time_tag(record.at)}"
+                if "message-tags" in self._caps and record.event.id:
+                    tags += f";msgid={record.event.id}"
+                self._send(*(f"{tags} {line}" for line in self._past_lines(target, record)))
+            self._send(f":{server} BATCH -{reference}")
+
+    def _past_lines(self, target: str, record: Record) -> list[str]:
+        """
+        The lines of a past event in a history batch for C{target}: what
+        was said as PRIVMSG, anything else as a server NOTICE with the
+        text telnet shows.
+        """
+        event = record.event
+        if isinstance(event, (ChatLine, Action, PrivateMessage)):
+            return _event_lines(event)
+        text = render_line(event).decode("utf-8").rstrip("\r\n").removeprefix("*** ")
+        return [_line(self.factory.server_name, "NOTICE", target, _no_breaks(text))]
+
+    def _whois(self, whois: WhoIs) -> None:
+        """
+        WHOIS replies (RFC 2812 section 3.6.2, Modern IRC): 311, 319, 312,
+        313, 301, 330 and 318.
+        """
+        nickname, server = whois.nickname, self.factory.server_name
+        self._numeric(irc.RPL_WHOISUSER, nickname, USER, HOST, "*", nickname)
+        operator_of = set(whois.operator_of)
+        rooms = [f"@{r}" if r in operator_of else r for r in whois.rooms]
+        for piece in split_text(" ".join(rooms), 400) if rooms else []:
+            self._numeric(irc.RPL_WHOISCHANNELS, nickname, piece.strip())
+        self._numeric(irc.RPL_WHOISSERVER, nickname, server, "twistedchat")
+        if whois.server_operator:
+            self._numeric(irc.RPL_WHOISOPERATOR, nickname, "is a server operator")
+        if whois.away:
+            self._numeric(irc.RPL_AWAY, nickname, _no_breaks(whois.away))
+        if whois.account:
+            self._numeric(RPL_WHOISACCOUNT, nickname, whois.account, "is logged in as")
 
     def _names(self, room: str, shown: list[str]) -> None:
         """
@@ -802,6 +973,7 @@ class IRCChat(LineReceiver):
                         self._caps.discard(name[1:])
                     else:
                         self._caps.add(name)
+                self._render = self.renderers.renderer(self._caps)
                 self._send(_line(server, "CAP", nick, "ACK", requested))
             else:
                 self._send(_line(server, "CAP", nick, "NAK", requested))
@@ -1132,7 +1304,48 @@ class IRCChat(LineReceiver):
                 self._attempt(partial(self.session.names, mask), mask)
             finally:
                 self._who = False
+        elif "*" not in mask and "?" not in mask:
+            try:
+                participant = self.factory.participant(mask)
+            except NoSuchNickname:
+                pass
+            else:
+                nickname = participant.nickname or mask
+                flags = "G" if participant.away else "H"
+                server = self.factory.server_name
+                self._numeric(
+                    irc.RPL_WHOREPLY, "*", USER, HOST, server, nickname, flags, f"0 {nickname}"
+                )
         self._numeric(irc.RPL_ENDOFWHO, mask, "End of /WHO list")
+
+    def _away(self, message: Message) -> None:
+        """
+        AWAY [:TEXT]: away with TEXT, or back without (RFC 2812 section
+        4.1); 306 or 305.
+        """
+        text = _clean(message.params[0]) if message.params else ""
+        self.session.set_away(text)
+
+    def _whois_command(self, message: Message) -> None:
+        """
+        WHOIS [SERVER] NICK: what others may know of NICK; NickServ too.
+        """
+        if not message.params:
+            self._numeric(irc.ERR_NONICKNAMEGIVEN, "No nickname given")
+            return
+        nickname = message.params[-1]
+        if nickname_key(nickname) == nickname_key(NICKSERV):
+            self._numeric(irc.RPL_WHOISUSER, NICKSERV, NICKSERV, "services", "*", "services")
+            self._numeric(irc.RPL_WHOISSERVER, NICKSERV, self.factory.server_name, "twistedchat")
+        else:
+            self._attempt(partial(self.session.whois, nickname), nickname)
+        self._numeric(irc.RPL_ENDOFWHOIS, nickname, "End of /WHOIS list")
+
+    def _tagmsg(self, message: Message) -> None:
+        """
+        TAGMSG (IRCv3 message-tags): accepted and dropped, as client-only
+        tags are not relayed here (as InspIRCd's allowclientonlytags=no).
+        """
 
     def _kick(self, message: Message) -> None:
         if not self._needs(message, 2):
@@ -1246,6 +1459,9 @@ class IRCChat(LineReceiver):
         "LIST": _list,
         "KICK": _kick,
         "WHO": _who_command,
+        "WHOIS": _whois_command,
+        "AWAY": _away,
+        "TAGMSG": _tagmsg,
         "MODE": _mode,
         "NICKSERV": _nickserv_command,
         "NS": _nickserv_command,
@@ -1294,8 +1510,10 @@ class IRCFactory(ServerFactory):
 
     def __init__(self, chat: ChatFactory) -> None:
         self.chat = chat
+        self.renderers = Renderers(chat)
 
     def buildProtocol(self, addr: IAddress | None) -> IRCChat:  # type: ignore[override]
         protocol = IRCChat()
         protocol.factory = self.chat
+        protocol.renderers = self.renderers
         return protocol

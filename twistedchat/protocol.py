@@ -59,6 +59,8 @@ from zope.interface import implementer
 from twistedchat import __version__
 from twistedchat.events import (
     Action,
+    Away,
+    AwayChanged,
     ChatLine,
     CurrentRoom,
     Error,
@@ -85,6 +87,7 @@ from twistedchat.events import (
     TopicChanged,
     TopicIs,
     Welcome,
+    WhoIs,
 )
 from twistedchat.flood import InputGate
 from twistedchat.history import Record, is_conversation
@@ -147,7 +150,8 @@ def render_line(event: Event) -> bytes:
     Pass this function to L{Event.render} so a broadcast is formatted and
     encoded once for all telnet recipients.
     """
-    return _text(event).encode("utf-8") + b"\r\n"
+    text = _text(event)
+    return text.encode("utf-8") + b"\r\n" if text else b""
 
 
 def render_room_line(event: Event) -> bytes:
@@ -157,6 +161,8 @@ def render_room_line(event: Event) -> bytes:
     C{[#room] }.
     """
     text = _text(event)
+    if not text:
+        return b""
     if isinstance(event, (ChatLine, Action, Joined, Left)) and event.room:
         text = f"[{event.room}] {text}"
     return text.encode("utf-8") + b"\r\n"
@@ -199,6 +205,8 @@ def _text(event: Event) -> str:
             return f"{NOTICE}The server operator {operator} disconnected you: {reason}"
         case ServerShutdown():
             return f"{NOTICE}server shutting down"
+        case AwayChanged():
+            return ""  # a state others look up (/whois), not worth a line in a room
     raise TypeError(f"no telnet form for {event!r}")
 
 
@@ -500,9 +508,12 @@ class ChatProtocol(LineReceiver, TelnetProtocol):
                 self._notice("You are in no room now; /join #ROOM joins one.")
             case CurrentRoom(room=room):
                 self._notice(f"Your lines go to {room} now.")
-            case Names(room=room, nicknames=nicknames, operators=operators):
-                marked = set(operators)
-                shown = ", ".join(f"@{n}" if n in marked else n for n in nicknames)
+            case Names(room=room, nicknames=nicknames, operators=operators, away=away):
+                marked, gone = set(operators), set(away)
+                shown = ", ".join(
+                    ("@" if n in marked else "") + n + (" (away)" if n in gone else "")
+                    for n in nicknames
+                )
                 self._notice(
                     f"{_people(len(nicknames))} in {room}" + (f": {shown}" if shown else ".")
                 )
@@ -517,12 +528,27 @@ class ChatProtocol(LineReceiver, TelnetProtocol):
                 else:
                     when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(at))
                     self._notice(f"Topic of {room}: {topic} (set by {by}, {when} UTC)")
+            case Away(nickname=nickname, text=text):
+                self._notice(f"{nickname} is away: {text}")
+            case WhoIs() as whois:
+                self._whois(whois)
             case HistoryReplay():
                 self._replay(event)
             case SearchResults():
                 self._search_results(event)
             case _:
                 self.deliver(event)
+
+    def _whois(self, whois: WhoIs) -> None:
+        operator_of = set(whois.operator_of)
+        rooms = ", ".join(f"@{r}" if r in operator_of else r for r in whois.rooms)
+        self._notice(f"{whois.nickname} is in " + (rooms or "no room") + ".")
+        if whois.away:
+            self._notice(f"{whois.nickname} is away: {whois.away}")
+        if whois.account:
+            self._notice(f"{whois.nickname} is identified as the owner of {whois.account}.")
+        if whois.server_operator:
+            self._notice(f"{whois.nickname} is a server operator.")
 
     def _replay(self, replay: HistoryReplay) -> None:
         """

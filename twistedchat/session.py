@@ -43,6 +43,7 @@ from zope.interface import Interface, implementer
 
 from twistedchat.accounts import Account, AccountError, Accounts, IAccount
 from twistedchat.events import (
+    Away,
     CurrentRoom,
     Error,
     Event,
@@ -59,6 +60,7 @@ from twistedchat.events import (
     SearchResults,
     TopicIs,
     Welcome,
+    WhoIs,
 )
 from twistedchat.factory import IParticipant, NicknameRegistered, NoSuchNickname
 from twistedchat.history import History, Record
@@ -91,6 +93,8 @@ Commands (case-insensitive):
   /msg NICK TEXT     a private message that only NICK sees
   /msg #ROOM TEXT    say something in a room you are in without switching
   /me TEXT           an action: others see "* yournick TEXT"
+  /away [TEXT]       say you are away (private messages are answered with TEXT); alone: back
+  /whois NICK        which rooms NICK is in, and whether away or identified
   /nick NEWNICK [PASSWORD]  change your nickname (a registered one needs its password)
   /register PASSWORD register your nickname: from then on it needs this password
   /identify PASSWORD prove you own your registered nickname
@@ -222,6 +226,8 @@ class ChatSession(TimeoutMixin):
     @ivar state: the session's L{State}.
     @ivar peer: the connection's address as a person writes it, for logs.
     @ivar group: the address group per-address limits count it in.
+    @ivar away: what the user said when going away (L{set_away}), or
+        C{""} if not away.
     @ivar echo: whether the user is delivered their own chat lines, actions
         and private messages, like everyone else (with their id and time),
         instead of the reply L{twistedchat.events.PrivateMessageSent} for
@@ -245,6 +251,7 @@ class ChatSession(TimeoutMixin):
         self.peer = peer
         self.host = host
         self.echo: bool = False
+        self.away = ""
         self.group = factory.group_of(host)
         self._current: Room | None = None
         self._claim: str | None = None
@@ -589,6 +596,8 @@ class ChatSession(TimeoutMixin):
         "topic": "_topic_command",
         "msg": "_msg_command",
         "me": "_me_command",
+        "away": "_away_command",
+        "whois": "_whois_command",
         "nick": "_nick_command",
         "history": "_history_command",
         "search": "_search_command",
@@ -700,6 +709,14 @@ class ChatSession(TimeoutMixin):
         if not argument:
             raise Refused("Usage: /me TEXT")
         self.act(argument)
+
+    def _away_command(self, argument: str) -> None:
+        self.set_away(argument.strip())
+
+    def _whois_command(self, argument: str) -> None:
+        if not argument.strip():
+            raise Refused("Usage: /whois NICK")
+        self.whois(argument.strip())
 
     def _nick_command(self, argument: str) -> Deferred[None] | None:
         new, _, password = argument.partition(" ")
@@ -862,6 +879,45 @@ class ChatSession(TimeoutMixin):
         recipient = self.factory.private_message(self, recipient, text)
         if not self.echo:
             self.front_end.reply(PrivateMessageSent(recipient, text))
+        away = self.factory.participant(recipient).away
+        if away:
+            self.front_end.reply(Away(recipient, away))
+
+    def set_away(self, text: str) -> None:
+        """
+        Say the user is away with C{text} (cleaned), or back with C{""};
+        everyone sharing a room with them is told
+        (L{twistedchat.events.AwayChanged}), a private message sent to them
+        is answered with it, and L{whois} and L{names} show it. Replies
+        with a Notice.
+        """
+        self.factory.set_away(self, text)
+        self._notice(
+            f"You are marked as away: {text}" if text else "You are no longer marked as away."
+        )
+
+    def whois(self, nickname: str) -> None:
+        """
+        Reply with what others may know of the user called C{nickname}
+        (L{twistedchat.events.WhoIs}): never their address.
+
+        @raise NoSuchNickname: nobody online is called C{nickname}.
+        """
+        factory = self.factory
+        other = factory.participant(nickname)
+        assert other.nickname is not None
+        rooms = sorted(other.rooms.values(), key=lambda room: room.key)
+        account = other.account
+        self.front_end.reply(
+            WhoIs(
+                other.nickname,
+                [room.name for room in rooms],
+                [room.name for room in rooms if factory.is_operator(other, room)],
+                other.away,
+                "" if account is None else account.nickname_key,
+                factory.is_server_operator(other),
+            )
+        )
 
     def join(self, name: str) -> None:
         """
@@ -931,7 +987,8 @@ class ChatSession(TimeoutMixin):
         factory = self.factory
         members = sorted((m.nickname for m in room.members), key=nickname_key)
         operators = [m.nickname for m in room.members if factory.is_operator(m, room)]
-        self.front_end.reply(Names(room.name, members, sorted(operators, key=nickname_key)))
+        away = sorted((m.nickname for m in room.members if m.away), key=nickname_key)
+        self.front_end.reply(Names(room.name, members, sorted(operators, key=nickname_key), away))
 
     def list_rooms(self) -> None:
         """

@@ -36,7 +36,9 @@ Server to client, replies::
     joined           room, topic, members, operators, count, already
     parted           room
     current_room     room ("" for none)
-    names            room, nicknames, operators
+    names            room, nicknames, operators, away
+    is_away          nickname, text
+    whois            nickname, rooms, operator_of, away, account, server_operator
     rooms            rooms: [{name, members, topic}]
     topic_is         room, topic, by, at
     history          room, events (oldest first), asked, before (id or null)
@@ -55,6 +57,7 @@ user's own message, action and private message come back too)::
     topic    id, at, room, nickname, topic
     kick     id, at, room, operator, nickname, reason
     mode     id, at, room, operator, change, target
+    away     nickname, text      (someone in a room of yours; "" is back)
     ghosted  nickname            (then the connection closes)
     killed   operator, reason    (then the connection closes)
     shutdown                     (then the connection closes)
@@ -86,6 +89,8 @@ from zope.interface import implementer
 from twistedchat import __version__
 from twistedchat.events import (
     Action,
+    Away,
+    AwayChanged,
     ChatLine,
     CurrentRoom,
     Error,
@@ -111,6 +116,7 @@ from twistedchat.events import (
     TopicChanged,
     TopicIs,
     Welcome,
+    WhoIs,
 )
 from twistedchat.factory import ChatFactory
 from twistedchat.flood import InputGate
@@ -213,6 +219,8 @@ def _event_fields(event: Event, room: str | None = None) -> dict[str, Any] | Non
                 "change": change,
                 "target": target,
             }
+        case AwayChanged(nickname=nickname, text=text):
+            return {"type": "away", "nickname": nickname, "text": text}
         case Ghosted(nickname=nickname):
             return {"type": "ghosted", "nickname": nickname}
         case Killed(operator=operator, reason=reason):
@@ -304,8 +312,33 @@ def _reply_fields(event: Event) -> dict[str, Any] | None:
             return {"type": "parted", "room": room}
         case CurrentRoom(room=room):
             return {"type": "current_room", "room": room}
-        case Names(room=room, nicknames=nicknames, operators=operators):
-            return {"type": "names", "room": room, "nicknames": nicknames, "operators": operators}
+        case Names(room=room, nicknames=nicknames, operators=operators, away=away):
+            return {
+                "type": "names",
+                "room": room,
+                "nicknames": nicknames,
+                "operators": operators,
+                "away": away,
+            }
+        case Away(nickname=nickname, text=text):
+            return {"type": "is_away", "nickname": nickname, "text": text}
+        case WhoIs(
+            nickname=nickname,
+            rooms=rooms,
+            operator_of=operator_of,
+            away=away,
+            account=account,
+            server_operator=server_operator,
+        ):
+            return {
+                "type": "whois",
+                "nickname": nickname,
+                "rooms": rooms,
+                "operator_of": operator_of,
+                "away": away,
+                "account": account,
+                "server_operator": server_operator,
+            }
         case RoomList(rooms=rooms):
             return {
                 "type": "rooms",
