@@ -672,7 +672,7 @@ def test_away_notify_301_and_who() -> None:
     bob.replies(), alice.replies()
     alice.send("AWAY :gone fishing")
     assert alice.replies() == [
-        ("twistedchat", "NOTICE", ["alice", "You are marked as away: gone fishing"])
+        ("twistedchat", "306", ["alice", "You have been marked as being away"])
     ]
     assert bob.replies() == [("alice!user@twistedchat", "AWAY", ["gone fishing"])]
     assert carol.replies() == []
@@ -681,7 +681,9 @@ def test_away_notify_301_and_who() -> None:
     assert ("301", ["carol", "alice", "gone fishing"]) in [(c, p) for _, c, p in replies]
     flags = {p[5]: p[6] for _, c, p in replies if c == "352"}
     assert flags == {"alice": "G", "bob": "H", "carol": "H"}
+    alice.replies()  # carol's private message
     alice.send("AWAY")
+    assert alice.commands() == ["305"]
     assert bob.replies() == [("alice!user@twistedchat", "AWAY", [])]
 
 
@@ -759,6 +761,7 @@ def test_telnet_away_and_whois() -> None:
     factory = chat()
     bob = FakeClient(factory).register("bob")
     bob.send(b"/away out\r\n")
+    assert bob.lines() == ["*** You are marked as away: out"]
     alice = IRCClient(factory, 50101)
     alice.register("alice")
     alice.send("PRIVMSG bob :hi")
@@ -766,3 +769,44 @@ def test_telnet_away_and_whois() -> None:
     bob.lines()
     bob.send(b"/whois alice\r\n")
     assert bob.lines() == ["*** alice is in #lobby."]
+
+
+def test_quit_frees_the_connection() -> None:
+    """
+    Once an IRC client that sent QUIT is gone, its connection no longer
+    counts against --max-clients.
+    """
+    factory = chat(max_clients=1)
+    alice = IRCClient(factory)
+    alice.register("alice")
+    alice.send("QUIT :bye")
+    assert alice.commands()[-1] == "ERROR"
+    bob = IRCClient(factory, 50101)
+    assert bob.register("bob")[0][1] == "001"
+
+
+def test_room_numerics() -> None:
+    """
+    KICK or MODE +o of someone not in the room is 441 (442 when it is the
+    operator who is not there); a ban mask that names no nickname is 696;
+    -n is 472; JOIN past --max-rooms-per-user is 405; a topic over
+    TOPICLEN bytes is refused with a notice; the user's own MODE +i is
+    echoed and shown by MODE.
+    """
+    factory = chat(max_rooms_per_user=2)
+    alice, bob = IRCClient(factory), IRCClient(factory, 50101)
+    alice.register("alice")
+    bob.register("bob")
+    alice.send("JOIN #dev")
+    alice.replies()
+    alice.send("KICK #dev bob", "MODE #dev +o bob", "KICK #ops bob", "MODE #dev +b *!*@host")
+    assert alice.commands() == ["441", "441", "442", "696"]
+    alice.send("MODE #dev -n", "JOIN #third")
+    assert alice.commands() == ["472", "405"]
+    alice.send("TOPIC #dev :" + "x" * 391)
+    assert alice.replies()[0][2][1].startswith("A topic can be at most 390 bytes")
+    alice.send("MODE alice +i", "MODE alice")
+    assert alice.replies() == [
+        ("alice!user@twistedchat", "MODE", ["alice", "+i"]),
+        ("twistedchat", "221", ["alice", "+i"]),
+    ]

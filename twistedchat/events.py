@@ -295,6 +295,16 @@ class Away(Event):
 
 
 @dataclass
+class AwaySet(Event):
+    """
+    The user is now marked as away with C{text}, or back (C{""}): the
+    reply to setting it.
+    """
+
+    text: str
+
+
+@dataclass
 class AwayChanged(Away):
     """
     C{nickname} went away saying C{text}, or came back (C{""}): delivered

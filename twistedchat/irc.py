@@ -40,6 +40,7 @@ from twistedchat.events import (
     Action,
     Away,
     AwayChanged,
+    AwaySet,
     ChatLine,
     CurrentRoom,
     Error,
@@ -78,12 +79,15 @@ from twistedchat.protocol import (
     render_line,
 )
 from twistedchat.rooms import (
+    MAX_BANS,
+    MAX_ROOM_NAME_LENGTH,
     BannedFromRoom,
     InvalidRoomName,
     NoSuchRoom,
     NotInRoom,
     NotOperator,
     RoomError,
+    room_key,
 )
 from twistedchat.sanitize import clean_line
 from twistedchat.sendq import SendQueue
@@ -105,6 +109,7 @@ ERR_SASLABORTED = "906"
 ERR_SASLALREADY = "907"
 RPL_SASLMECHS = "908"
 RPL_WHOISACCOUNT = "330"
+ERR_INVALIDMODEPARAM = "696"
 
 #: The IRCv3 capabilities offered (CAP LS): the client's own messages
 #: come back to it (echo-message); events carry their time (server-time),
@@ -154,6 +159,9 @@ NICKSERV_HELP = (
 #: pinged).
 PING_INTERVAL = 120.0
 PING_TIMEOUT = 60.0
+
+#: The longest topic an IRC client may set, in bytes (as Libera.Chat).
+TOPICLEN = 390
 
 #: The user and host every participant shows as, whatever its front end:
 #: no address is ever shown to others.
@@ -376,6 +384,8 @@ class Renderers:
     def __init__(self, chat: ChatFactory) -> None:
         self._chat = chat
         self._made: dict[frozenset[str], Callable[[Event], bytes]] = {}
+        #: When the IRC front end started (003), seconds since the epoch.
+        self.created = chat.clock.seconds()
 
     def renderer(self, capabilities: set[str]) -> Callable[[Event], bytes]:
         """
@@ -485,6 +495,8 @@ class IRCChat(LineReceiver):
         self._services = False
         # History batches sent so far (their references are h1, h2, ...).
         self._batches = 0
+        # User mode +i, which changes nothing here but what MODE says.
+        self._invisible = False
 
     # Connection life
 
@@ -560,7 +572,6 @@ class IRCChat(LineReceiver):
         self._ping_timer = None
 
     def connectionLost(self, reason: Failure | None = None) -> None:
-        was_open = not self._closed
         self._closed = True
         self._stop_pinging()
         if self._close_timer is not None and self._close_timer.active():
@@ -569,8 +580,7 @@ class IRCChat(LineReceiver):
             return
         self._gate.stop()
         self._output.clear()
-        if was_open or self.session.state is not State.CLOSED:
-            self.session.connection_lost("connection lost")
+        self.session.connection_lost("connection lost")
 
     def close(self) -> None:
         """
@@ -678,8 +688,8 @@ class IRCChat(LineReceiver):
                     f"{nickname} PASSWORD",
                 )
                 self.session.give_password("")
-            case Welcome(nickname=nickname, room=room):
-                self._welcome(nickname)
+            case Welcome(nickname=nickname, online=(count, _), room=room):
+                self._welcome(nickname, count)
                 if room is not None:
                     self.reply(room)
             case RoomJoined(room=room, topic=topic, members=members, already=already):
@@ -723,6 +733,10 @@ class IRCChat(LineReceiver):
                 self._replay(replay)
             case Away(nickname=nickname, text=text):
                 self._numeric(irc.RPL_AWAY, nickname, _no_breaks(text))
+            case AwaySet(text=""):
+                self._numeric(irc.RPL_UNAWAY, "You are no longer marked as being away")
+            case AwaySet():
+                self._numeric(irc.RPL_NOWAWAY, "You have been marked as being away")
             case WhoIs() as whois:
                 self._whois(whois)
             case _:
@@ -816,37 +830,62 @@ class IRCChat(LineReceiver):
             self._numeric(irc.RPL_NAMREPLY, "=", room, " ".join(batch))
         self._numeric(irc.RPL_ENDOFNAMES, room, "End of /NAMES list")
 
-    def _welcome(self, nickname: str) -> None:
+    def _welcome(self, nickname: str, online: int) -> None:
         """
         The registration is done: the welcome burst (RFC 2812 section
-        5.1: 001-004, then 005 ISUPPORT) and the MOTD.
+        5.1: 001-004, then 005 ISUPPORT, Modern IRC), 251 and the MOTD.
+
+        @param online: how many users are in the chat.
         """
         self._nick = nickname
         factory = self.factory
         server = factory.server_name
-        self._numeric(irc.RPL_WELCOME, f"Welcome to {server}, {_source(nickname)}")
-        self._numeric(irc.RPL_YOURHOST, f"Your host is {server}, running twistedchat {__version__}")
-        self._numeric(irc.RPL_CREATED, "This server was started some time ago")
-        self._numeric(irc.RPL_MYINFO, server, f"twistedchat-{__version__}", "i", "bnot")
-        self._numeric(
-            irc.RPL_ISUPPORT,
+        version = f"twistedchat-{__version__}"
+        # 001 names the nickname alone: the host shown is made up (Modern
+        # IRC, RPL_WELCOME).
+        self._numeric(irc.RPL_WELCOME, f"Welcome to the {server} IRC network, {nickname}")
+        self._numeric(irc.RPL_YOURHOST, f"Your host is {server}, running version {version}")
+        created = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(self.renderers.created))
+        self._numeric(irc.RPL_CREATED, f"This server was created {created} UTC")
+        self._send(f":{server} {irc.RPL_MYINFO} {nickname} {server} {version} io bnot bo")
+        self._numeric(irc.RPL_ISUPPORT, *self._isupport(), "are supported by this server")
+        self._numeric(irc.RPL_LUSERCLIENT, f"There are {online} users and 0 invisible on 1 servers")
+        self._motd()
+
+    def _isupport(self) -> list[str]:
+        """
+        The ISUPPORT (005) tokens (Modern IRC, RPL_ISUPPORT parameters).
+        """
+        factory = self.factory
+        rooms = factory.max_rooms_per_user
+        return [
             "CASEMAPPING=rfc1459",
-            "CHANTYPES=#",
-            "PREFIX=(o)@",
+            f"CHANLIMIT=#:{rooms or ''}",
             "CHANMODES=b,,,nt",
+            f"CHANNELLEN={MAX_ROOM_NAME_LENGTH}",
+            "CHANTYPES=#",
+            f"MAXLIST=b:{MAX_BANS}",
+            "MODES=4",
+            f"NETWORK={factory.server_name}",
             f"NICKLEN={factory.max_nick_length}",
-            "CHANNELLEN=50",
-            "TOPICLEN=390",
-            f"NETWORK={server}",
-            "are supported by this server",
-        )
-        if factory.motd:
-            self._numeric(irc.RPL_MOTDSTART, f"- {server} Message of the day -")
-            for line in factory.motd.splitlines():
-                self._numeric(irc.RPL_MOTD, f"- {_no_breaks(line)}")
-            self._numeric(irc.RPL_ENDOFMOTD, "End of /MOTD command")
-        else:
+            "PREFIX=(o)@",
+            "TARGMAX=JOIN:,KICK:4,LIST:,NAMES:,NOTICE:4,PART:,PRIVMSG:4,WHOIS:1",
+            f"TOPICLEN={TOPICLEN}",
+        ]
+
+    def _motd(self) -> None:
+        """
+        The MOTD (375, 372 per line, 376), or 422 without one.
+        """
+        server, motd = self.factory.server_name, self.factory.motd
+        if not motd:
             self._numeric(irc.ERR_NOMOTD, "MOTD File is missing")
+            return
+        self._numeric(irc.RPL_MOTDSTART, f"- {server} Message of the day -")
+        for line in motd.splitlines():
+            for piece in split_text(_no_breaks(line), 400):
+                self._numeric(irc.RPL_MOTD, f"- {piece}")
+        self._numeric(irc.RPL_ENDOFMOTD, "End of /MOTD command.")
 
     # Input
 
@@ -1227,7 +1266,7 @@ class IRCChat(LineReceiver):
             return
         for room in message.params[0].split(","):
             if room:
-                self._attempt(partial(self.session.join, room), room)
+                self._attempt(partial(self.session.join, room), room, limit=irc.ERR_TOOMANYCHANNELS)
 
     def _part(self, message: Message) -> None:
         if not self._needs(message, 1):
@@ -1277,6 +1316,9 @@ class IRCChat(LineReceiver):
         room = message.params[0]
         if len(message.params) > 1:
             text = _clean(message.params[1])
+            if len(text.encode("utf-8")) > TOPICLEN:
+                self._notice(f"A topic can be at most {TOPICLEN} bytes over IRC; it was not set.")
+                return
             self._attempt(lambda: self.session.set_topic(text, room), room)
         else:
             self._attempt(lambda: self.session.topic(room), room)
@@ -1341,6 +1383,9 @@ class IRCChat(LineReceiver):
             self._attempt(partial(self.session.whois, nickname), nickname)
         self._numeric(irc.RPL_ENDOFWHOIS, nickname, "End of /WHOIS list")
 
+    def _motd_command(self, message: Message) -> None:
+        self._motd()
+
     def _tagmsg(self, message: Message) -> None:
         """
         TAGMSG (IRCv3 message-tags): accepted and dropped, as client-only
@@ -1348,11 +1393,17 @@ class IRCChat(LineReceiver):
         """
 
     def _kick(self, message: Message) -> None:
+        """
+        KICK #ROOM NICK[,NICK...] [:REASON]: at most 4 users (TARGMAX).
+        """
         if not self._needs(message, 2):
             return
-        room, nickname = message.params[0], message.params[1]
-        reason = _clean(message.params[2]) if len(message.params) > 2 else nickname
-        self._attempt(partial(self.session.kick, room, nickname, reason), room)
+        room, nicknames = message.params[0], message.params[1].split(",")[:4]
+        for nickname in filter(None, nicknames):
+            reason = _clean(message.params[2]) if len(message.params) > 2 else nickname
+            self._attempt(
+                partial(self.session.kick, room, nickname, reason), room, nickname=nickname
+            )
 
     def _mode(self, message: Message) -> None:
         """
@@ -1364,10 +1415,7 @@ class IRCChat(LineReceiver):
             return
         target = message.params[0]
         if not target.startswith("#"):
-            if target.lower() != (self._nick or "").lower():
-                self._numeric(irc.ERR_USERSDONTMATCH, "Cannot change mode for other users")
-            else:
-                self._numeric(irc.RPL_UMODEIS, "+")
+            self._user_mode(target, message.params[1:])
             return
         if len(message.params) == 1:
             self._attempt(partial(self._channel_modes, target), target)
@@ -1389,56 +1437,109 @@ class IRCChat(LineReceiver):
             if letter == "o":
                 nickname = arguments.pop(0)
                 self._attempt(
-                    partial(self.session.set_operator, target, nickname, sign == "+"), target
+                    partial(self.session.set_operator, target, nickname, sign == "+"),
+                    target,
+                    nickname=nickname,
                 )
             elif letter == "b":
-                nickname = arguments.pop(0)
-                if sign == "+":
-                    self._attempt(partial(self.session.ban, target, nickname), target)
-                else:
-                    self._attempt(partial(self.session.unban, target, nickname), target)
+                mask = arguments.pop(0)
+                nickname = _ban_nickname(mask)
+                ban = self.session.ban if sign == "+" else self.session.unban
+                self._attempt(partial(ban, target, nickname), target, nickname=mask)
             elif letter == "t":
                 self._attempt(partial(self.session.set_mode, target, sign + "t"), target)
-            elif letter == "n":
+            elif letter == "n" and sign == "+":
                 pass  # always on: only members speak in a room
+            elif letter == "n":
+                self._numeric(irc.ERR_UNKNOWNMODE, "n", "is always set here: only members speak")
             else:
                 self._numeric(irc.ERR_UNKNOWNMODE, letter, "is unknown mode char to me")
+
+    def _user_mode(self, target: str, changes: list[str]) -> None:
+        """
+        MODE on oneself (RFC 2812 section 3.1.5): C{i} is accepted and
+        means nothing (nobody is listed by address here); C{o} is a server
+        operator, which only an account named with C{--oper} is.
+        """
+        if nickname_key(target) != nickname_key(self._me):
+            self._numeric(irc.ERR_USERSDONTMATCH, "Cant change mode for other users")
+            return
+        if not changes:
+            modes = "+" + ("i" if self._invisible else "")
+            if self.factory.is_server_operator(self.session):
+                modes += "o"
+            self._numeric(irc.RPL_UMODEIS, modes)
+            return
+        sign, done = "+", ""
+        for letter in changes[0]:
+            if letter in "+-":
+                sign = letter
+            elif letter == "i":
+                if self._invisible != (sign == "+"):
+                    self._invisible = sign == "+"
+                    done += sign + letter
+            elif letter == "o":
+                self._numeric(irc.ERR_NOPRIVILEGES, "Permission Denied- You're not an IRC operator")
+            else:
+                self._numeric(irc.ERR_UMODEUNKNOWNFLAG, "Unknown MODE flag")
+        if done:
+            self._send(_line(_source(self._me), "MODE", self._me, done))
 
     def _channel_modes(self, name: str) -> None:
         room = self.factory.room(name)
         self._numeric(irc.RPL_CHANNELMODEIS, room.name, "+nt" if room.topic_locked else "+n")
 
     def _attempt(
-        self, call: Callable[[], object], target: str, not_in_room: str = irc.ERR_NOTONCHANNEL
+        self,
+        call: Callable[[], object],
+        target: str,
+        not_in_room: str = irc.ERR_NOTONCHANNEL,
+        nickname: str = "",
+        limit: str = "",
     ) -> None:
         """
         Run a session command for C{target} (a channel or a nickname), and
         answer its refusal with the IRC numeric for it (RFC 2812 section
-        5.2).
+        5.2, Modern IRC; docs/irc.md section 4.1).
 
         @param not_in_room: the numeric for "not in that room": 442, or
             404 (ERR_CANNOTSENDTOCHAN) for a message.
+        @param nickname: the user the command is about (KICK, MODE +o),
+            for 441 when it is they who are not in the room, and 696 when
+            it is no nickname (a ban).
+        @param limit: the numeric for a room limit reached (405 for JOIN);
+            else it is a NOTICE.
         """
         try:
             call()
         except NotInRoom:
-            if not_in_room == irc.ERR_CANNOTSENDTOCHAN:
+            if nickname and room_key(target) in self.session.rooms:
+                self._numeric(
+                    irc.ERR_USERNOTINCHANNEL, nickname, target, "They aren't on that channel"
+                )
+            elif not_in_room == irc.ERR_CANNOTSENDTOCHAN:
                 self._numeric(not_in_room, target, "Cannot send to channel")
             else:
                 self._numeric(not_in_room, target, "You're not on that channel")
         except NoSuchNickname:
-            self._numeric(irc.ERR_NOSUCHNICK, target, "No such nick/channel")
-        except InvalidRoomName:
-            self._numeric(irc.ERR_NOSUCHCHANNEL, target, "No such channel")
-        except NoSuchRoom:
+            self._numeric(irc.ERR_NOSUCHNICK, nickname or target, "No such nick/channel")
+        except (InvalidRoomName, NoSuchRoom):
             self._numeric(irc.ERR_NOSUCHCHANNEL, target, "No such channel")
         except BannedFromRoom:
             self._numeric(irc.ERR_BANNEDFROMCHAN, target, "Cannot join channel (+b)")
         except NotOperator:
             self._numeric(irc.ERR_CHANOPRIVSNEEDED, target, "You're not channel operator")
         except InvalidNickname as e:
-            self._numeric(irc.ERR_ERRONEUSNICKNAME, target, str(e))
-        except (RoomError, Refused) as e:
+            if nickname:
+                self._numeric(ERR_INVALIDMODEPARAM, target, "b", nickname, str(e))
+            else:
+                self._numeric(irc.ERR_ERRONEUSNICKNAME, target, str(e))
+        except RoomError as e:
+            if limit and type(e) is RoomError:
+                self._numeric(limit, target, str(e))
+            else:
+                self._notice(str(e))
+        except Refused as e:
             self._notice(str(e))
 
     _COMMANDS: dict[str, Callable[[IRCChat, Message], None]] = {
@@ -1462,6 +1563,7 @@ class IRCChat(LineReceiver):
         "WHOIS": _whois_command,
         "AWAY": _away,
         "TAGMSG": _tagmsg,
+        "MOTD": _motd_command,
         "MODE": _mode,
         "NICKSERV": _nickserv_command,
         "NS": _nickserv_command,
@@ -1491,6 +1593,16 @@ def _clean(text: str) -> str:
     users as text; nothing that could end an IRC line remains.
     """
     return clean_line(_FORMATTING.sub("", text).encode("utf-8", "surrogatepass"))
+
+
+def _ban_nickname(mask: str) -> str:
+    """
+    The nickname a ban mask names: C{nick} or C{nick!user@host} (bans
+    here are by nickname; whatever follows C{!} is ignored). A mask with
+    a wildcard in the nickname is returned as it is, and refused as no
+    nickname.
+    """
+    return mask.partition("!")[0]
 
 
 def _closing_reason(event: Event) -> str:

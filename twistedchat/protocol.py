@@ -61,6 +61,7 @@ from twistedchat.events import (
     Action,
     Away,
     AwayChanged,
+    AwaySet,
     ChatLine,
     CurrentRoom,
     Error,
@@ -530,6 +531,10 @@ class ChatProtocol(LineReceiver, TelnetProtocol):
                     self._notice(f"Topic of {room}: {topic} (set by {by}, {when} UTC)")
             case Away(nickname=nickname, text=text):
                 self._notice(f"{nickname} is away: {text}")
+            case AwaySet(text=""):
+                self._notice("You are no longer marked as away.")
+            case AwaySet(text=text):
+                self._notice(f"You are marked as away: {text}")
             case WhoIs() as whois:
                 self._whois(whois)
             case HistoryReplay():

@@ -44,6 +44,7 @@ from zope.interface import Interface, implementer
 from twistedchat.accounts import Account, AccountError, Accounts, IAccount
 from twistedchat.events import (
     Away,
+    AwaySet,
     CurrentRoom,
     Error,
     Event,
@@ -889,12 +890,10 @@ class ChatSession(TimeoutMixin):
         everyone sharing a room with them is told
         (L{twistedchat.events.AwayChanged}), a private message sent to them
         is answered with it, and L{whois} and L{names} show it. Replies
-        with a Notice.
+        with L{twistedchat.events.AwaySet}.
         """
         self.factory.set_away(self, text)
-        self._notice(
-            f"You are marked as away: {text}" if text else "You are no longer marked as away."
-        )
+        self.front_end.reply(AwaySet(text))
 
     def whois(self, nickname: str) -> None:
         """

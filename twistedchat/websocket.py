@@ -38,6 +38,7 @@ Server to client, replies::
     current_room     room ("" for none)
     names            room, nicknames, operators, away
     is_away          nickname, text
+    away_set         text ("" when back)
     whois            nickname, rooms, operator_of, away, account, server_operator
     rooms            rooms: [{name, members, topic}]
     topic_is         room, topic, by, at
@@ -91,6 +92,7 @@ from twistedchat.events import (
     Action,
     Away,
     AwayChanged,
+    AwaySet,
     ChatLine,
     CurrentRoom,
     Error,
@@ -322,6 +324,8 @@ def _reply_fields(event: Event) -> dict[str, Any] | None:
             }
         case Away(nickname=nickname, text=text):
             return {"type": "is_away", "nickname": nickname, "text": text}
+        case AwaySet(text=text):
+            return {"type": "away_set", "text": text}
         case WhoIs(
             nickname=nickname,
             rooms=rooms,
