@@ -810,3 +810,48 @@ def test_room_numerics() -> None:
         ("alice!user@twistedchat", "MODE", ["alice", "+i"]),
         ("twistedchat", "221", ["alice", "+i"]),
     ]
+
+
+def test_notices_stay_notices() -> None:
+    """
+    A NOTICE to a room or a user reaches IRC users as a NOTICE (bots never
+    answer one) and telnet users as -nick- text; a NOTICE that cannot be
+    delivered gets no error numeric (RFC 2812 section 3.3.2).
+    """
+    factory = chat()
+    bob = FakeClient(factory).register("bob")
+    alice, carol = IRCClient(factory, 50101), IRCClient(factory, 50102)
+    alice.register("alice")
+    carol.register("carol")
+    bob.lines(), alice.replies(), carol.replies()
+    alice.send("NOTICE #lobby :build passed", "NOTICE carol :psst", "NOTICE bob :hi")
+    assert carol.replies() == [
+        ("alice!user@twistedchat", "NOTICE", ["#lobby", "build passed"]),
+        ("alice!user@twistedchat", "NOTICE", ["carol", "psst"]),
+    ]
+    assert bob.lines() == ["-alice- build passed", "-*alice*- hi"]
+    alice.send("NOTICE nobody :x", "NOTICE #nowhere :x", "PRIVMSG nobody :x")
+    assert alice.commands() == ["401"]
+
+
+def test_private_action_and_ctcp() -> None:
+    """
+    A private CTCP ACTION is a private action (telnet: *alice* * alice
+    waves); any other CTCP passes between IRC users as it was sent (a
+    VERSION query, its NOTICE reply) and shows nothing to telnet users; a
+    CTCP to a room is dropped without an answer.
+    """
+    factory = chat()
+    bob = FakeClient(factory).register("bob")
+    alice, carol = IRCClient(factory, 50101), IRCClient(factory, 50102)
+    alice.register("alice")
+    carol.register("carol")
+    bob.lines(), alice.replies(), carol.replies()
+    alice.send("PRIVMSG bob :\x01ACTION waves\x01", "PRIVMSG bob :\x01VERSION\x01")
+    assert bob.lines() == ["*alice* * alice waves"]
+    alice.send("PRIVMSG carol :\x01VERSION\x01", "PRIVMSG #lobby :\x01VERSION\x01")
+    assert carol.replies() == [("alice!user@twistedchat", "PRIVMSG", ["carol", "\x01VERSION\x01"])]
+    carol.send("NOTICE alice :\x01VERSION irssi 1.4\x01")
+    replies = alice.replies()
+    assert replies == [("carol!user@twistedchat", "NOTICE", ["alice", "\x01VERSION irssi 1.4\x01"])]
+    assert bob.lines() == []

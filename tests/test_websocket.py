@@ -392,7 +392,7 @@ def test_replies_render_for_commands() -> None:
     [
         (
             ChatLine("a", "hi", "#r"),
-            {"type": "message", "room": "#r", "nickname": "a", "text": "hi"},
+            {"type": "message", "room": "#r", "nickname": "a", "text": "hi", "notice": False},
         ),
         (
             Action("a", "waves", "#r"),
@@ -400,7 +400,14 @@ def test_replies_render_for_commands() -> None:
         ),
         (
             PrivateMessage("a", "b", "psst"),
-            {"type": "private", "nickname": "a", "to": "b", "text": "psst"},
+            {
+                "type": "private",
+                "nickname": "a",
+                "to": "b",
+                "text": "psst",
+                "notice": False,
+                "action": False,
+            },
         ),
         (Joined("a", "#r"), {"type": "join", "room": "#r", "nickname": "a"}),
         (Left("a", "bye", "#r"), {"type": "part", "room": "#r", "nickname": "a", "reason": "bye"}),

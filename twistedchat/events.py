@@ -71,11 +71,16 @@ class Event(Renderable):
 
 @dataclass
 class ChatLine(Event):
-    """C{sender} said C{text} in C{room} (its name as created)."""
+    """
+    C{sender} said C{text} in C{room} (its name as created); as a
+    C{notice} (an IRC NOTICE: never to be answered automatically, RFC 2812
+    section 3.3.2), or a plain line.
+    """
 
     sender: str
     text: str
     room: str = ""
+    notice: bool = False
 
 
 @dataclass
@@ -89,11 +94,30 @@ class Action(Event):
 
 @dataclass
 class PrivateMessage(Event):
-    """C{sender} said C{text} to C{recipient} only."""
+    """
+    C{sender} said C{text} to C{recipient} only: as a C{notice} (see
+    L{ChatLine}), or as an C{action} (C{/me}), or a plain message.
+    """
 
     sender: str
     recipient: str
     text: str
+    notice: bool = False
+    action: bool = False
+
+
+@dataclass
+class Ctcp(Event):
+    """
+    A CTCP C{payload} (C{VERSION}, C{PING 123}, ...: the text between the
+    C{\x01} bytes) from C{sender} to C{recipient}, a query, or the C{reply}
+    to one: passed between IRC users, shown to nobody else, not recorded.
+    """
+
+    sender: str
+    recipient: str
+    payload: str
+    reply: bool = False
 
 
 @dataclass

@@ -27,6 +27,7 @@ from twistedchat.events import (
     Action,
     AwayChanged,
     ChatLine,
+    Ctcp,
     Event,
     Ghosted,
     Joined,
@@ -997,16 +998,17 @@ class ChatFactory(ServerFactory):
 
     # Talking
 
-    def say(self, sender: IParticipant, room: Room, text: str) -> None:
+    def say(self, sender: IParticipant, room: Room, text: str, notice: bool = False) -> None:
         """
-        Send a chat line from C{sender} to the other members of C{room},
-        and to C{sender} too if it asked for its own (C{echo}).
+        Send a chat line (a C{notice} if so) from C{sender} to the other
+        members of C{room}, and to C{sender} too if it asked for its own
+        (C{echo}).
         """
         if self.log_messages:
             self._log.info(
                 "{room} <{nickname}> {text}", room=room.name, nickname=sender.nickname, text=text
             )
-        event = ChatLine(sender.nickname, text, room.name)
+        event = ChatLine(sender.nickname, text, room.name, notice)
         self._publish(event, room, exclude=None if sender.echo else sender)
 
     def act(self, sender: IParticipant, room: Room, text: str) -> None:
@@ -1021,12 +1023,19 @@ class ChatFactory(ServerFactory):
         event = Action(sender.nickname, text, room.name)
         self._publish(event, room, exclude=None if sender.echo else sender)
 
-    def private_message(self, sender: IParticipant, recipient: str, text: str) -> str:
+    def private_message(
+        self,
+        sender: IParticipant,
+        recipient: str,
+        text: str,
+        notice: bool = False,
+        action: bool = False,
+    ) -> str:
         """
-        Send C{text} from C{sender} to the participant called C{recipient}
-        only, and, if it asked for its own (C{echo}), to C{sender} too (once,
-        if it is its own recipient). The text is logged only with
-        C{log_messages}.
+        Send C{text} (a C{notice} or an C{action} if so) from C{sender} to
+        the participant called C{recipient} only, and, if it asked for its
+        own (C{echo}), to C{sender} too (once, if it is its own recipient).
+        The text is logged only with C{log_messages}.
 
         @return: the recipient's nickname as they spell it.
         @raise NoSuchNickname: nobody online is called C{recipient}.
@@ -1038,7 +1047,7 @@ class ChatFactory(ServerFactory):
             recipient=target.nickname,
             length=len(text),
         )
-        message = PrivateMessage(sender.nickname, target.nickname, text)
+        message = PrivateMessage(sender.nickname, target.nickname, text, notice, action)
         if self.history is not None:
             self.history.record(message)
         if sender.echo and sender is not target:
@@ -1047,6 +1056,18 @@ class ChatFactory(ServerFactory):
             self._fan_out(message, (target,))
         nickname: str = target.nickname
         return nickname
+
+    def ctcp(self, sender: IParticipant, recipient: str, payload: str, reply: bool) -> None:
+        """
+        Pass a CTCP C{payload} (a query, or the C{reply} to one) from
+        C{sender} to the participant called C{recipient}: a L{Ctcp} event,
+        not recorded, which front ends other than IRC show nothing of.
+
+        @raise NoSuchNickname: nobody online is called C{recipient}.
+        """
+        target = self.participant(recipient)
+        assert sender.nickname is not None and target.nickname is not None
+        target.deliver(Ctcp(sender.nickname, target.nickname, payload, reply))
 
     def set_away(self, participant: IParticipant, text: str) -> None:
         """

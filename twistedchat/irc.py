@@ -42,6 +42,7 @@ from twistedchat.events import (
     AwayChanged,
     AwaySet,
     ChatLine,
+    Ctcp,
     CurrentRoom,
     Error,
     Event,
@@ -283,14 +284,16 @@ def split_text(text: str, limit: int) -> list[str]:
     return pieces
 
 
-def _privmsg_lines(source: str, target: str, text: str, ctcp: str = "") -> list[str]:
+def _privmsg_lines(
+    source: str, target: str, text: str, ctcp: str = "", command: str = "PRIVMSG"
+) -> list[str]:
     """
-    Return C{text} from C{source} to C{target} as PRIVMSG lines of at most
-    L{MAX_LINE} bytes each, CRLF included: a line longer than that is
-    split, never cut (RFC 1459 section 2.3). With C{ctcp} (C{"ACTION"}),
-    each piece is a CTCP message of that kind.
+    Return C{text} from C{source} to C{target} as PRIVMSG (or C{command})
+    lines of at most L{MAX_LINE} bytes each, CRLF included: a line longer
+    than that is split, never cut (RFC 1459 section 2.3). With C{ctcp}
+    (C{"ACTION"}), each piece is a CTCP message of that kind.
     """
-    head = f":{source} PRIVMSG {target} :"
+    head = f":{source} {command} {target} :"
     wrap = len(f"\x01{ctcp} \x01") if ctcp else 0
     room = MAX_LINE - len(head.encode("utf-8")) - 2 - wrap
     pieces = split_text(_no_breaks(text), max(room, 4))
@@ -299,18 +302,27 @@ def _privmsg_lines(source: str, target: str, text: str, ctcp: str = "") -> list[
     return [head + piece for piece in pieces]
 
 
+#: The IRC command of a message, by whether it is a notice.
+_COMMAND = {False: "PRIVMSG", True: "NOTICE"}
+
+
 def _event_lines(event: Event) -> list[str]:
     """
     Return the IRC lines (without line endings) that show C{event}, a
     chat event, to IRC clients, or C{[]} for one they are not shown.
     """
     match event:
-        case ChatLine(sender=sender, text=text, room=room):
-            return _privmsg_lines(_source(sender), room, text)
+        case ChatLine(sender=sender, text=text, room=room, notice=notice):
+            return _privmsg_lines(_source(sender), room, text, command=_COMMAND[notice])
         case Action(sender=sender, text=text, room=room):
             return _privmsg_lines(_source(sender), room, text, "ACTION")
-        case PrivateMessage(sender=sender, recipient=recipient, text=text):
-            return _privmsg_lines(_source(sender), recipient, text)
+        case PrivateMessage(sender=sender, recipient=recipient, text=text, action=True):
+            return _privmsg_lines(_source(sender), recipient, text, "ACTION")
+        case PrivateMessage(sender=sender, recipient=recipient, text=text, notice=notice):
+            return _privmsg_lines(_source(sender), recipient, text, command=_COMMAND[notice])
+        case Ctcp(sender=sender, recipient=recipient, payload=payload, reply=reply):
+            line = f":{_source(sender)} {_COMMAND[reply]} {recipient} :\x01{payload}\x01"
+            return [line] if len(line.encode("utf-8")) + 2 <= MAX_LINE else []
         case Joined(nickname=nickname, room=room):
             return [f":{_source(nickname)} JOIN {room}"]
         case Left(nickname=nickname, reason=reason, room=""):
@@ -1297,18 +1309,40 @@ class IRCChat(LineReceiver):
         self._nickserv(" ".join(message.params))
 
     def _say(self, target: str, raw: str, notice: bool) -> None:
+        """
+        A PRIVMSG or NOTICE to a room or a user. CTCP ACTION is an action
+        (C{/me}); other CTCP passes between users (only IRC users see it),
+        never to a room (CTCP spec: a room's CTCP is dropped, unanswered);
+        nothing answers a NOTICE with an error (RFC 2812 section 3.3.2).
+        """
         session = self.session
-        action = raw.startswith("\x01ACTION ") and raw.endswith("\x01")
-        text = _clean(raw[8:-1] if action else raw)
+        ctcp = ""
+        if raw.startswith("\x01"):
+            ctcp = _clean(raw[1:].removesuffix("\x01"))
+            if not ctcp:
+                return
+        action = ctcp.startswith("ACTION ")
+        text = ctcp[7:] if action else _clean(raw)
         if not text:
             return
-        if target.startswith("#"):
-            say = session.act if action else session.say
-            self._attempt(partial(say, text, target), target, irc.ERR_CANNOTSENDTOCHAN)
-        elif notice:
-            pass  # notices to users are not part of the chat yet
+        room = target.startswith("#")
+        if ctcp and not action:
+            call = partial(session.ctcp, target, ctcp, notice)
+        elif room and action:
+            call = partial(session.act, text, target)
+        elif room:
+            call = partial(session.say, text, target, notice)
         else:
-            self._attempt(lambda: session.private_message(target, text), target)
+            call = partial(session.private_message, target, text, notice, action)
+        if room and ctcp and not action:
+            return
+        if notice:
+            try:
+                call()
+            except (RoomError, NoSuchNickname, Refused):
+                pass
+        else:
+            self._attempt(call, target, irc.ERR_CANNOTSENDTOCHAN)
 
     def _topic(self, message: Message) -> None:
         if not self._needs(message, 1):

@@ -63,6 +63,7 @@ from twistedchat.events import (
     AwayChanged,
     AwaySet,
     ChatLine,
+    Ctcp,
     CurrentRoom,
     Error,
     Event,
@@ -174,12 +175,20 @@ def _text(event: Event) -> str:
     Return C{event} as the text of one line.
     """
     match event:
-        case ChatLine(sender=sender, text=text):
+        case ChatLine(sender=sender, text=text, notice=False):
             return f"<{sender}> {text}"
+        case ChatLine(sender=sender, text=text):
+            return f"-{sender}- {text}"  # a notice, as IRC clients show them
         case Action(sender=sender, text=text):
             return f"* {sender} {text}"
-        case PrivateMessage(sender=sender, text=text):
+        case PrivateMessage(sender=sender, text=text, notice=False, action=False):
             return f"*{sender}* {text}"
+        case PrivateMessage(sender=sender, text=text, action=True):
+            return f"*{sender}* * {sender} {text}"
+        case PrivateMessage(sender=sender, text=text):
+            return f"-*{sender}*- {text}"
+        case Ctcp():
+            return ""  # for IRC clients only
         case Joined(nickname=nickname):
             return f"{NOTICE}{nickname} has joined"
         case Left(nickname=nickname, reason=""):

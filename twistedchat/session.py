@@ -851,16 +851,16 @@ class ChatSession(TimeoutMixin):
             )
         return self._current
 
-    def say(self, text: str, room: str | None = None) -> None:
+    def say(self, text: str, room: str | None = None, notice: bool = False) -> None:
         """
         Say C{text} in the room called C{room} (the current one if
-        C{None}), which the user must be in.
+        C{None}), which the user must be in; as a C{notice} if so (IRC).
 
         @raise twistedchat.rooms.RoomError: not in that room, or no room.
         @raise Refused: the user is in no room.
         """
         target = self.current_room() if room is None else self.factory.room_of(self, room)
-        self.factory.say(self, target, text)
+        self.factory.say(self, target, text, notice)
 
     def act(self, text: str, room: str | None = None) -> None:
         """
@@ -869,20 +869,34 @@ class ChatSession(TimeoutMixin):
         target = self.current_room() if room is None else self.factory.room_of(self, room)
         self.factory.act(self, target, text)
 
-    def private_message(self, recipient: str, text: str) -> None:
+    def private_message(
+        self, recipient: str, text: str, notice: bool = False, action: bool = False
+    ) -> None:
         """
-        Send C{text} to the participant called C{recipient} only, and reply
-        with what was sent; with L{echo}, the user is delivered the private
-        message itself instead.
+        Send C{text} to the participant called C{recipient} only (as a
+        C{notice}, or an C{action}, if so: IRC), and reply with what was
+        sent; with L{echo}, the user is delivered the private message
+        itself instead. If the recipient is away, reply with
+        L{twistedchat.events.Away} too, except to a notice.
 
         @raise NoSuchNickname: nobody online is called C{recipient}.
         """
-        recipient = self.factory.private_message(self, recipient, text)
+        recipient = self.factory.private_message(self, recipient, text, notice, action)
         if not self.echo:
             self.front_end.reply(PrivateMessageSent(recipient, text))
         away = self.factory.participant(recipient).away
-        if away:
+        if away and not notice:
             self.front_end.reply(Away(recipient, away))
+
+    def ctcp(self, recipient: str, payload: str, reply: bool = False) -> None:
+        """
+        Pass a CTCP C{payload} (without its C{\x01} bytes, cleaned) to the
+        participant called C{recipient}, as a query or the C{reply} to
+        one; only IRC users see it.
+
+        @raise NoSuchNickname: nobody online is called C{recipient}.
+        """
+        self.factory.ctcp(self, recipient, payload, reply)
 
     def set_away(self, text: str) -> None:
         """

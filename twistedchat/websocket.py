@@ -48,9 +48,9 @@ Server to client, replies::
 Server to client, chat events (also inside history and search_results; a
 user's own message, action and private message come back too)::
 
-    message  id, at, room, nickname, text
+    message  id, at, room, nickname, text, notice
     action   id, at, room, nickname, text
-    private  id, at, nickname, to, text
+    private  id, at, nickname, to, text, notice, action
     join     id, at, room, nickname
     part     id, at, room, nickname, reason
     quit     id, at, nickname, reason
@@ -94,6 +94,7 @@ from twistedchat.events import (
     AwayChanged,
     AwaySet,
     ChatLine,
+    Ctcp,
     CurrentRoom,
     Error,
     Event,
@@ -181,12 +182,29 @@ def _event_fields(event: Event, room: str | None = None) -> dict[str, Any] | Non
     """
     stamp = {"id": event.id, "at": event.at}
     match event:
-        case ChatLine(sender=sender, text=text, room=where):
-            return {"type": "message", **stamp, "room": where, "nickname": sender, "text": text}
+        case ChatLine(sender=sender, text=text, room=where, notice=notice):
+            return {
+                "type": "message",
+                **stamp,
+                "room": where,
+                "nickname": sender,
+                "text": text,
+                "notice": notice,
+            }
         case Action(sender=sender, text=text, room=where):
             return {"type": "action", **stamp, "room": where, "nickname": sender, "text": text}
-        case PrivateMessage(sender=sender, recipient=recipient, text=text):
-            return {"type": "private", **stamp, "nickname": sender, "to": recipient, "text": text}
+        case PrivateMessage(
+            sender=sender, recipient=recipient, text=text, notice=notice, action=action
+        ):
+            return {
+                "type": "private",
+                **stamp,
+                "nickname": sender,
+                "to": recipient,
+                "text": text,
+                "notice": notice,
+                "action": action,
+            }
         case Joined(nickname=nickname, room=where):
             return {"type": "join", **stamp, "room": where, "nickname": nickname}
         case Left(nickname=nickname, reason=reason, room=""):
@@ -252,6 +270,8 @@ def render_json(event: Event) -> bytes:
             fields = _reply_fields(event)
             assert fields is not None
             return _json(fields) + render_json(room)
+    if isinstance(event, Ctcp):
+        return b""  # passed between IRC users only
     fields = _event_fields(event) or _reply_fields(event)
     if fields is None:
         raise TypeError(f"no JSON form for {event!r}")
@@ -537,7 +557,9 @@ class WebSocketChat:
         """
         if not self._closed:
             assert self._output is not None
-            self._output.write(event.render(render_json))
+            data = event.render(render_json)
+            if data:
+                self._output.write(data)
 
     def reply(self, event: Event) -> None:
         """
