@@ -30,7 +30,6 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IAddress, IConsumer, IDelayedCall, ITCPTransport
 from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
-from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from twisted.words.protocols import irc
 from zope.interface import implementer
@@ -70,6 +69,7 @@ from twistedchat.events import (
 )
 from twistedchat.factory import ChatFactory, IParticipant, NoSuchNickname
 from twistedchat.flood import InputGate, Reader
+from twistedchat.framing import BoundedLineReceiver
 from twistedchat.history import Record
 from twistedchat.nicknames import InvalidNickname, nickname_key
 from twistedchat.protocol import (
@@ -459,7 +459,7 @@ class Renderers:
 
 
 @implementer(IFrontEnd)
-class IRCChat(LineReceiver):
+class IRCChat(BoundedLineReceiver):
     """
     One IRC connection: framing, registration and commands, turned into
     calls on its L{ChatSession}; events and replies turned into IRC lines.
@@ -487,10 +487,6 @@ class IRCChat(LineReceiver):
         self._password = ""
         self._negotiating = False
         self._close_timer: IDelayedCall | None = None
-        # Set while the rest of an over-long line is being thrown away.
-        self._discarding = False
-        # Input that followed an over-long line in the same chunk.
-        self._after_long_line = b""
         # The ERROR line sent before closing (IRC servers say why), unless
         # an event already said it.
         self._farewell = "Closing Link"
@@ -903,41 +899,21 @@ class IRCChat(LineReceiver):
 
     def dataReceived(self, data: bytes) -> None:
         """
-        Split C{data} into lines like L{LineReceiver}, except that a line
-        longer than C{MAX_LENGTH} bytes gets 417 and is thrown away up to
-        its end, and the connection stays usable (as for telnet lines).
+        Split C{data} into lines (L{BoundedLineReceiver}: a line longer
+        than C{MAX_LENGTH} gets 417 and is skipped, as for telnet), each
+        byte charged to flood control.
         """
         if self._output is None or self._closed:
             return
         self._gate.bytes_received(len(data))
-        while True:
-            if self._discarding:
-                end = data.find(self.delimiter)
-                if end == -1:
-                    return
-                self._discarding = False
-                data = data[end + 1 :]
-            LineReceiver.dataReceived(self, data)
-            data, self._after_long_line = self._after_long_line, b""
-            if not data:
-                return
+        BoundedLineReceiver.dataReceived(self, data)
 
-    def lineLengthExceeded(self, line: bytes) -> None:
+    def line_too_long(self) -> None:
         """
-        Answer 417 (ERR_INPUTTOOLONG) to a line longer than IRC allows and
-        skip to its end.
-
-        @param line: what L{LineReceiver} had buffered: the start of the
-            long line, and everything after it if its end was received.
+        Answer 417 (ERR_INPUTTOOLONG) to a line longer than IRC allows.
         """
-        if self._closed:
-            return
-        self._numeric(ERR_INPUTTOOLONG, "Input line was too long")
-        end = line.find(self.delimiter)
-        if end == -1:
-            self._discarding = True
-        else:
-            self._after_long_line = line[end + 1 :]
+        if not self._closed:
+            self._numeric(ERR_INPUTTOOLONG, "Input line was too long")
 
     def _hold(self, holding: bool) -> None:
         self.paused = holding

@@ -52,7 +52,6 @@ from twisted.internet.interfaces import (
     ITransport,
 )
 from twisted.logger import Logger
-from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -92,6 +91,7 @@ from twistedchat.events import (
     WhoIs,
 )
 from twistedchat.flood import InputGate
+from twistedchat.framing import BoundedLineReceiver
 from twistedchat.history import Record, is_conversation
 from twistedchat.nicknames import InvalidNickname, nickname_key
 from twistedchat.sanitize import clean_line
@@ -294,7 +294,7 @@ def describe_address(address: IAddress) -> str:
 
 
 @implementer(IFrontEnd)
-class ChatProtocol(LineReceiver, TelnetProtocol):
+class ChatProtocol(BoundedLineReceiver, TelnetProtocol):
     """
     One telnet or C{nc} connection: reads lines, hands them to its
     L{ChatSession}, and writes what comes back as lines (the session's
@@ -332,10 +332,6 @@ class ChatProtocol(LineReceiver, TelnetProtocol):
         self._closed = False
         self._peer = "?"
         self._output: SendQueue | None = None
-        # Set while the rest of an over-long line is being thrown away.
-        self._discarding = False
-        # Input that followed an over-long line in the same chunk.
-        self._after_long_line = b""
         self._close_timer: IDelayedCall | None = None
         # Lines ignored since the last nickname answer (see _answered).
         self._ignoring: int | None = None
@@ -623,39 +619,19 @@ class ChatProtocol(LineReceiver, TelnetProtocol):
 
     def dataReceived(self, data: bytes) -> None:
         """
-        Split C{data} into lines like L{LineReceiver}, except that a line
-        longer than C{MAX_LENGTH} bytes gets an error and is thrown away up
-        to its end, and the connection stays usable.
+        Split C{data} into lines (L{BoundedLineReceiver}), unless the
+        connection was refused or is closing.
         """
         if self._output is None or self._closed:
             return  # refused, or closing: nothing more is read
-        while True:
-            if self._discarding:
-                end = data.find(self.delimiter)
-                if end == -1:
-                    return
-                self._discarding = False
-                data = data[end + 1 :]
-            LineReceiver.dataReceived(self, data)
-            data, self._after_long_line = self._after_long_line, b""
-            if not data:
-                return
+        BoundedLineReceiver.dataReceived(self, data)
 
-    def lineLengthExceeded(self, line: bytes) -> None:
+    def line_too_long(self) -> None:
         """
-        Tell the user their line was too long and skip to its end.
-
-        @param line: what L{LineReceiver} had buffered: the start of the long
-            line, and everything after it if its end was already received.
+        Tell the user their line was too long; it is skipped to its end.
         """
-        if self._closed:
-            return
-        self._error(f"Line too long: at most {self.MAX_LENGTH} bytes. It was not sent.")
-        end = line.find(self.delimiter)
-        if end == -1:
-            self._discarding = True
-        else:
-            self._after_long_line = line[end + 1 :]
+        if not self._closed:
+            self._error(f"Line too long: at most {self.MAX_LENGTH} bytes. It was not sent.")
 
     def lineReceived(self, line: bytes) -> None:
         text = clean_line(line)
@@ -777,7 +753,7 @@ class ChatProtocol(LineReceiver, TelnetProtocol):
         ignored, self._ignoring = self._ignoring or 0, None
         if begun:
             ignored += 1
-            self._discarding = True
+            self.skip_line()
         if ignored and not self._closed:
             lines_ignored = "1 line" if ignored == 1 else f"{ignored} lines"
             self._error(
