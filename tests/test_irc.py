@@ -25,6 +25,7 @@ from twistedchat.irc import (
     PING_TIMEOUT,
     IRCFactory,
     Message,
+    irc_server_name,
     parse_message,
     split_text,
 )
@@ -118,12 +119,14 @@ def test_capability_negotiation_holds_registration() -> None:
     client = IRCClient(chat())
     client.send("CAP LS 302")
     assert client.replies() == [
-        ("twistedchat", "CAP", ["*", "LS", " ".join(sorted(CAPABILITIES - {"sasl"}))])
+        ("twistedchat.irc", "CAP", ["*", "LS", " ".join(sorted(CAPABILITIES - {"sasl"}))])
     ]
     client.send("CAP REQ :server-time sasl")
-    assert client.replies() == [("twistedchat", "CAP", ["*", "NAK", "server-time sasl"])]
+    assert client.replies() == [("twistedchat.irc", "CAP", ["*", "NAK", "server-time sasl"])]
     client.send("CAP REQ :server-time echo-message")
-    assert client.replies() == [("twistedchat", "CAP", ["*", "ACK", "server-time echo-message"])]
+    assert client.replies() == [
+        ("twistedchat.irc", "CAP", ["*", "ACK", "server-time echo-message"])
+    ]
     client.send("NICK alice", "USER alice 0 * :A")
     assert client.replies() == []
     client.send("CAP END")
@@ -276,11 +279,11 @@ def test_who_lists_a_room() -> None:
     client.send("WHO #dev")
     assert client.replies() == [
         (
-            "twistedchat",
+            "twistedchat.irc",
             "352",
-            ["alice", "#dev", "user", "twistedchat", "twistedchat", "alice", "H@", "0 alice"],
+            ["alice", "#dev", "user", "twistedchat", "twistedchat.irc", "alice", "H@", "0 alice"],
         ),
-        ("twistedchat", "315", ["alice", "#dev", "End of /WHO list"]),
+        ("twistedchat.irc", "315", ["alice", "#dev", "End of /WHO list"]),
     ]
 
 
@@ -313,7 +316,7 @@ def test_ping_pong_and_quit() -> None:
     client.register("alice")
     watcher.replies()
     client.send("PING :token123")
-    assert client.replies() == [("twistedchat", "PONG", ["twistedchat", "token123"])]
+    assert client.replies() == [("twistedchat.irc", "PONG", ["twistedchat.irc", "token123"])]
     client.send("QUIT :gone fishing")
     assert client.commands()[-1] == "ERROR"
     assert not client.transport.connected
@@ -333,7 +336,7 @@ def test_idle_client_pinged_then_dropped() -> None:
     watcher = FakeClient(factory).register("bob")
     clock = factory.clock
     clock.advance(PING_INTERVAL)  # type: ignore[attr-defined]
-    assert client.replies()[-1] == ("", "PING", ["twistedchat"])
+    assert client.replies()[-1] == ("", "PING", ["twistedchat.irc"])
     client.send("PONG :twistedchat")
     clock.advance(PING_TIMEOUT + 1)  # type: ignore[attr-defined]
     assert client.transport.connected
@@ -672,7 +675,7 @@ def test_away_notify_301_and_who() -> None:
     bob.replies(), alice.replies()
     alice.send("AWAY :gone fishing")
     assert alice.replies() == [
-        ("twistedchat", "306", ["alice", "You have been marked as being away"])
+        ("twistedchat.irc", "306", ["alice", "You have been marked as being away"])
     ]
     assert bob.replies() == [("alice!user@twistedchat", "AWAY", ["gone fishing"])]
     assert carol.replies() == []
@@ -743,13 +746,13 @@ def test_history_as_chathistory_batches() -> None:
     alice.send("NICK alice", "USER a 0 * :A")
     lines = raw_lines(alice)
     start = next(i for i, line in enumerate(lines) if " BATCH +" in line)
-    assert lines[start] == ":twistedchat BATCH +h1 chathistory #lobby"
+    assert lines[start] == ":twistedchat.irc BATCH +h1 chathistory #lobby"
     joined, said = lines[start + 1 : start + 3]
     assert joined.startswith("@batch=h1;time=")
-    assert joined.endswith(" :twistedchat NOTICE #lobby :bob has joined")
+    assert joined.endswith(" :twistedchat.irc NOTICE #lobby :bob has joined")
     assert said.startswith("@batch=h1;time=")
     assert said.endswith(" :bob!user@twistedchat PRIVMSG #lobby :said before")
-    assert ":twistedchat BATCH -h1" in lines[start:]
+    assert ":twistedchat.irc BATCH -h1" in lines[start:]
     assert not any(" JOIN " in line and "bob!" in line for line in lines)
 
 
@@ -808,7 +811,7 @@ def test_room_numerics() -> None:
     alice.send("MODE alice +i", "MODE alice")
     assert alice.replies() == [
         ("alice!user@twistedchat", "MODE", ["alice", "+i"]),
-        ("twistedchat", "221", ["alice", "+i"]),
+        ("twistedchat.irc", "221", ["alice", "+i"]),
     ]
 
 
@@ -855,3 +858,27 @@ def test_private_action_and_ctcp() -> None:
     replies = alice.replies()
     assert replies == [("carol!user@twistedchat", "NOTICE", ["alice", "\x01VERSION irssi 1.4\x01"])]
     assert bob.lines() == []
+
+
+def test_no_line_longer_than_512_bytes() -> None:
+    """
+    A 2000-byte topic set by a telnet user reaches an IRC user as a TOPIC
+    and a 332 of at most 512 bytes, shortened with an ellipsis; a long
+    notice is split, not cut; the server name gets .irc when it has no
+    dot, so it cannot be taken for a nickname.
+    """
+    factory = chat(max_line_length=4096)
+    bob = FakeClient(factory).register("bob")
+    alice = IRCClient(factory, 50101)
+    alice.register("alice")
+    bob.send(b"/topic " + "é".encode() * 1000 + b"\r\n")
+    alice.send("JOIN #lobby", "TOPIC #lobby")
+    lines = raw_lines(alice)
+    assert lines and all(len(line.encode()) + 2 <= MAX_LINE for line in lines)
+    assert all(line.endswith("\u2026") for line in lines if " TOPIC " in line or " 332 " in line)
+    alice.protocol._notice("word " * 300)
+    pieces = [line.partition(" :")[2] for line in raw_lines(alice)]
+    assert len(pieces) > 1 and "".join(pieces) == "word " * 300
+    assert irc_server_name("vm") == "vm.irc"
+    assert irc_server_name("chat.example.org") == "chat.example.org"
+    assert irc_server_name("my server!") == "myserver.irc"

@@ -161,6 +161,9 @@ NICKSERV_HELP = (
 PING_INTERVAL = 120.0
 PING_TIMEOUT = 60.0
 
+#: What ends a text shortened to fit an IRC line.
+ELLIPSIS = "\u2026"
+
 #: The longest topic an IRC client may set, in bytes (as Libera.Chat).
 TOPICLEN = 390
 
@@ -242,6 +245,17 @@ def parse_message(line: str) -> Message:
     return Message(words[0].upper(), params, tags, source)
 
 
+def irc_server_name(name: str) -> str:
+    """
+    The IRC server name for C{--server-name} C{name}: only letters, digits,
+    dots and hyphens, with C{.irc} added if there is no dot, so that it
+    can never be taken for a nickname (RFC 2812 section 2.3.1: nicknames
+    have no dot).
+    """
+    cleaned = re.sub(r"[^A-Za-z0-9.-]", "", name).strip(".") or HOST
+    return cleaned if "." in cleaned else f"{cleaned}.irc"
+
+
 def _source(nickname: str) -> str:
     return f"{nickname}!{USER}@{HOST}"
 
@@ -249,10 +263,20 @@ def _source(nickname: str) -> str:
 def _line(source: str, command: str, *params: str) -> str:
     """
     Format an IRC line: the last parameter is always sent as a trailing
-    one (after C{:}), so that it may hold spaces or be empty.
+    one (after C{:}), so that it may hold spaces or be empty. If the line
+    would be longer than L{MAX_LINE}, the last parameter is shortened at a
+    character and ends in C{…}, so that the cut shows (a topic, a reason:
+    text that cannot be split over several lines).
     """
-    head = [f":{source}", command, *params[:-1]]
-    return " ".join(head) + (f" :{params[-1]}" if params else "")
+    head = " ".join([f":{source}", command, *params[:-1]])
+    if not params:
+        return head
+    line = f"{head} :{params[-1]}"
+    if len(line.encode("utf-8")) + 2 <= MAX_LINE:
+        return line
+    room = max(MAX_LINE - 2 - len(head.encode("utf-8")) - 2 - len(ELLIPSIS.encode("utf-8")), 0)
+    cut = params[-1].encode("utf-8")[:room].decode("utf-8", "ignore")
+    return f"{head} :{cut}{ELLIPSIS}"
 
 
 def _no_breaks(text: str) -> str:
@@ -505,11 +529,13 @@ class IRCChat(BoundedLineReceiver):
         self._batches = 0
         # User mode +i, which changes nothing here but what MODE says.
         self._invisible = False
+        self._server = HOST
 
     # Connection life
 
     def connectionMade(self) -> None:
         factory = self.factory
+        self._server = irc_server_name(factory.server_name)
         address = self.transport.getPeer()
         self._peer = describe_address(address)
         host = peer_host(address)
@@ -565,7 +591,7 @@ class IRCChat(BoundedLineReceiver):
             return
         if not self._awaiting_pong:
             self._awaiting_pong = True
-            self._send(f"PING :{self.factory.server_name}")
+            self._send(f"PING :{self._server}")
             self._ping_timer = self.factory.clock.callLater(PING_TIMEOUT, self._silent)
             return
         seconds = f"{PING_INTERVAL + PING_TIMEOUT:g}"
@@ -644,15 +670,17 @@ class IRCChat(BoundedLineReceiver):
         """
         Send the numeric reply C{code} to this client, with C{params}.
         """
-        self._send(_line(self.factory.server_name, code, self._me, *params))
+        self._send(_line(self._server, code, self._me, *params))
 
     def _notice(self, text: str) -> None:
         """
         Send C{text} as a NOTICE from the server, or from NickServ while
         one of its commands runs.
         """
-        source = NICKSERV_SOURCE if self._services else self.factory.server_name
-        self._send(_line(source, "NOTICE", self._me, _no_breaks(text)))
+        source = NICKSERV_SOURCE if self._services else self._server
+        head = f":{source} NOTICE {self._me} :"
+        room = max(MAX_LINE - 2 - len(head.encode("utf-8")), 4)
+        self._send(*(head + piece for piece in split_text(_no_breaks(text), room)))
 
     # IFrontEnd
 
@@ -711,7 +739,7 @@ class IRCChat(BoundedLineReceiver):
                 self._names(room, shown)
             case Names(room=room, nicknames=nicknames, operators=operators, away=away) if self._who:
                 marked, gone = set(operators), set(away)
-                server = self.factory.server_name
+                server = self._server
                 for nickname in nicknames:
                     flags = ("G" if nickname in gone else "H") + ("@" if nickname in marked else "")
                     self._numeric(
@@ -758,7 +786,7 @@ class IRCChat(BoundedLineReceiver):
         times. Never as live commands: a replayed JOIN, QUIT or KICK would
         change what the client thinks is happening now (docs/irc.md).
         """
-        room, server, me = replay.room, self.factory.server_name, self._me
+        room, server, me = replay.room, self._server, self._me
         if not replay.records:
             if replay.asked:
                 self._send(_line(server, "NOTICE", room, "Nothing has been said here yet."))
@@ -802,14 +830,14 @@ class IRCChat(BoundedLineReceiver):
         if isinstance(event, (ChatLine, Action, PrivateMessage)):
             return _event_lines(event)
         text = render_line(event).decode("utf-8").rstrip("\r\n").removeprefix("*** ")
-        return [_line(self.factory.server_name, "NOTICE", target, _no_breaks(text))]
+        return [_line(self._server, "NOTICE", target, _no_breaks(text))]
 
     def _whois(self, whois: WhoIs) -> None:
         """
         WHOIS replies (RFC 2812 section 3.6.2, Modern IRC): 311, 319, 312,
         313, 301, 330 and 318.
         """
-        nickname, server = whois.nickname, self.factory.server_name
+        nickname, server = whois.nickname, self._server
         self._numeric(irc.RPL_WHOISUSER, nickname, USER, HOST, "*", nickname)
         operator_of = set(whois.operator_of)
         rooms = [f"@{r}" if r in operator_of else r for r in whois.rooms]
@@ -846,8 +874,7 @@ class IRCChat(BoundedLineReceiver):
         @param online: how many users are in the chat.
         """
         self._nick = nickname
-        factory = self.factory
-        server = factory.server_name
+        server = self._server
         version = f"twistedchat-{__version__}"
         # 001 names the nickname alone: the host shown is made up (Modern
         # IRC, RPL_WELCOME).
@@ -874,7 +901,7 @@ class IRCChat(BoundedLineReceiver):
             "CHANTYPES=#",
             f"MAXLIST=b:{MAX_BANS}",
             "MODES=4",
-            f"NETWORK={factory.server_name}",
+            f"NETWORK={self._server}",
             f"NICKLEN={factory.max_nick_length}",
             "PREFIX=(o)@",
             "TARGMAX=JOIN:,KICK:4,LIST:,NAMES:,NOTICE:4,PART:,PRIVMSG:4,WHOIS:1",
@@ -885,7 +912,7 @@ class IRCChat(BoundedLineReceiver):
         """
         The MOTD (375, 372 per line, 376), or 422 without one.
         """
-        server, motd = self.factory.server_name, self.factory.motd
+        server, motd = self._server, self.factory.motd
         if not motd:
             self._numeric(irc.ERR_NOMOTD, "MOTD File is missing")
             return
@@ -981,7 +1008,7 @@ class IRCChat(BoundedLineReceiver):
         if not self._needs(message, 1):
             return
         sub = message.params[0].upper()
-        server, nick = self.factory.server_name, self._me
+        server, nick = self._server, self._me
         offered = self._offered()
         if sub in ("LS", "REQ") and self.session.state is not State.CHATTING:
             self._negotiating = True
@@ -1235,7 +1262,7 @@ class IRCChat(BoundedLineReceiver):
     def _ping(self, message: Message) -> None:
         if not self._needs(message, 1):
             return
-        server = self.factory.server_name
+        server = self._server
         self._send(_line(server, "PONG", server, message.params[0]))
 
     def _pong(self, message: Message) -> None:
@@ -1364,7 +1391,7 @@ class IRCChat(BoundedLineReceiver):
             else:
                 nickname = participant.nickname or mask
                 flags = "G" if participant.away else "H"
-                server = self.factory.server_name
+                server = self._server
                 self._numeric(
                     irc.RPL_WHOREPLY, "*", USER, HOST, server, nickname, flags, f"0 {nickname}"
                 )
@@ -1388,7 +1415,7 @@ class IRCChat(BoundedLineReceiver):
         nickname = message.params[-1]
         if nickname_key(nickname) == nickname_key(NICKSERV):
             self._numeric(irc.RPL_WHOISUSER, NICKSERV, NICKSERV, "services", "*", "services")
-            self._numeric(irc.RPL_WHOISSERVER, NICKSERV, self.factory.server_name, "twistedchat")
+            self._numeric(irc.RPL_WHOISSERVER, NICKSERV, self._server, "twistedchat")
         else:
             self._attempt(partial(self.session.whois, nickname), nickname)
         self._numeric(irc.RPL_ENDOFWHOIS, nickname, "End of /WHOIS list")
