@@ -882,3 +882,48 @@ def test_no_line_longer_than_512_bytes() -> None:
     assert irc_server_name("vm") == "vm.irc"
     assert irc_server_name("chat.example.org") == "chat.example.org"
     assert irc_server_name("my server!") == "myserver.irc"
+
+
+def test_small_commands() -> None:
+    """
+    USERHOST and ISON answer for those online (away marked -), LUSERS
+    counts, VERSION and TIME answer, OPER is refused (491: server
+    operators are --oper accounts), KILL by a non-operator is 481,
+    WHOWAS knows nobody (406, 369), WHOIS NickServ answers as services.
+    """
+    factory = chat()
+    alice, bob = IRCClient(factory), IRCClient(factory, 50101)
+    alice.register("alice")
+    bob.register("bob")
+    bob.send("AWAY :out")
+    alice.replies()
+    alice.send("USERHOST bob nobody", "ISON bob nobody alice")
+    assert [p for _, _, p in alice.replies()] == [
+        ["alice", "bob=-user@twistedchat"],
+        ["alice", "bob alice"],
+    ]
+    alice.send("LUSERS", "VERSION", "TIME", "OPER a b", "KILL bob", "WHOWAS carol")
+    assert alice.commands() == ["251", "255", "351", "005", "391", "491", "481", "406", "369"]
+    alice.send("WHOIS NickServ")
+    assert [c for c in alice.commands()] == ["311", "312", "318"]
+
+
+def test_history_and_search_commands() -> None:
+    """
+    HISTORY #ROOM N replays the last N lines said in a room (as NOTICEs without
+    batch); SEARCH #ROOM :WORDS lists the matching lines newest first as
+    NOTICEs; a search on a server whose history is only in memory is
+    refused with a NOTICE saying why.
+    """
+    factory = chat()
+    bob = FakeClient(factory).register("bob")
+    bob.send(b"first words\r\nsecond words\r\n")
+    alice = IRCClient(factory, 50101)
+    alice.register("alice")
+    alice.send("HISTORY #lobby 1")
+    texts = [p[-1] for _, c, p in alice.replies() if c == "NOTICE"]
+    assert any(text.endswith("UTC] <bob> second words") for text in texts)
+    assert not any("first words" in text for text in texts)
+    alice.send("SEARCH #lobby :words")
+    (reply,) = alice.replies()
+    assert reply[1] == "NOTICE" and "memory" in reply[2][-1]

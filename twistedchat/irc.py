@@ -61,6 +61,7 @@ from twistedchat.events import (
     RoomJoined,
     RoomList,
     RoomParted,
+    SearchResults,
     ServerShutdown,
     TopicChanged,
     TopicIs,
@@ -77,6 +78,7 @@ from twistedchat.protocol import (
     describe_address,
     keep_alive,
     peer_host,
+    render_history,
     render_line,
 )
 from twistedchat.rooms import (
@@ -92,7 +94,7 @@ from twistedchat.rooms import (
 )
 from twistedchat.sanitize import clean_line
 from twistedchat.sendq import SendQueue
-from twistedchat.session import ChatSession, IFrontEnd, Refused, State
+from twistedchat.session import DEFAULT_HISTORY, ChatSession, IFrontEnd, Refused, State
 
 #: The longest IRC line without tags, CRLF included (RFC 1459 section 2.3).
 MAX_LINE = 512
@@ -542,7 +544,7 @@ class IRCChat(BoundedLineReceiver):
         refusal = factory.admission(host)
         if refusal is not None:
             self._closed = True
-            self.transport.write(f"ERROR :{refusal}\r\n".encode())
+            self.transport.write(f"ERROR :Closing Link: {HOST} ({refusal})\r\n".encode())
             self.transport.loseConnection()
             return
         self._log.info("IRC connection from {peer}", peer=self._peer)
@@ -568,7 +570,7 @@ class IRCChat(BoundedLineReceiver):
             factory.flood_bytes,
             factory.flood_byte_burst,
         )
-        self.session.open()
+        self.session.open(nickname_follows=True)
         self._activity()
 
     def _activity(self) -> None:
@@ -767,6 +769,8 @@ class IRCChat(BoundedLineReceiver):
                 pass  # IRC has no current channel
             case HistoryReplay() as replay:
                 self._replay(replay)
+            case SearchResults() as results:
+                self._search_results(results)
             case Away(nickname=nickname, text=text):
                 self._numeric(irc.RPL_AWAY, nickname, _no_breaks(text))
             case AwaySet(text=""):
@@ -819,6 +823,21 @@ class IRCChat(BoundedLineReceiver):
                     tags += f";msgid={record.event.id}"
                 self._send(*(f"{tags} {line}" for line in self._past_lines(target, record)))
             self._send(f":{server} BATCH -{reference}")
+
+    def _search_results(self, results: SearchResults) -> None:
+        """
+        What a search found, newest first, as server NOTICEs with the text
+        and time telnet shows (not a chathistory: it is not in order).
+        """
+        records, found = results.records, f'"{results.query}" in {results.room}'
+        if not records:
+            self._notice(f"No matches for {found}.")
+            return
+        matches = "1 match" if len(records) == 1 else f"{len(records)} matches"
+        self._notice(f"{matches} for {found}, newest first:")
+        for record in records:
+            self._notice(render_history(record, results.viewer).decode("utf-8").rstrip("\r\n"))
+        self._notice("End of search.")
 
     def _past_lines(self, target: str, record: Record) -> list[str]:
         """
@@ -1423,6 +1442,102 @@ class IRCChat(BoundedLineReceiver):
     def _motd_command(self, message: Message) -> None:
         self._motd()
 
+    def _userhost(self, message: Message) -> None:
+        """
+        USERHOST NICK...: 302 with C{nick=+user@host} (C{-} when away) for
+        each one online, at most 5 (RFC 2812 section 4.8).
+        """
+        if not self._needs(message, 1):
+            return
+        replies = []
+        for nickname in message.params[:5]:
+            participant = self._online(nickname)
+            if participant is not None and participant.nickname is not None:
+                oper = "*" if self.factory.is_server_operator(participant) else ""
+                away = "-" if participant.away else "+"
+                replies.append(f"{participant.nickname}{oper}={away}{USER}@{HOST}")
+        self._numeric(irc.RPL_USERHOST, " ".join(replies))
+
+    def _ison(self, message: Message) -> None:
+        """
+        ISON NICK...: 303 with those online (RFC 2812 section 4.9).
+        """
+        if not self._needs(message, 1):
+            return
+        words = " ".join(message.params).split()
+        online = [p.nickname for p in map(self._online, words) if p is not None and p.nickname]
+        self._numeric(irc.RPL_ISON, " ".join(online))
+
+    def _online(self, nickname: str) -> IParticipant | None:
+        try:
+            return self.factory.participant(nickname)
+        except NoSuchNickname:
+            return None
+
+    def _lusers(self, message: Message) -> None:
+        count, _ = self.factory.online_summary()
+        self._numeric(irc.RPL_LUSERCLIENT, f"There are {count} users and 0 invisible on 1 servers")
+        self._numeric(irc.RPL_LUSERME, f"I have {count} clients and 0 servers")
+
+    def _version(self, message: Message) -> None:
+        self._numeric(irc.RPL_VERSION, f"twistedchat-{__version__}", self._server, "")
+        self._numeric(irc.RPL_ISUPPORT, *self._isupport(), "are supported by this server")
+
+    def _time(self, message: Message) -> None:
+        now = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.factory.clock.seconds()))
+        self._numeric(irc.RPL_TIME, self._server, now)
+
+    def _kill(self, message: Message) -> None:
+        """
+        KILL NICK [:REASON]: for server operators (C{--oper} accounts).
+        """
+        if not self._needs(message, 1):
+            return
+        nickname = message.params[0]
+        reason = _clean(message.params[1]) if len(message.params) > 1 else "no reason given"
+        try:
+            self.session.kill(nickname, reason)
+        except NoSuchNickname:
+            self._numeric(irc.ERR_NOSUCHNICK, nickname, "No such nick/channel")
+        except NotOperator:
+            self._numeric(irc.ERR_NOPRIVILEGES, "Permission Denied- You're not an IRC operator")
+        except (RoomError, Refused) as e:
+            self._notice(str(e))
+
+    def _oper(self, message: Message) -> None:
+        self._numeric(irc.ERR_NOOPERHOST, "No O-lines for your host")
+
+    def _whowas(self, message: Message) -> None:
+        if not self._needs(message, 1):
+            return
+        nickname = message.params[0]
+        self._numeric(irc.ERR_WASNOSUCHNICK, nickname, "There was no such nickname")
+        self._numeric(irc.RPL_ENDOFWHOWAS, nickname, "End of WHOWAS")
+
+    def _history_command(self, message: Message) -> None:
+        """
+        HISTORY [#ROOM] [COUNT] (as Ergo's): a room's recent history,
+        replayed as on joining.
+        """
+        words = message.params[:2]
+        room = next((w for w in words if w.startswith("#")), None)
+        counts = [w for w in words if w.isdigit()]
+        count = int(counts[0]) if counts else DEFAULT_HISTORY
+        if room is None:
+            self._numeric(irc.ERR_NEEDMOREPARAMS, message.command, "Not enough parameters")
+            return
+        self._attempt(partial(self.session.history, count, room), room)
+
+    def _search(self, message: Message) -> None:
+        """
+        SEARCH #ROOM :WORDS: what was said there (and the private messages
+        one may see), newest first, as NOTICEs.
+        """
+        if not self._needs(message, 2):
+            return
+        room, words = message.params[0], _clean(" ".join(message.params[1:]))
+        self._attempt(lambda: self._gate.wait_for(self.session.search(words, room)), room)
+
     def _tagmsg(self, message: Message) -> None:
         """
         TAGMSG (IRCv3 message-tags): accepted and dropped, as client-only
@@ -1601,6 +1716,16 @@ class IRCChat(BoundedLineReceiver):
         "AWAY": _away,
         "TAGMSG": _tagmsg,
         "MOTD": _motd_command,
+        "USERHOST": _userhost,
+        "ISON": _ison,
+        "LUSERS": _lusers,
+        "VERSION": _version,
+        "TIME": _time,
+        "KILL": _kill,
+        "OPER": _oper,
+        "WHOWAS": _whowas,
+        "HISTORY": _history_command,
+        "SEARCH": _search,
         "MODE": _mode,
         "NICKSERV": _nickserv_command,
         "NS": _nickserv_command,

@@ -268,15 +268,18 @@ class ChatSession(TimeoutMixin):
 
     # Life
 
-    def open(self) -> None:
+    def open(self, nickname_follows: bool = False) -> None:
         """
         Start the session of a connection that L{ChatFactory.admission}
         let in: count it, and either give it a random nickname at once
         (C{random_nicknames}) or start the registration timer.
+
+        @param nickname_follows: the client always sends a nickname (IRC's
+            NICK), so it gets no random one.
         """
         factory = self.factory
         factory.connected(self, self.host)
-        if factory.random_nicknames:
+        if factory.random_nicknames and not nickname_follows:
             self.choose_nickname("")
         else:
             self._registration_timer = factory.clock.callLater(
