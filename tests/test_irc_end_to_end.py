@@ -1,7 +1,7 @@
 """
-End-to-end tests of C{--irc} (work in progress): the real C{twistd -n
-chat} and a real IRC client library, the C{irc} package from PyPI, with a
-telnet user in the same rooms.
+End-to-end tests of C{--irc}: the real C{twistd -n chat} and a real IRC
+client library, the C{irc} package from PyPI, with a telnet user in the
+same rooms.
 """
 
 from __future__ import annotations
@@ -30,11 +30,15 @@ class IRCUser:
     One connection of the C{irc} package's client, recording every event.
     """
 
-    def __init__(self, port: int, nickname: str) -> None:
+    def __init__(self, port: int, nickname: str, **login: str) -> None:
+        """
+        Connect as C{nickname}; C{login} are C{ServerConnection.connect}'s
+        C{password} and C{sasl_login}.
+        """
         self.reactor = irc.client.Reactor()
         self.events: list[irc.client.Event] = []
         self.reactor.add_global_handler("all_events", lambda _, event: self.events.append(event))
-        self.connection = self.reactor.server().connect("127.0.0.1", port, nickname)
+        self.connection = self.reactor.server().connect("127.0.0.1", port, nickname, **login)
 
     def wait_for(self, done: Callable[[], bool]) -> None:
         """
@@ -83,3 +87,55 @@ def test_irc_client_and_telnet_user_talk(server: ChatServer) -> None:
     alice.wait_for(lambda: alice.seen("topic", "releases"))
     alice.connection.quit("bye now")
     assert bob.expect("*** alice") == "*** alice has left (bye now)"
+
+
+def test_accounts_channels_and_kick(tmp_path: Any) -> None:
+    """
+    Over a real server with accounts: alice registers her nickname with
+    NickServ (900) and reconnects with SASL PLAIN (903, and she is alice);
+    a wrong SASL password fails (904) and that client, refused alice, is
+    registered under another nickname; alice and carol share two
+    channels, NAMES shows alice as operator of #dev, and alice kicks
+    carol, which both see.
+    """
+    server = ChatServer(
+        tmp_path, "--database", str(tmp_path / "chat.db"), "--irc", "tcp:0:interface=127.0.0.1"
+    )
+    try:
+        port = server.irc_ports[0]
+        first = IRCUser(port, "alice")
+        first.wait_for(lambda: first.seen("welcome"))
+        first.connection.privmsg("NickServ", "REGISTER correct-horse")
+        first.wait_for(lambda: first.seen("loggedin"))
+        first.connection.quit("reconnecting")
+        alice = IRCUser(port, "alice", password="correct-horse", sasl_login="alice")
+        alice.wait_for(lambda: alice.seen("welcome"))
+        assert alice.seen("saslsuccess") and alice.connection.get_nickname() == "alice"
+        mallory = IRCUser(port, "alice", password="wrong-horse", sasl_login="alice")
+        mallory.wait_for(lambda: mallory.seen("saslfail"))
+        mallory.wait_for(lambda: mallory.seen("nicknameinuse"))
+        mallory.connection.nick("mallory")
+        mallory.wait_for(lambda: mallory.seen("welcome"))
+        carol = IRCUser(port, "carol")
+        carol.wait_for(lambda: carol.seen("welcome"))
+        alice.connection.join("#dev,#ops")
+        alice.wait_for(lambda: alice.seen("endofnames", "#ops"))
+        carol.connection.join("#dev,#ops")
+        carol.wait_for(lambda: carol.seen("endofnames", "#ops"))
+        carol.connection.names(["#dev"])
+        carol.wait_for(
+            lambda: sum(e.type == "namreply" and "#dev" in e.arguments for e in carol.events) == 2
+        )
+        names = [
+            e.arguments[-1].split()
+            for e in carol.events
+            if e.type == "namreply" and "#dev" in e.arguments
+        ]
+        assert names[-1] == ["@alice", "carol"]
+        alice.connection.kick("#dev", "carol", "testing")
+        carol.wait_for(lambda: carol.seen("kick", "testing"))
+        alice.wait_for(lambda: alice.seen("kick", "testing"))
+        carol.connection.privmsg("#ops", "still here")
+        alice.wait_for(lambda: alice.seen("pubmsg", "still here"))
+    finally:
+        server.terminate()
