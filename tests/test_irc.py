@@ -402,22 +402,72 @@ def test_long_line_split_for_irc_users() -> None:
     assert "".join(parsemsg(line)[2][1] for line in lines) == text
 
 
+#: IRC-shaped lines for the property test: commands of the front end,
+#: with parameters holding spaces, colons, commas, CTCP, controls and
+#: invalid UTF-8.
+_WORDS = st.sampled_from(
+    ["#lobby", "#dev", "bob", "NickServ", ":", ":x y", "\x01ACTION", "\x01VERSION\x01", "*"]
+)
+_COMMANDS = st.sampled_from(
+    "PRIVMSG NOTICE JOIN PART TOPIC NAMES LIST WHO WHOIS KICK MODE AWAY NICK PING CAP "
+    "AUTHENTICATE TAGMSG USERHOST ISON HISTORY SEARCH NS FOO 001".split()
+)
+_TEXT = st.text(alphabet=st.characters(codec="utf-8"), max_size=40)
+_LINES = st.builds(
+    lambda tags, command, words, text, junk: (
+        ((f"@{tags} " if tags else "") + " ".join([command, *words]) + f" :{text}").encode(
+            "utf-8", "surrogatepass"
+        )
+        + junk
+        + b"\r\n"
+    ),
+    st.sampled_from(["", "a=b\\", "+typing=active;time=x", "x=" + "y" * 50]),
+    _COMMANDS,
+    st.lists(_WORDS, max_size=3),
+    _TEXT,
+    st.sampled_from([b"", b"\xff\xfe", b"\r", b"\x00", b"\x1b[2J"]),
+)
+
+
+def assert_irc_lines(data: bytes) -> None:
+    """
+    C{data} is whole IRC lines: each ends in CRLF, holds no CR, LF or NUL
+    inside, has at most 512 bytes without its tags, and parses.
+    """
+    assert data == b"" or data.endswith(b"\r\n"), data
+    for line in data.split(b"\r\n")[:-1]:
+        assert b"\r" not in line and b"\n" not in line and b"\0" not in line, line
+        body = line.split(b" ", 1)[1] if line.startswith(b"@") else line
+        assert len(body) + 2 <= MAX_LINE, line
+        parsemsg(body.decode("utf-8"))
+
+
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.binary(max_size=80), max_size=10))
-def test_any_bytes_are_handled(chunks: list[bytes]) -> None:
+@given(st.lists(st.one_of(_LINES, st.binary(max_size=80)), max_size=12))
+def test_any_input_is_handled(chunks: list[bytes]) -> None:
     """
-    Whatever bytes an IRC client sends, the server answers with IRC lines
-    and never raises.
+    Whatever an IRC client sends (IRC-shaped lines with odd parameters,
+    tags, controls and invalid UTF-8, or any bytes), the server never
+    raises, and what it writes to that client, to another IRC user and to
+    a telnet user in its room is whole, well-formed lines: nothing the
+    client sent can end another user's line or start a command there.
     """
-    client = IRCClient(chat())
+    factory = chat()
+    telnet = FakeClient(factory).register("carol")
+    bob = IRCClient(factory, 50101)
+    bob.send("CAP REQ :server-time message-tags account-tag away-notify echo-message", "CAP END")
+    bob.register("bob")
+    client = IRCClient(factory, 50102)
     client.register("alice")
     for chunk in chunks:
         if not client.transport.connected:
             break
         client.protocol.dataReceived(chunk)
-    client.chat.clock.advance(0)  # type: ignore[attr-defined]
-    data = client.transport.value()
-    assert data == b"" or data.endswith(b"\r\n")
+    factory.clock.advance(2)  # type: ignore[attr-defined]
+    for irc_user in (client, bob):
+        assert_irc_lines(irc_user.transport.value())
+    for line in telnet.lines():
+        assert "\x1b" not in line and "\x00" not in line and "\x01" not in line, line
 
 
 PASSWORD = "correct-horse"

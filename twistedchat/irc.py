@@ -265,7 +265,8 @@ def _source(nickname: str) -> str:
 def _line(source: str, command: str, *params: str) -> str:
     """
     Format an IRC line: the last parameter is always sent as a trailing
-    one (after C{:}), so that it may hold spaces or be empty. If the line
+    one (after C{:}), so that it may hold spaces or be empty, and never
+    holds CR, LF or NUL (L{_no_breaks}). If the line
     would be longer than L{MAX_LINE}, the last parameter is shortened at a
     character and ends in C{…}, so that the cut shows (a topic, a reason:
     text that cannot be split over several lines).
@@ -273,12 +274,23 @@ def _line(source: str, command: str, *params: str) -> str:
     head = " ".join([f":{source}", command, *params[:-1]])
     if not params:
         return head
-    line = f"{head} :{params[-1]}"
+    last = _no_breaks(params[-1])
+    line = f"{head} :{last}"
     if len(line.encode("utf-8")) + 2 <= MAX_LINE:
         return line
     room = max(MAX_LINE - 2 - len(head.encode("utf-8")) - 2 - len(ELLIPSIS.encode("utf-8")), 0)
-    cut = params[-1].encode("utf-8")[:room].decode("utf-8", "ignore")
+    cut = last.encode("utf-8")[:room].decode("utf-8", "ignore")
     return f"{head} :{cut}{ELLIPSIS}"
+
+
+def _token(text: str) -> str:
+    """
+    Make C{text}, which may come from a client (a target, a command
+    name), safe to echo as a middle parameter: no control character,
+    space or leading colon, at most 64 characters, never empty.
+    """
+    token = "".join(c for c in text if c.isprintable() and not c.isspace()).lstrip(":")
+    return token[:64] or "*"
 
 
 def _no_breaks(text: str) -> str:
@@ -672,7 +684,9 @@ class IRCChat(BoundedLineReceiver):
         """
         Send the numeric reply C{code} to this client, with C{params}.
         """
-        self._send(_line(self._server, code, self._me, *params))
+        *middle, last = params or ("",)
+        tokens = [_token(param) for param in middle]
+        self._send(_line(self._server, code, self._me, *tokens, _no_breaks(last)))
 
     def _notice(self, text: str) -> None:
         """
