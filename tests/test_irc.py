@@ -9,11 +9,12 @@ from __future__ import annotations
 import base64
 
 import pytest
-from fakeclients import FakeClient
+from fakeclients import FakeClient, make_factory
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_session import accounts_chat, chat
 from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransportWithDisconnection
 from twisted.words.protocols.irc import parsemsg
 
@@ -977,3 +978,34 @@ def test_history_and_search_commands() -> None:
     alice.send("SEARCH #lobby :words")
     (reply,) = alice.replies()
     assert reply[1] == "NOTICE" and "memory" in reply[2][-1]
+
+
+def test_limits_as_for_telnet() -> None:
+    """
+    The limits apply to IRC users as to telnet ones: a connection over
+    --max-clients gets one ERROR line and is closed; an IRC user that stops
+    reading is cut off past max_sendq, and others see it QUIT with SendQ
+    exceeded; after flood_burst lines, lines are read at flood_rate.
+    """
+    clock = Clock()
+    factory = make_factory(
+        clock, history=None, max_clients=2, max_sendq=4096, flood_rate=2, flood_burst=3
+    )
+    alice, bob = IRCClient(factory), IRCClient(factory, 50101)
+    alice.register("alice")
+    bob.register("bob")
+    alice.replies()
+    refused = IRCClient(factory, 50102)
+    assert refused.transport.value().startswith(b"ERROR :Closing Link: twistedchat (")
+    assert not refused.transport.connected
+    bob.transport.producer.pauseProducing()
+    for _ in range(100):
+        alice.protocol.session.say("x" * 100, "#lobby")
+    assert ("bob!user@twistedchat", "QUIT", ["SendQ exceeded"]) in alice.replies()
+    clock.advance(10)
+    alice.send(*(f"PRIVMSG alice :{n}" for n in range(6)))
+    assert alice.transport.producerState == "paused"
+    for _ in range(10):
+        clock.advance(1)
+    assert alice.transport.producerState == "producing"
+    assert [params[-1] for _, _, params in alice.replies()] == [str(n) for n in range(6)]
