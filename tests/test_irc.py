@@ -216,8 +216,8 @@ def test_kick_and_modes() -> None:
     assert op.replies()[-1][1:] == ("324", ["alice", "#dev", "+nt"])
     op.send("KICK #dev bob :spam")
     assert ("alice!user@twistedchat", "KICK", ["#dev", "bob", "spam"]) in member.replies()
-    op.send("MODE #dev +b bob")
-    op.replies()
+    op.send("MODE #dev +b bob!*@*")
+    assert op.replies()[-1] == ("alice!user@twistedchat", "MODE", ["#dev", "+b", "bob!*@*"])
     member.send("JOIN #dev")
     assert member.commands() == ["474"]
 

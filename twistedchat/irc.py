@@ -374,6 +374,10 @@ def _event_lines(event: Event) -> list[str]:
         case Kicked(room=room, operator=operator, nickname=nickname, reason=reason):
             return [_line(_source(operator), "KICK", room, nickname, _no_breaks(reason))]
         case ModeChanged(room=room, operator=operator, change=change, target=target):
+            if change in ("+b", "-b"):
+                # A ban mask by nickname; the target may read "mallory
+                # (account carol)" for a ban of an account.
+                target = target.split(" ", 1)[0] + "!*@*"
             params = [room, change, target] if target else [room, change]
             return [f":{_source(operator)} MODE " + " ".join(params)]
         case AwayChanged(nickname=nickname, text=""):
