@@ -103,6 +103,10 @@ def test_registration_burst() -> None:
     isupport = replies[4][2]
     assert "CASEMAPPING=rfc1459" in isupport and "CHANTYPES=#" in isupport
     assert "PREFIX=(o)@" in isupport
+    assert "TARGMAX=JOIN:,KICK:4,LIST:,NAMES:,NOTICE:4,PART:,PRIVMSG:4,WHOIS:1" in isupport
+    assert {"NICKLEN=16", "CHANNELLEN=50", "TOPICLEN=390", "NETWORK=twistedchat.irc"} <= set(
+        isupport
+    )
     assert "422" in commands
     join = replies[commands.index("JOIN")]
     assert join[0].startswith("alice!") and join[2] == ["#lobby"]
@@ -1009,3 +1013,28 @@ def test_limits_as_for_telnet() -> None:
         clock.advance(1)
     assert alice.transport.producerState == "producing"
     assert [params[-1] for _, _, params in alice.replies()] == [str(n) for n in range(6)]
+
+
+def test_invite() -> None:
+    """
+    INVITE NICK #ROOM tells NICK (an INVITE line over IRC, a notice on
+    telnet) and answers 341; 443 if they are there already, 442 if the
+    inviter is not in the room, 401 for nobody.
+    """
+    factory = chat()
+    bob = FakeClient(factory).register("bob")
+    alice, carol = IRCClient(factory, 50101), IRCClient(factory, 50102)
+    alice.register("alice")
+    carol.register("carol")
+    alice.send("JOIN #dev")
+    alice.replies(), carol.replies(), bob.lines()
+    alice.send("INVITE carol #dev", "INVITE bob #dev", "INVITE bob #lobby")
+    alice.send("INVITE nobody #dev", "INVITE carol #ops")
+    assert alice.commands() == ["341", "341", "443", "401", "442"]
+    assert carol.replies() == [("alice!user@twistedchat", "INVITE", ["carol", "#dev"])]
+    assert bob.lines() == ["*** alice invites you to #dev: /join #dev joins it."]
+    bob.send(b"/invite alice #lobby\r\n/join #dev\r\n/invite carol\r\n")
+    lines = bob.lines()
+    assert lines[0] == "!!! alice is in #lobby already."
+    assert lines[-1] == "*** You invited carol to #dev."
+    assert carol.replies() == [("bob!user@twistedchat", "INVITE", ["carol", "#dev"])]

@@ -337,6 +337,18 @@ class AwayChanged(Away):
 
 
 @dataclass
+class Invited(Event):
+    """
+    C{inviter}, in C{room}, invites the user C{nickname} to join it:
+    delivered to that user only, not recorded.
+    """
+
+    inviter: str
+    nickname: str
+    room: str
+
+
+@dataclass
 class WhoIs(Event):
     """
     What others may know of the user C{nickname}: the C{rooms} they are in

@@ -30,6 +30,7 @@ from twistedchat.events import (
     Ctcp,
     Event,
     Ghosted,
+    Invited,
     Joined,
     Kicked,
     Killed,
@@ -51,6 +52,7 @@ from twistedchat.nicknames import (
 )
 from twistedchat.rooms import (
     MAX_BANS,
+    AlreadyInRoom,
     BannedFromRoom,
     NoSuchRoom,
     NotInRoom,
@@ -1068,6 +1070,26 @@ class ChatFactory(ServerFactory):
         target = self.participant(recipient)
         assert sender.nickname is not None and target.nickname is not None
         target.deliver(Ctcp(sender.nickname, target.nickname, payload, reply))
+
+    def invite(self, inviter: IParticipant, name: str, nickname: str) -> str:
+        """
+        Invite the participant called C{nickname} to the room called
+        C{name}, which C{inviter} is in: an L{Invited} event for them
+        only. Rooms have no invitation-only mode, so it is only a word.
+
+        @return: the invited user's nickname as they spell it.
+        @raise twistedchat.rooms.NotInRoom: C{inviter} is not in the room.
+        @raise NoSuchNickname: nobody online is called C{nickname}.
+        @raise twistedchat.rooms.AlreadyInRoom: they are in the room.
+        """
+        room = self.room_of(inviter, name)
+        target = self.participant(nickname)
+        assert inviter.nickname is not None and target.nickname is not None
+        if room.key in target.rooms:
+            raise AlreadyInRoom(room.name, f"{target.nickname} is in {room.name} already.")
+        invited: str = target.nickname
+        target.deliver(Invited(inviter.nickname, invited, room.name))
+        return invited
 
     def set_away(self, participant: IParticipant, text: str) -> None:
         """

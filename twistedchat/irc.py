@@ -47,6 +47,7 @@ from twistedchat.events import (
     Event,
     Ghosted,
     HistoryReplay,
+    Invited,
     Joined,
     Kicked,
     Killed,
@@ -84,6 +85,7 @@ from twistedchat.protocol import (
 from twistedchat.rooms import (
     MAX_BANS,
     MAX_ROOM_NAME_LENGTH,
+    AlreadyInRoom,
     BannedFromRoom,
     InvalidRoomName,
     NoSuchRoom,
@@ -384,6 +386,8 @@ def _event_lines(event: Event) -> list[str]:
             return [f":{_source(nickname)} AWAY"]
         case AwayChanged(nickname=nickname, text=text):
             return [_line(_source(nickname), "AWAY", _no_breaks(text))]
+        case Invited(inviter=inviter, nickname=nickname, room=room):
+            return [f":{_source(inviter)} INVITE {nickname} {room}"]
         case Ghosted() | Killed() | ServerShutdown():
             return [f"ERROR :{_closing_reason(event)}"]
     return []
@@ -920,13 +924,15 @@ class IRCChat(BoundedLineReceiver):
         created = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(self.renderers.created))
         self._numeric(irc.RPL_CREATED, f"This server was created {created} UTC")
         self._send(f":{server} {irc.RPL_MYINFO} {nickname} {server} {version} io bnot bo")
-        self._numeric(irc.RPL_ISUPPORT, *self._isupport(), "are supported by this server")
+        self._send(_line(self._server, irc.RPL_ISUPPORT, self._me, *self._isupport()))
         self._numeric(irc.RPL_LUSERCLIENT, f"There are {online} users and 0 invisible on 1 servers")
         self._motd()
 
     def _isupport(self) -> list[str]:
         """
-        The ISUPPORT (005) tokens (Modern IRC, RPL_ISUPPORT parameters).
+        The ISUPPORT (005) tokens (Modern IRC, RPL_ISUPPORT parameters),
+        and the text that ends the line: sent as they are, not as the
+        tokens a client may have sent (L{_token} would cut them).
         """
         factory = self.factory
         rooms = factory.max_rooms_per_user
@@ -943,6 +949,7 @@ class IRCChat(BoundedLineReceiver):
             "PREFIX=(o)@",
             "TARGMAX=JOIN:,KICK:4,LIST:,NAMES:,NOTICE:4,PART:,PRIVMSG:4,WHOIS:1",
             f"TOPICLEN={TOPICLEN}",
+            "are supported by this server",
         ]
 
     def _motd(self) -> None:
@@ -1499,7 +1506,7 @@ class IRCChat(BoundedLineReceiver):
 
     def _version(self, message: Message) -> None:
         self._numeric(irc.RPL_VERSION, f"twistedchat-{__version__}", self._server, "")
-        self._numeric(irc.RPL_ISUPPORT, *self._isupport(), "are supported by this server")
+        self._send(_line(self._server, irc.RPL_ISUPPORT, self._me, *self._isupport()))
 
     def _time(self, message: Message) -> None:
         now = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.factory.clock.seconds()))
@@ -1555,6 +1562,25 @@ class IRCChat(BoundedLineReceiver):
             return
         room, words = message.params[0], _clean(" ".join(message.params[1:]))
         self._attempt(lambda: self._gate.wait_for(self.session.search(words, room)), room)
+
+    def _invite(self, message: Message) -> None:
+        """
+        INVITE NICK #ROOM (RFC 2812 section 3.2.7): 341 to the inviter, an
+        INVITE line to the invited; 443 if they are in the room already.
+        """
+        if not self._needs(message, 2):
+            return
+        nickname, room = message.params[0], message.params[1]
+        try:
+            invited = self.session.invite(nickname, room)
+        except AlreadyInRoom:
+            self._numeric(irc.ERR_USERONCHANNEL, nickname, room, "is already on channel")
+        except NoSuchNickname:
+            self._numeric(irc.ERR_NOSUCHNICK, nickname, "No such nick/channel")
+        except (InvalidRoomName, NotInRoom):
+            self._numeric(irc.ERR_NOTONCHANNEL, room, "You're not on that channel")
+        else:
+            self._numeric(irc.RPL_INVITING, invited, room)
 
     def _tagmsg(self, message: Message) -> None:
         """
@@ -1733,6 +1759,7 @@ class IRCChat(BoundedLineReceiver):
         "WHOIS": _whois_command,
         "AWAY": _away,
         "TAGMSG": _tagmsg,
+        "INVITE": _invite,
         "MOTD": _motd_command,
         "USERHOST": _userhost,
         "ISON": _ison,

@@ -68,6 +68,7 @@ from twistedchat.events import (
     Event,
     Ghosted,
     HistoryReplay,
+    Invited,
     Joined,
     Kicked,
     Killed,
@@ -215,6 +216,8 @@ def _text(event: Event) -> str:
             return f"{NOTICE}The server operator {operator} disconnected you: {reason}"
         case ServerShutdown():
             return f"{NOTICE}server shutting down"
+        case Invited(inviter=inviter, room=room):
+            return f"{NOTICE}{inviter} invites you to {room}: /join {room} joins it."
         case AwayChanged():
             return ""  # a state others look up (/whois), not worth a line in a room
     raise TypeError(f"no telnet form for {event!r}")

@@ -61,6 +61,10 @@ class NotOperator(RoomError):
     """The user is not an operator of the room, or not a server operator."""
 
 
+class AlreadyInRoom(RoomError):
+    """The user named is in the room already."""
+
+
 class BannedFromRoom(RoomError):
     """The user is banned from the room."""
 

@@ -96,6 +96,7 @@ Commands (case-insensitive):
   /me TEXT           an action: others see "* yournick TEXT"
   /away [TEXT]       say you are away (private messages are answered with TEXT); alone: back
   /whois NICK        which rooms NICK is in, and whether away or identified
+  /invite NICK [#ROOM]  ask NICK to join a room you are in (default: the current one)
   /nick NEWNICK [PASSWORD]  change your nickname (a registered one needs its password)
   /register PASSWORD register your nickname: from then on it needs this password
   /identify PASSWORD prove you own your registered nickname
@@ -602,6 +603,7 @@ class ChatSession(TimeoutMixin):
         "me": "_me_command",
         "away": "_away_command",
         "whois": "_whois_command",
+        "invite": "_invite_command",
         "nick": "_nick_command",
         "history": "_history_command",
         "search": "_search_command",
@@ -721,6 +723,14 @@ class ChatSession(TimeoutMixin):
         if not argument.strip():
             raise Refused("Usage: /whois NICK")
         self.whois(argument.strip())
+
+    def _invite_command(self, argument: str) -> None:
+        words = argument.split()
+        if len(words) not in (1, 2):
+            raise Refused("Usage: /invite NICK [#ROOM]")
+        room = words[1] if len(words) == 2 else self.current_room().name
+        nickname = self.invite(words[0], room)
+        self._notice(f"You invited {nickname} to {room}.")
 
     def _nick_command(self, argument: str) -> Deferred[None] | None:
         new, _, password = argument.partition(" ")
@@ -900,6 +910,18 @@ class ChatSession(TimeoutMixin):
         @raise NoSuchNickname: nobody online is called C{recipient}.
         """
         self.factory.ctcp(self, recipient, payload, reply)
+
+    def invite(self, nickname: str, room: str) -> str:
+        """
+        Invite the user called C{nickname} to the room called C{room},
+        which the user is in (they are told; see L{ChatFactory.invite}).
+
+        @return: the invited user's nickname as they spell it.
+        @raise twistedchat.rooms.RoomError: not in that room, or they are
+            (L{twistedchat.rooms.AlreadyInRoom}).
+        @raise NoSuchNickname: nobody online is called C{nickname}.
+        """
+        return self.factory.invite(self, room, nickname)
 
     def set_away(self, text: str) -> None:
         """

@@ -59,6 +59,7 @@ user's own message, action and private message come back too)::
     kick     id, at, room, operator, nickname, reason
     mode     id, at, room, operator, change, target
     away     nickname, text      (someone in a room of yours; "" is back)
+    invited  nickname, room      (nickname invites you to room)
     ghosted  nickname            (then the connection closes)
     killed   operator, reason    (then the connection closes)
     shutdown                     (then the connection closes)
@@ -100,6 +101,7 @@ from twistedchat.events import (
     Event,
     Ghosted,
     HistoryReplay,
+    Invited,
     Joined,
     Kicked,
     Killed,
@@ -241,6 +243,8 @@ def _event_fields(event: Event, room: str | None = None) -> dict[str, Any] | Non
             }
         case AwayChanged(nickname=nickname, text=text):
             return {"type": "away", "nickname": nickname, "text": text}
+        case Invited(inviter=inviter, room=room):
+            return {"type": "invited", "nickname": inviter, "room": room}
         case Ghosted(nickname=nickname):
             return {"type": "ghosted", "nickname": nickname}
         case Killed(operator=operator, reason=reason):
