@@ -191,9 +191,18 @@ def test_join_part_and_names() -> None:
     assert [p[0] for _, c, p in replies if c == "JOIN"] == ["#a", "#b"]
     assert ("353", ["alice", "=", "#a", "@alice"]) in [(c, p) for _, c, p in replies]
     client.send("PART #a :bye")
-    assert client.replies() == [("alice!user@twistedchat", "PART", ["#a"])]
+    assert client.replies() == [("alice!user@twistedchat", "PART", ["#a", "bye"])]
     client.send("PART #a")
     assert client.commands() == ["442"]
+    client.send("NAMES #a", "LIST #b", "JOIN 0")
+    assert [(c, p[1] if c.isdigit() else p[0]) for _, c, p in client.replies()] == [
+        ("366", "#a"),
+        ("321", "Channel"),
+        ("322", "#b"),
+        ("323", "End of /LIST"),
+        ("PART", "#lobby"),
+        ("PART", "#b"),
+    ]
 
 
 def test_kick_and_modes() -> None:

@@ -100,8 +100,10 @@ from twistedchat.session import DEFAULT_HISTORY, ChatSession, IFrontEnd, Refused
 
 #: The longest IRC line without tags, CRLF included (RFC 1459 section 2.3).
 MAX_LINE = 512
-#: The most bytes of IRCv3 tags before a line (IRCv3 message-tags).
-MAX_TAGS = 8191
+#: The most bytes of IRCv3 tags a client may send before a line, the
+#: C{@} and the space after them included (IRCv3 message-tags, "Size
+#: limit": 4094 bytes of tag data).
+MAX_TAGS = 4096
 #: Numerics Twisted Words does not name: ERR_INPUTTOOLONG (Modern IRC),
 #: ERR_BANNICKCHANGE (Charybdis, Solanum), and those of IRCv3 SASL 3.1.
 ERR_INPUTTOOLONG = "417"
@@ -167,6 +169,11 @@ PING_TIMEOUT = 60.0
 
 #: What ends a text shortened to fit an IRC line.
 ELLIPSIS = "\u2026"
+
+#: The most targets of one PRIVMSG or NOTICE (ISUPPORT TARGMAX), and
+#: mode changes with a parameter in one MODE (MODES).
+MAX_TARGETS = 4
+MAX_MODES = 4
 
 #: The longest topic an IRC client may set, in bytes (as Libera.Chat).
 TOPICLEN = 390
@@ -533,9 +540,10 @@ class IRCChat(BoundedLineReceiver):
         self._password = ""
         self._negotiating = False
         self._close_timer: IDelayedCall | None = None
-        # The ERROR line sent before closing (IRC servers say why), unless
-        # an event already said it.
-        self._farewell = "Closing Link"
+        # Why the connection closes, for the ERROR line sent before (IRC
+        # servers say why), unless an event already said it: "Quit: ...",
+        # "Ping timeout: ..."; else the last Error reply.
+        self._farewell = ""
         self._error_sent = False
         self._ping_timer: IDelayedCall | None = None
         self._awaiting_pong = False
@@ -547,6 +555,12 @@ class IRCChat(BoundedLineReceiver):
         self._sasl: list[str] | None = None
         # Set while a NickServ command runs: replies come from NickServ.
         self._services = False
+        # The reason of the PART being answered, and the rooms a LIST asked
+        # for (all if empty).
+        self._part_reason = ""
+        self._listing: set[str] = set()
+        # The last Error reply's text: why the session closed, if it did.
+        self._last_error = "Closed"
         # History batches sent so far (their references are h1, h2, ...).
         self._batches = 0
         # User mode +i, which changes nothing here but what MODE says.
@@ -617,7 +631,7 @@ class IRCChat(BoundedLineReceiver):
             self._ping_timer = self.factory.clock.callLater(PING_TIMEOUT, self._silent)
             return
         seconds = f"{PING_INTERVAL + PING_TIMEOUT:g}"
-        self._farewell = f"Closing Link: {HOST} (Ping timeout: {seconds} seconds)"
+        self._farewell = f"Ping timeout: {seconds} seconds"
         if self.session.state is State.CHATTING:
             self.session.cut_off(f"Ping timeout: {seconds} seconds")
         self.close()
@@ -645,7 +659,7 @@ class IRCChat(BoundedLineReceiver):
         if self._closed:
             return
         if not self._error_sent:
-            self._send(f"ERROR :{self._farewell}")
+            self._send(f"ERROR :Closing Link: {HOST} ({self._farewell or self._last_error})")
         self._closed = True
         self._stop_pinging()
         self._gate.stop()
@@ -730,7 +744,10 @@ class IRCChat(BoundedLineReceiver):
         Send C{event}, an answer to this user, as IRC lines and numerics.
         """
         match event:
-            case Notice(text=text) | Error(text=text):
+            case Notice(text=text):
+                self._notice(text)
+            case Error(text=text):
+                self._last_error = text  # the reason, if the session closes now
                 self._notice(text)
             case NicknameWanted():
                 pass  # asked again after a refusal, with a numeric already
@@ -780,13 +797,19 @@ class IRCChat(BoundedLineReceiver):
                     self._numeric(irc.RPL_NOTOPIC, room, "No topic is set")
             case RoomList(rooms=rooms):
                 self._numeric(irc.RPL_LISTSTART, "Channel", "Users  Name")
+                if self._listing:
+                    rooms = [r for r in rooms if room_key(r.name) in self._listing]
                 for summary in rooms:
                     self._numeric(
                         irc.RPL_LIST, summary.name, str(summary.members), _no_breaks(summary.topic)
                     )
                 self._numeric(irc.RPL_LISTEND, "End of /LIST")
             case RoomParted(room=room):
-                self._send(f":{_source(self.session.nickname or '*')} PART {room}")
+                source = _source(self._me)
+                if self._part_reason:
+                    self._send(_line(source, "PART", room, self._part_reason))
+                else:
+                    self._send(f":{source} PART {room}")
             case CurrentRoom():
                 pass  # IRC has no current channel
             case HistoryReplay() as replay:
@@ -995,16 +1018,26 @@ class IRCChat(BoundedLineReceiver):
     def lineReceived(self, line: bytes) -> None:
         if self._closed:
             return
-        if len(line.rstrip(b"\r")) + 2 > MAX_LINE + (MAX_TAGS + 1 if line[:1] == b"@" else 0):
+        line = line.rstrip(b"\r")
+        tags, body = line.split(b" ", 1) if line[:1] == b"@" and b" " in line else (b"", line)
+        if len(tags) + 1 > MAX_TAGS or len(body) + 2 > MAX_LINE:
             self._numeric(ERR_INPUTTOOLONG, "Input line was too long")
             return
         self._activity()
-        text = line.rstrip(b"\r").decode("utf-8", "replace")
+        text = line.decode("utf-8", "replace")
         if not text.strip():
             return
         try:
             message = parse_message(text)
         except MalformedLine:
+            return
+        if (
+            message.params
+            and len(message.params[-1].encode("utf-8")) > self.factory.max_line_length
+        ):
+            # No longer a text than a telnet line may hold (--max-line-length).
+            self._numeric(ERR_INPUTTOOLONG, "Input line was too long")
+            self._gate.line_handled()
             return
         handler = self._COMMANDS.get(message.command)
         registered = self.session.state is State.CHATTING
@@ -1267,7 +1300,7 @@ class IRCChat(BoundedLineReceiver):
         nickname = message.params[0]
         if self.session.state is State.CHATTING:
             # The client learns its new nickname from the NICK event.
-            self._attempt(lambda: self.session.rename(nickname), nickname)
+            self._rename(nickname)
             return
         self._nick = nickname
         self._register()
@@ -1306,6 +1339,9 @@ class IRCChat(BoundedLineReceiver):
     def _ping(self, message: Message) -> None:
         if not self._needs(message, 1):
             return
+        if not message.params[0]:
+            self._numeric(irc.ERR_NOORIGIN, "No origin specified")
+            return
         server = self._server
         self._send(_line(server, "PONG", server, message.params[0]))
 
@@ -1313,8 +1349,8 @@ class IRCChat(BoundedLineReceiver):
         pass
 
     def _quit(self, message: Message) -> None:
-        reason = _no_breaks(message.params[0]) if message.params else "Client Quit"
-        self._farewell = f"Closing Link: {HOST} (Quit: {reason})"
+        reason = _clean(message.params[0]) if message.params else "Client Quit"
+        self._farewell = f"Quit: {reason}"
         if self.session.state is State.CHATTING:
             self.session.quit(reason or "quit")
         else:
@@ -1323,6 +1359,10 @@ class IRCChat(BoundedLineReceiver):
     def _join(self, message: Message) -> None:
         if not self._needs(message, 1):
             return
+        if message.params[0] == "0":  # leave every room (RFC 2812 section 3.2.1)
+            for joined in list(self.session.rooms.values()):
+                self._attempt(partial(self.session.part, joined.name, ""), joined.name)
+            return
         for room in message.params[0].split(","):
             if room:
                 self._attempt(partial(self.session.join, room), room, limit=irc.ERR_TOOMANYCHANNELS)
@@ -1330,25 +1370,41 @@ class IRCChat(BoundedLineReceiver):
     def _part(self, message: Message) -> None:
         if not self._needs(message, 1):
             return
-        reason = _clean(message.params[1]) if len(message.params) > 1 else ""
-        for room in message.params[0].split(","):
-            if room:
-                self._attempt(partial(self.session.part, room, reason), room)
+        reason = self._part_reason = _clean(message.params[1]) if len(message.params) > 1 else ""
+        try:
+            for room in message.params[0].split(","):
+                if room:
+                    self._attempt(partial(self.session.part, room, reason), room)
+        finally:
+            self._part_reason = ""
 
     def _privmsg(self, message: Message) -> None:
+        """
+        PRIVMSG and NOTICE TARGET[,TARGET...] :TEXT, at most 4 targets
+        (TARGMAX); a NOTICE never gets an error numeric (RFC 2812 section
+        3.3.2).
+        """
+        notice = message.command == "NOTICE"
+        if notice and (len(message.params) < 2 or not message.params[1]):
+            return
         if len(message.params) < 1:
             self._numeric(irc.ERR_NORECIPIENT, f"No recipient given ({message.command})")
             return
         if len(message.params) < 2 or not message.params[1]:
             self._numeric(irc.ERR_NOTEXTTOSEND, "No text to send")
             return
-        raw, notice = message.params[1], message.command == "NOTICE"
-        for target in message.params[0].split(","):
+        raw, targets = message.params[1], message.params[0].split(",")
+        if len(targets) > MAX_TARGETS:
+            if not notice:
+                self._numeric(irc.ERR_TOOMANYTARGETS, message.params[0], "Too many targets")
+            return
+        for target in targets:
             if nickname_key(target) == nickname_key(NICKSERV):
                 if not notice:  # no automatic replies to a NOTICE (RFC 2812 3.3.2)
                     self._nickserv(raw)
             elif self.session.state is not State.CHATTING:
-                self._numeric(irc.ERR_NOTREGISTERED, "You have not registered")
+                if not notice:
+                    self._numeric(irc.ERR_NOTREGISTERED, "You have not registered")
             else:
                 self._say(target, raw, notice)
 
@@ -1409,10 +1465,21 @@ class IRCChat(BoundedLineReceiver):
             self._numeric(irc.RPL_ENDOFNAMES, "*", "End of /NAMES list")
             return
         for room in message.params[0].split(","):
-            self._attempt(partial(self.session.names, room), room)
+            try:
+                self.session.names(room)
+            except RoomError:  # no such room: the end alone (Modern IRC, NAMES)
+                self._numeric(irc.RPL_ENDOFNAMES, _token(room), "End of /NAMES list")
 
     def _list(self, message: Message) -> None:
-        self.session.list_rooms()
+        """
+        LIST [#ROOM[,#ROOM...]]: every room, or those named.
+        """
+        names = message.params[0].split(",") if message.params else []
+        self._listing = {room_key(name) for name in names if name}
+        try:
+            self.session.list_rooms()
+        finally:
+            self._listing = set()
 
     def _who_command(self, message: Message) -> None:
         """
@@ -1813,12 +1880,18 @@ def _ban_nickname(mask: str) -> str:
 
 
 def _closing_reason(event: Event) -> str:
+    """
+    The text of the ERROR line that ends a connection closed by the
+    server, as IRC servers word it (Modern IRC, ERROR).
+    """
     match event:
-        case Ghosted(nickname=nickname):
-            return f"Closing Link: someone who gave the password of {nickname} took it over"
-        case Killed(operator=operator, reason=reason):
-            return f"Closing Link: killed by {operator} ({_no_breaks(reason)})"
-    return "Closing Link: server shutting down"
+        case Ghosted():
+            reason = "Ghosted"
+        case Killed(operator=operator, reason=text):
+            reason = f"Killed by {operator}: {_no_breaks(text)}"
+        case _:
+            reason = "Server shutting down"
+    return f"Closing Link: {HOST} ({reason})"
 
 
 class IRCFactory(ServerFactory):

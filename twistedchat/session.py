@@ -1142,7 +1142,8 @@ class ChatSession(TimeoutMixin):
             self.factory.rename(self, new, self.account)
         except NicknameInUse as e:
             raise Refused(e.sentence(new)) from None
-        self._notice(f"You are now known as {self.nickname} (was {old}).")
+        if not self.echo:  # else the NicknameChanged event says it
+            self._notice(f"You are now known as {self.nickname} (was {old}).")
 
     def history(self, count: int = DEFAULT_HISTORY, room: str | None = None) -> None:
         """
