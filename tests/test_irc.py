@@ -1,5 +1,5 @@
 """
-Tests for L{twistedchat.irc}, the IRC front end (work in progress): IRC
+Tests for L{twistedchat.irc}, the IRC front end: IRC
 clients over L{StringTransportWithDisconnection}, replies parsed with
 Twisted Words' C{parsemsg}, sharing the chat with telnet users.
 """
@@ -1047,3 +1047,57 @@ def test_invite() -> None:
     assert lines[0] == "!!! alice is in #lobby already."
     assert lines[-1] == "*** You invited carol to #dev."
     assert carol.replies() == [("bob!user@twistedchat", "INVITE", ["carol", "#dev"])]
+
+
+def test_review_fixes() -> None:
+    """
+    A QUIT reason reaches others cleaned; tags over 4096 bytes, or a text
+    over --max-line-length bytes, get 417; NICK to a taken nickname is 433
+    with no notice; PRIVMSG to more than 4 targets is 407 and sends
+    nothing; MODE of another nickname is 401 when nobody has it; the
+    registration timeout's ERROR says why.
+    """
+    factory = chat(max_line_length=100)
+    bob = FakeClient(factory).register("bob")
+    alice = IRCClient(factory, 50101)
+    alice.register("alice")
+    alice.send("@" + "a" * 4096 + " PRIVMSG #lobby :hi", "PRIVMSG #lobby :" + "x" * 101)
+    alice.send("NICK bob", "PRIVMSG a,b,c,d,e :x", "MODE nobody")
+    assert alice.commands() == ["417", "417", "433", "407", "401"]
+    bob.lines()
+    alice.send("QUIT :\x1b[2J\x1b]0;pwned\x07 bye")
+    assert bob.lines() == ["*** alice has left ( bye)"]
+    late = IRCClient(factory, 50102)
+    factory.clock.advance(60)  # type: ignore[attr-defined]
+    assert raw_lines(late)[-1] == (
+        "ERROR :Closing Link: twistedchat (No nickname chosen within 60 seconds; goodbye.)"
+    )
+
+
+def test_echo_message_covers_ctcp_and_nickserv() -> None:
+    """
+    With echo-message, a client's own CTCP and its PRIVMSG to NickServ come
+    back to it (IRCv3 echo-message); without, they do not. NickServ
+    IDENTIFY of a nickname nobody registered says so and renames nobody.
+    """
+    factory = accounts_chat()
+    alice, bob, carol = (IRCClient(factory, port) for port in (50100, 50101, 50102))
+    alice.send("CAP REQ echo-message", "CAP END")
+    for client, nickname in ((alice, "alice"), (bob, "bob"), (carol, "carol")):
+        client.register(nickname)
+    alice.replies(), bob.replies()
+    alice.send("PRIVMSG bob :\x01VERSION\x01", "PRIVMSG NickServ :IDENTIFY zed secret-pw")
+    replies = alice.replies()
+    assert replies[:2] == [
+        ("alice!user@twistedchat", "PRIVMSG", ["bob", "\x01VERSION\x01"]),
+        ("alice!user@twistedchat", "PRIVMSG", ["NickServ", "IDENTIFY zed secret-pw"]),
+    ]
+    assert replies[2] == (
+        "NickServ!NickServ@services",
+        "NOTICE",
+        ["alice", "zed is not registered."],
+    )
+    assert alice.protocol.session.nickname == "alice"
+    carol.replies()
+    carol.send("PRIVMSG bob :\x01PING 1\x01")
+    assert carol.replies() == []

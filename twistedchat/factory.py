@@ -1062,14 +1062,18 @@ class ChatFactory(ServerFactory):
     def ctcp(self, sender: IParticipant, recipient: str, payload: str, reply: bool) -> None:
         """
         Pass a CTCP C{payload} (a query, or the C{reply} to one) from
-        C{sender} to the participant called C{recipient}: a L{Ctcp} event,
-        not recorded, which front ends other than IRC show nothing of.
+        C{sender} to the participant called C{recipient}, and to C{sender}
+        too if it asked for its own (C{echo}): a L{Ctcp} event, not
+        recorded, which front ends other than IRC show nothing of.
 
         @raise NoSuchNickname: nobody online is called C{recipient}.
         """
         target = self.participant(recipient)
         assert sender.nickname is not None and target.nickname is not None
-        target.deliver(Ctcp(sender.nickname, target.nickname, payload, reply))
+        event = Ctcp(sender.nickname, target.nickname, payload, reply)
+        target.deliver(event)
+        if sender.echo and sender is not target:
+            sender.deliver(event)
 
     def invite(self, inviter: IParticipant, name: str, nickname: str) -> str:
         """

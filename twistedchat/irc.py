@@ -1,19 +1,17 @@
 """
-The IRC front end (work in progress, issue 11): IRC clients and bots join
-the same rooms, as channels. Like the telnet and WebSocket front ends, it
-only turns IRC lines into calls on a L{ChatSession} and events into IRC
-lines; every chat rule is the session's. C{docs/irc.md} is the reference.
+The IRC front end: IRC clients and bots (irssi, WeeChat, HexChat, The
+Lounge) join the same rooms, as channels, and the same nicknames,
+accounts and history. Like the telnet and WebSocket front ends, it only
+turns IRC lines into calls on a L{ChatSession} and events into IRC lines;
+every chat rule is the session's. C{docs/irc.md} is the reference: every
+command, numeric, capability and limit, and the source of each rule (RFC
+1459, RFC 2812, Modern IRC, the IRCv3 specifications).
 
-Done so far: framing (lines of at most 512 bytes, IRCv3 tags of at most
-8191 more, parsed and ignored), registration (C{CAP} answered with no
-capabilities yet, C{PASS}, C{NICK}, C{USER}, the welcome burst 001-005 and
-the MOTD), C{PING}/C{PONG}, C{JOIN}, C{PART}, C{PRIVMSG} and C{NOTICE} to
-channels and nicknames (CTCP C{ACTION} is C{/me}), C{TOPIC}, C{NAMES},
-C{QUIT}, and every chat event as IRC lines. Twisted Words'
-C{twisted.words.protocols.irc.IRC} is not used for the server side: it
-decodes each TCP chunk as UTF-8 (a character split across two reads
-raises), reads an IRCv3 C{@tags} prefix as the command and bounds no
-line; its numerics' names are used.
+Twisted Words' C{twisted.words.protocols.irc.IRC} is not used for the
+server side: it decodes each TCP chunk as UTF-8 (a character split across
+two reads raises), reads an IRCv3 C{@tags} prefix as the command and
+bounds no line. Lines are framed here (L{BoundedLineReceiver}), tags
+parsed here (L{parse_message}); Twisted Words' numerics' names are used.
 """
 
 from __future__ import annotations
@@ -420,16 +418,16 @@ def _time_tag(at: float) -> str:
 
 def _actor(event: Event) -> str | None:
     """
-    The nickname of the user whose doing C{event} is (the source of its
-    IRC line), or C{None}.
+    The nickname by which the user whose doing C{event} is can be found
+    online now (for its account), or C{None}.
     """
     match event:
         case ChatLine(sender=nickname) | Action(sender=nickname) | PrivateMessage(sender=nickname):
             return nickname
         case Joined(nickname=nickname) | Left(nickname=nickname) | AwayChanged(nickname=nickname):
             return nickname
-        case TopicChanged(nickname=nickname) | NicknameChanged(old=nickname):
-            return nickname
+        case TopicChanged(nickname=nickname) | NicknameChanged(new=nickname):
+            return nickname  # after a rename, who it is goes by the new one
         case Kicked(operator=nickname) | ModeChanged(operator=nickname):
             return nickname
     return None
@@ -700,7 +698,7 @@ class IRCChat(BoundedLineReceiver):
         The client's nickname: the registered one, else the one given so
         far, else C{*} (the first parameter of numerics and NOTICEs).
         """
-        return self.session.nickname or self._nick or "*"
+        return self.session.nickname or _token(self._nick or "*")
 
     def _numeric(self, code: str, *params: str) -> None:
         """
@@ -729,7 +727,7 @@ class IRCChat(BoundedLineReceiver):
         if not self._closed:
             assert self._output is not None
             if (
-                isinstance(event, (ChatLine, Action, PrivateMessage))
+                isinstance(event, (ChatLine, Action, PrivateMessage, Ctcp))
                 and "echo-message" not in self._caps
                 and event.sender == self.session.nickname
                 and getattr(event, "recipient", None) != event.sender
@@ -891,8 +889,13 @@ class IRCChat(BoundedLineReceiver):
         text telnet shows.
         """
         event = record.event
-        if isinstance(event, (ChatLine, Action, PrivateMessage)):
-            return _event_lines(event)
+        match event:
+            case ChatLine(sender=sender, text=text, notice=notice):
+                return _privmsg_lines(_source(sender), target, text, command=_COMMAND[notice])
+            case Action(sender=sender, text=text):
+                return _privmsg_lines(_source(sender), target, text, "ACTION")
+            case PrivateMessage():
+                return _event_lines(event)
         text = render_line(event).decode("utf-8").rstrip("\r\n").removeprefix("*** ")
         return [_line(self._server, "NOTICE", target, _no_breaks(text))]
 
@@ -923,7 +926,7 @@ class IRCChat(BoundedLineReceiver):
         batch: list[str] = []
         for name in shown:
             batch.append(name)
-            if len(" ".join(batch)) > 400:
+            if len(" ".join(batch).encode("utf-8")) > 400 - len(room.encode("utf-8")):
                 self._numeric(irc.RPL_NAMREPLY, "=", room, " ".join(batch))
                 batch = []
         if batch:
@@ -1274,8 +1277,12 @@ class IRCChat(BoundedLineReceiver):
             self._proving(lambda: session.identify(arguments[0]))
         elif command in ("IDENTIFY", "REGAIN", "RECOVER") and len(arguments) == 2:
             nickname, password = arguments
+            accounts = self.factory.accounts
             if nickname_key(nickname) == nickname_key(session.nickname or ""):
                 self._proving(lambda: session.identify(password))
+            elif accounts is not None and not accounts.is_registered(nickname):
+                self._notice(f"{nickname} is not registered.")
+                self._services = False
             else:
                 self._proving(lambda: self._rename(nickname, password))
         elif (command, len(arguments)) == ("PASSWD", 2) or (
@@ -1400,8 +1407,11 @@ class IRCChat(BoundedLineReceiver):
             return
         for target in targets:
             if nickname_key(target) == nickname_key(NICKSERV):
-                if not notice:  # no automatic replies to a NOTICE (RFC 2812 3.3.2)
-                    self._nickserv(raw)
+                if notice:
+                    continue  # no automatic replies to a NOTICE (RFC 2812 3.3.2)
+                if "echo-message" in self._caps and self.session.state is State.CHATTING:
+                    self._send(_line(_source(self._me), "PRIVMSG", NICKSERV, _clean(raw)))
+                self._nickserv(raw)
             elif self.session.state is not State.CHATTING:
                 if not notice:
                     self._numeric(irc.ERR_NOTREGISTERED, "You have not registered")
@@ -1484,8 +1494,9 @@ class IRCChat(BoundedLineReceiver):
     def _who_command(self, message: Message) -> None:
         """
         WHO #room: one 352 per member (every user shows as
-        C{user@twistedchat}), then 315. WHO of a nickname or a mask is not
-        supported yet: only 315.
+        C{user@twistedchat}; flags H or G for away, @ for an operator),
+        then 315; WHO NICK: one 352 for them; a mask with wildcards: 315
+        alone (Modern IRC: servers MAY not support patterns).
         """
         mask = message.params[0] if message.params else "*"
         if mask.startswith("#"):
@@ -1672,7 +1683,8 @@ class IRCChat(BoundedLineReceiver):
         """
         MODE on a channel: C{+o}/C{-o} NICK (operator), C{+b}/C{-b} NICK
         (ban), C{+t}/C{-t} (topic by operators only); with no change, the
-        channel's modes (324). MODE on oneself: no user modes yet (221).
+        channel's modes (324); at most L{MAX_MODES} changes with a
+        parameter, the rest ignored. MODE on oneself: see L{_user_mode}.
         """
         if not self._needs(message, 1):
             return
@@ -1683,10 +1695,11 @@ class IRCChat(BoundedLineReceiver):
         if len(message.params) == 1:
             self._attempt(partial(self._channel_modes, target), target)
             return
-        changes, arguments = message.params[1], message.params[2:]
-        if changes.lstrip("+") == "b" and not arguments:
-            # The ban list: not kept where a front end can read it yet
-            # (docs/irc.md, N4); clients such as irssi ask on joining.
+        changes, arguments = message.params[1], message.params[2 : 2 + MAX_MODES]
+        if changes.lstrip("+") == "b" and not message.params[2:]:
+            # The ban list: bans are kept as look-alike skeletons, not
+            # names, so it is shown empty (docs/irc.md); clients such as
+            # irssi ask for it on joining.
             self._numeric(irc.RPL_ENDOFBANLIST, target, "End of channel ban list")
             return
         sign = "+"
@@ -1694,6 +1707,8 @@ class IRCChat(BoundedLineReceiver):
             if letter in "+-":
                 sign = letter
                 continue
+            if letter in "ob" and not arguments and len(message.params) > 2 + MAX_MODES:
+                break  # past MODES: ignored
             if letter in "ob" and not arguments:
                 self._numeric(irc.ERR_NEEDMOREPARAMS, "MODE", "Not enough parameters")
                 return
@@ -1725,7 +1740,10 @@ class IRCChat(BoundedLineReceiver):
         operator, which only an account named with C{--oper} is.
         """
         if nickname_key(target) != nickname_key(self._me):
-            self._numeric(irc.ERR_USERSDONTMATCH, "Cant change mode for other users")
+            if self._online(target) is None:
+                self._numeric(irc.ERR_NOSUCHNICK, target, "No such nick/channel")
+            else:
+                self._numeric(irc.ERR_USERSDONTMATCH, "Cant change mode for other users")
             return
         if not changes:
             modes = "+" + ("i" if self._invisible else "")

@@ -342,7 +342,7 @@ class Options(usage.Options):
         self["web"].append(_listener("--web", value))
 
     def opt_irc(self, value: str) -> None:
-        """Also serve IRC clients here (work in progress): a port number (tcp:PORT) or a Twisted server endpoint description such as tcp:6667 or ssl:6697:privateKey=key.pem:certKey=cert.pem; may be given several times."""  # noqa: E501
+        """Also serve IRC clients here: a port number (tcp:PORT) or a Twisted server endpoint description such as tcp:6667 or ssl:6697:privateKey=key.pem:certKey=cert.pem; may be given several times."""  # noqa: E501
         self["irc"].append(_listener("--irc", value))
 
     def opt_web_origin(self, value: str) -> None:
