@@ -152,7 +152,7 @@ def test_echo_message_and_server_time() -> None:
     factory.clock.advance(0)  # type: ignore[attr-defined]
     data = client.transport.value().decode()
     assert data == (
-        "@time=2026-11-28T12:20:00.250Z :alice!user@twistedchat PRIVMSG #lobby :hello\r\n"
+        "@time=2026-11-28T12:20:00.250Z :alice!alice@twistedchat PRIVMSG #lobby :hello\r\n"
     )
 
 
@@ -160,7 +160,7 @@ def test_irc_and_telnet_users_talk() -> None:
     """
     An IRC user's PRIVMSG to a channel reaches a telnet user in that room
     as a chat line, and the telnet user's line reaches the IRC user as a
-    PRIVMSG from nick!user@twistedchat; actions go both ways as CTCP
+    PRIVMSG from nick!nick@twistedchat; actions go both ways as CTCP
     ACTION.
     """
     factory = chat()
@@ -172,8 +172,8 @@ def test_irc_and_telnet_users_talk() -> None:
     assert telnet.lines() == ["<alice> hello from IRC"]
     telnet.send(b"hello from telnet\r\n/me waves\r\n")
     assert irc_user.replies() == [
-        ("bob!user@twistedchat", "PRIVMSG", ["#lobby", "hello from telnet"]),
-        ("bob!user@twistedchat", "PRIVMSG", ["#lobby", "\x01ACTION waves\x01"]),
+        ("bob!bob@twistedchat", "PRIVMSG", ["#lobby", "hello from telnet"]),
+        ("bob!bob@twistedchat", "PRIVMSG", ["#lobby", "\x01ACTION waves\x01"]),
     ]
     irc_user.send("PRIVMSG #lobby :\x01ACTION nods\x01", "PRIVMSG bob :psst")
     assert telnet.lines() == ["* alice nods", "*alice* psst"]
@@ -191,7 +191,7 @@ def test_join_part_and_names() -> None:
     assert [p[0] for _, c, p in replies if c == "JOIN"] == ["#a", "#b"]
     assert ("353", ["alice", "=", "#a", "@alice"]) in [(c, p) for _, c, p in replies]
     client.send("PART #a :bye")
-    assert client.replies() == [("alice!user@twistedchat", "PART", ["#a", "bye"])]
+    assert client.replies() == [("alice!alice@twistedchat", "PART", ["#a", "bye"])]
     client.send("PART #a")
     assert client.commands() == ["442"]
     client.send("NAMES #a", "LIST #b", "JOIN 0")
@@ -224,13 +224,13 @@ def test_kick_and_modes() -> None:
     member.send("KICK #dev alice :no")
     assert member.commands() == ["482"]
     op.send("MODE #dev +t")
-    assert ("alice!user@twistedchat", "MODE", ["#dev", "+t"]) in member.replies()
+    assert ("alice!alice@twistedchat", "MODE", ["#dev", "+t"]) in member.replies()
     op.send("MODE #dev")
     assert op.replies()[-1][1:] == ("324", ["alice", "#dev", "+nt"])
     op.send("KICK #dev bob :spam")
-    assert ("alice!user@twistedchat", "KICK", ["#dev", "bob", "spam"]) in member.replies()
-    op.send("MODE #dev +b bob!*@*")
-    assert op.replies()[-1] == ("alice!user@twistedchat", "MODE", ["#dev", "+b", "bob!*@*"])
+    assert ("alice!alice@twistedchat", "KICK", ["#dev", "bob", "spam"]) in member.replies()
+    op.send("MODE #dev +b *!*bob@twistedchat")  # as irssi's /ban bob
+    assert op.replies()[-1] == ("alice!alice@twistedchat", "MODE", ["#dev", "+b", "bob!*@*"])
     member.send("JOIN #dev")
     assert member.commands() == ["474"]
 
@@ -295,7 +295,7 @@ def test_who_lists_a_room() -> None:
         (
             "twistedchat.irc",
             "352",
-            ["alice", "#dev", "user", "twistedchat", "twistedchat.irc", "alice", "H@", "0 alice"],
+            ["alice", "#dev", "alice", "twistedchat", "twistedchat.irc", "alice", "H@", "0 alice"],
         ),
         ("twistedchat.irc", "315", ["alice", "#dev", "End of /WHO list"]),
     ]
@@ -334,7 +334,7 @@ def test_ping_pong_and_quit() -> None:
     client.send("QUIT :gone fishing")
     assert client.commands()[-1] == "ERROR"
     assert not client.transport.connected
-    assert watcher.replies() == [("alice!user@twistedchat", "QUIT", ["gone fishing"])]
+    assert watcher.replies() == [("alice!alice@twistedchat", "QUIT", ["gone fishing"])]
 
 
 def test_idle_client_pinged_then_dropped() -> None:
@@ -381,7 +381,7 @@ def test_nick_change_tells_the_client() -> None:
     client.register("alice")
     client.send("NICK alicia")
     replies = client.replies()
-    assert ("alice!user@twistedchat", "NICK", ["alicia"]) in replies
+    assert ("alice!alice@twistedchat", "NICK", ["alicia"]) in replies
 
 
 @given(st.text(max_size=600), st.integers(min_value=4, max_value=300))
@@ -537,7 +537,7 @@ def test_nickserv_register_logs_in() -> None:
     )
     assert replies[1][1:] == (
         "900",
-        ["alice", "alice!user@twistedchat", "alice", "You are now logged in as alice"],
+        ["alice", "alice!alice@twistedchat", "alice", "You are now logged in as alice"],
     )
 
 
@@ -673,7 +673,7 @@ def test_nickserv_identify_takes_the_nickname() -> None:
     alice.replies()
     alice.send(f"PRIVMSG NickServ :IDENTIFY alice {PASSWORD}")
     replies = alice.replies()
-    assert ("alice_!user@twistedchat", "NICK", ["alice"]) in replies
+    assert ("alice_!alice_@twistedchat", "NICK", ["alice"]) in replies
     assert "900" in [command for _, command, _ in replies]
     assert "ERROR" in old.commands()
 
@@ -741,7 +741,7 @@ def test_away_notify_301_and_who() -> None:
     assert alice.replies() == [
         ("twistedchat.irc", "306", ["alice", "You have been marked as being away"])
     ]
-    assert bob.replies() == [("alice!user@twistedchat", "AWAY", ["gone fishing"])]
+    assert bob.replies() == [("alice!alice@twistedchat", "AWAY", ["gone fishing"])]
     assert carol.replies() == []
     carol.send("PRIVMSG alice :are you there?", "WHO #lobby")
     replies = carol.replies()
@@ -751,7 +751,7 @@ def test_away_notify_301_and_who() -> None:
     alice.replies()  # carol's private message
     alice.send("AWAY")
     assert alice.commands() == ["305"]
-    assert bob.replies() == [("alice!user@twistedchat", "AWAY", [])]
+    assert bob.replies() == [("alice!alice@twistedchat", "AWAY", [])]
 
 
 def test_whois() -> None:
@@ -766,7 +766,7 @@ def test_whois() -> None:
     bob.register("bob")
     bob.send("WHOIS alice")
     replies = {c: p for _, c, p in bob.replies()}
-    assert replies["311"] == ["bob", "alice", "user", "twistedchat", "*", "alice"]
+    assert replies["311"] == ["bob", "alice", "alice", "twistedchat", "*", "alice"]
     assert replies["319"] == ["bob", "alice", "@#dev #lobby"]
     assert replies["301"] == ["bob", "alice", "lunch"]
     assert replies["330"] == ["bob", "alice", "alice", "is logged in as"]
@@ -789,7 +789,7 @@ def test_account_tag_and_msgid() -> None:
     alice.send("PRIVMSG #lobby :hi", "@+typing=active TAGMSG #lobby")
     (line,) = raw_lines(bob)
     tags, _, rest = line.partition(" ")
-    assert rest == ":alice!user@twistedchat PRIVMSG #lobby :hi"
+    assert rest == ":alice!alice@twistedchat PRIVMSG #lobby :hi"
     assert "account=alice" in tags[1:].split(";")
     assert any(tag.startswith("msgid=") and tag[6:].isdigit() for tag in tags[1:].split(";"))
     assert alice.commands()[-1:] != ["421"]
@@ -815,7 +815,7 @@ def test_history_as_chathistory_batches() -> None:
     assert joined.startswith("@batch=h1;time=")
     assert joined.endswith(" :twistedchat.irc NOTICE #lobby :bob has joined")
     assert said.startswith("@batch=h1;time=")
-    assert said.endswith(" :bob!user@twistedchat PRIVMSG #lobby :said before")
+    assert said.endswith(" :bob!bob@twistedchat PRIVMSG #lobby :said before")
     assert ":twistedchat.irc BATCH -h1" in lines[start:]
     assert not any(" JOIN " in line and "bob!" in line for line in lines)
 
@@ -874,7 +874,7 @@ def test_room_numerics() -> None:
     assert alice.replies()[0][2][1].startswith("A topic can be at most 390 bytes")
     alice.send("MODE alice +i", "MODE alice")
     assert alice.replies() == [
-        ("alice!user@twistedchat", "MODE", ["alice", "+i"]),
+        ("alice!alice@twistedchat", "MODE", ["alice", "+i"]),
         ("twistedchat.irc", "221", ["alice", "+i"]),
     ]
 
@@ -893,8 +893,8 @@ def test_notices_stay_notices() -> None:
     bob.lines(), alice.replies(), carol.replies()
     alice.send("NOTICE #lobby :build passed", "NOTICE carol :psst", "NOTICE bob :hi")
     assert carol.replies() == [
-        ("alice!user@twistedchat", "NOTICE", ["#lobby", "build passed"]),
-        ("alice!user@twistedchat", "NOTICE", ["carol", "psst"]),
+        ("alice!alice@twistedchat", "NOTICE", ["#lobby", "build passed"]),
+        ("alice!alice@twistedchat", "NOTICE", ["carol", "psst"]),
     ]
     assert bob.lines() == ["-alice- build passed", "-*alice*- hi"]
     alice.send("NOTICE nobody :x", "NOTICE #nowhere :x", "PRIVMSG nobody :x")
@@ -917,10 +917,12 @@ def test_private_action_and_ctcp() -> None:
     alice.send("PRIVMSG bob :\x01ACTION waves\x01", "PRIVMSG bob :\x01VERSION\x01")
     assert bob.lines() == ["*alice* * alice waves"]
     alice.send("PRIVMSG carol :\x01VERSION\x01", "PRIVMSG #lobby :\x01VERSION\x01")
-    assert carol.replies() == [("alice!user@twistedchat", "PRIVMSG", ["carol", "\x01VERSION\x01"])]
+    assert carol.replies() == [("alice!alice@twistedchat", "PRIVMSG", ["carol", "\x01VERSION\x01"])]
     carol.send("NOTICE alice :\x01VERSION irssi 1.4\x01")
     replies = alice.replies()
-    assert replies == [("carol!user@twistedchat", "NOTICE", ["alice", "\x01VERSION irssi 1.4\x01"])]
+    assert replies == [
+        ("carol!carol@twistedchat", "NOTICE", ["alice", "\x01VERSION irssi 1.4\x01"])
+    ]
     assert bob.lines() == []
 
 
@@ -963,7 +965,7 @@ def test_small_commands() -> None:
     alice.replies()
     alice.send("USERHOST bob nobody", "ISON bob nobody alice")
     assert [p for _, _, p in alice.replies()] == [
-        ["alice", "bob=-user@twistedchat"],
+        ["alice", "bob=-bob@twistedchat"],
         ["alice", "bob alice"],
     ]
     alice.send("LUSERS", "VERSION", "TIME", "OPER a b", "KILL bob", "WHOWAS carol")
@@ -1014,7 +1016,7 @@ def test_limits_as_for_telnet() -> None:
     bob.transport.producer.pauseProducing()
     for _ in range(100):
         alice.protocol.session.say("x" * 100, "#lobby")
-    assert ("bob!user@twistedchat", "QUIT", ["SendQ exceeded"]) in alice.replies()
+    assert ("bob!bob@twistedchat", "QUIT", ["SendQ exceeded"]) in alice.replies()
     clock.advance(10)
     alice.send(*(f"PRIVMSG alice :{n}" for n in range(6)))
     assert alice.transport.producerState == "paused"
@@ -1040,13 +1042,13 @@ def test_invite() -> None:
     alice.send("INVITE carol #dev", "INVITE bob #dev", "INVITE bob #lobby")
     alice.send("INVITE nobody #dev", "INVITE carol #ops")
     assert alice.commands() == ["341", "341", "443", "401", "442"]
-    assert carol.replies() == [("alice!user@twistedchat", "INVITE", ["carol", "#dev"])]
+    assert carol.replies() == [("alice!alice@twistedchat", "INVITE", ["carol", "#dev"])]
     assert bob.lines() == ["*** alice invites you to #dev: /join #dev joins it."]
     bob.send(b"/invite alice #lobby\r\n/join #dev\r\n/invite carol\r\n")
     lines = bob.lines()
     assert lines[0] == "!!! alice is in #lobby already."
     assert lines[-1] == "*** You invited carol to #dev."
-    assert carol.replies() == [("bob!user@twistedchat", "INVITE", ["carol", "#dev"])]
+    assert carol.replies() == [("bob!bob@twistedchat", "INVITE", ["carol", "#dev"])]
 
 
 def test_review_fixes() -> None:
@@ -1089,8 +1091,8 @@ def test_echo_message_covers_ctcp_and_nickserv() -> None:
     alice.send("PRIVMSG bob :\x01VERSION\x01", "PRIVMSG NickServ :IDENTIFY zed secret-pw")
     replies = alice.replies()
     assert replies[:2] == [
-        ("alice!user@twistedchat", "PRIVMSG", ["bob", "\x01VERSION\x01"]),
-        ("alice!user@twistedchat", "PRIVMSG", ["NickServ", "IDENTIFY zed secret-pw"]),
+        ("alice!alice@twistedchat", "PRIVMSG", ["bob", "\x01VERSION\x01"]),
+        ("alice!alice@twistedchat", "PRIVMSG", ["NickServ", "IDENTIFY zed secret-pw"]),
     ]
     assert replies[2] == (
         "NickServ!NickServ@services",

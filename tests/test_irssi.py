@@ -248,7 +248,7 @@ def test_irssi_and_telnet_user_talk(server: ChatServer, irssi: Irssi, tmp_path: 
     irssi.wait_for("Join to #lobby was synced")
     bob = register(server, "bob")
     try:
-        irssi.wait_for("bob [user@twistedchat] has joined #lobby")
+        irssi.wait_for("bob [bob@twistedchat] has joined #lobby")
 
         irssi.type("/msg #lobby hello from irssi")
         assert bob.expect("<alice>") == "<alice> hello from irssi"

@@ -176,9 +176,9 @@ MAX_MODES = 4
 #: The longest topic an IRC client may set, in bytes (as Libera.Chat).
 TOPICLEN = 390
 
-#: The user and host every participant shows as, whatever its front end:
-#: no address is ever shown to others.
-USER = "user"
+#: The host every participant shows as, whatever its front end: no
+#: address is ever shown to others. The user part is the nickname (see
+#: L{_source}).
 HOST = "twistedchat"
 
 
@@ -266,7 +266,12 @@ def irc_server_name(name: str) -> str:
 
 
 def _source(nickname: str) -> str:
-    return f"{nickname}!{USER}@{HOST}"
+    """
+    How a participant shows to IRC users: C{nick!nick@twistedchat}. The
+    user part is the nickname, so that the ban masks IRC clients make from
+    it (irssi's C{*!*alice@twistedchat}) name someone (L{_ban_nickname}).
+    """
+    return f"{nickname}!{nickname}@{HOST}"
 
 
 def _line(source: str, command: str, *params: str) -> str:
@@ -782,7 +787,14 @@ class IRCChat(BoundedLineReceiver):
                 for nickname in nicknames:
                     flags = ("G" if nickname in gone else "H") + ("@" if nickname in marked else "")
                     self._numeric(
-                        irc.RPL_WHOREPLY, room, USER, HOST, server, nickname, flags, f"0 {nickname}"
+                        irc.RPL_WHOREPLY,
+                        room,
+                        nickname,
+                        HOST,
+                        server,
+                        nickname,
+                        flags,
+                        f"0 {nickname}",
                     )
             case Names(room=room, nicknames=nicknames, operators=operators):
                 marked = set(operators)
@@ -905,7 +917,7 @@ class IRCChat(BoundedLineReceiver):
         313, 301, 330 and 318.
         """
         nickname, server = whois.nickname, self._server
-        self._numeric(irc.RPL_WHOISUSER, nickname, USER, HOST, "*", nickname)
+        self._numeric(irc.RPL_WHOISUSER, nickname, nickname, HOST, "*", nickname)
         operator_of = set(whois.operator_of)
         rooms = [f"@{r}" if r in operator_of else r for r in whois.rooms]
         for piece in split_text(" ".join(rooms), 400) if rooms else []:
@@ -1515,7 +1527,7 @@ class IRCChat(BoundedLineReceiver):
                 flags = "G" if participant.away else "H"
                 server = self._server
                 self._numeric(
-                    irc.RPL_WHOREPLY, "*", USER, HOST, server, nickname, flags, f"0 {nickname}"
+                    irc.RPL_WHOREPLY, "*", nickname, HOST, server, nickname, flags, f"0 {nickname}"
                 )
         self._numeric(irc.RPL_ENDOFWHO, mask, "End of /WHO list")
 
@@ -1558,7 +1570,8 @@ class IRCChat(BoundedLineReceiver):
             if participant is not None and participant.nickname is not None:
                 oper = "*" if self.factory.is_server_operator(participant) else ""
                 away = "-" if participant.away else "+"
-                replies.append(f"{participant.nickname}{oper}={away}{USER}@{HOST}")
+                nickname = participant.nickname
+                replies.append(f"{nickname}{oper}={away}{nickname}@{HOST}")
         self._numeric(irc.RPL_USERHOST, " ".join(replies))
 
     def _ison(self, message: Message) -> None:
@@ -1812,7 +1825,13 @@ class IRCChat(BoundedLineReceiver):
             self._numeric(irc.ERR_CHANOPRIVSNEEDED, target, "You're not channel operator")
         except InvalidNickname as e:
             if nickname:
-                self._numeric(ERR_INVALIDMODEPARAM, target, "b", nickname, str(e))
+                self._numeric(
+                    ERR_INVALIDMODEPARAM,
+                    target,
+                    "b",
+                    nickname,
+                    "Bans here are by nickname: nick!*@* or *!nick@* (" + str(e) + ")",
+                )
             else:
                 self._numeric(irc.ERR_ERRONEUSNICKNAME, target, str(e))
         except RoomError as e:
@@ -1889,12 +1908,18 @@ def _clean(text: str) -> str:
 
 def _ban_nickname(mask: str) -> str:
     """
-    The nickname a ban mask names: C{nick} or C{nick!user@host} (bans
-    here are by nickname; whatever follows C{!} is ignored). A mask with
-    a wildcard in the nickname is returned as it is, and refused as no
-    nickname.
+    The nickname a ban mask names (bans here are by nickname, or by the
+    account of whoever has it): C{nick}, C{nick!user@host}, or, when the
+    nickname part has wildcards, the user part, which is the nickname
+    here (L{_source}): C{*!*alice@twistedchat}, C{*!~alice@*}. A mask
+    naming nobody (C{*!*@*}) is returned as it is and refused as no
+    nickname (696).
     """
-    return mask.partition("!")[0]
+    nickname, _, rest = mask.partition("!")
+    if "*" not in nickname and "?" not in nickname:
+        return nickname
+    user = rest.partition("@")[0].lstrip("*~")
+    return user if user and "*" not in user and "?" not in user else mask
 
 
 def _closing_reason(event: Event) -> str:
