@@ -541,14 +541,14 @@ def test_nickserv_register_logs_in() -> None:
     )
 
 
-def test_sasl_plain_logs_in_and_takes_the_nickname_over() -> None:
+def test_sasl_plain_logs_in() -> None:
     """
     CAP LS 302 offers sasl=PLAIN; AUTHENTICATE PLAIN with the right
     password gives 900 and 903, and CAP END registers the client as the
-    account's nickname, ghosting the connection that held it.
+    account's nickname.
     """
     factory, old = registered_alice()
-    old.replies()
+    old.send("QUIT")
     alice = IRCClient(factory, port=50101)
     replies = sasl_start(alice, "alice")
     ls = next(params for _, command, params in replies if command == "CAP" and params[1] == "LS")
@@ -561,6 +561,38 @@ def test_sasl_plain_logs_in_and_takes_the_nickname_over() -> None:
     assert replies[0][1:] == ("001", replies[0][2]) and replies[0][2][0] == "alice"
     assert "900" not in [command for _, command, _ in replies]
     assert factory.participant("alice") is alice.protocol.session
+
+
+def test_a_nickname_in_use_is_regained_on_purpose() -> None:
+    """
+    A client logged in with SASL whose nickname another connection holds
+    (its stale one, or a second client of the same account) is not given
+    it at registration, or two clients would take it from each other at
+    every reconnect: 433, then, once welcomed under another nickname, a
+    NickServ notice saying how to take it; NickServ REGAIN alice then
+    takes it, closing the other connection.
+    """
+    factory, old = registered_alice()
+    old.replies()
+    alice = IRCClient(factory, port=50101)
+    sasl_start(alice, "alice")
+    alice.send(f"AUTHENTICATE {plain('', 'alice', PASSWORD)}", "CAP END")
+    replies = alice.replies()
+    assert [c for _, c, _ in replies][2] == "433"
+    alice.send("NICK alice_")
+    replies = alice.replies()
+    assert (
+        "NickServ!NickServ@services",
+        "NOTICE",
+        [
+            "alice_",
+            "You are alice_: alice is registered or in use. "
+            "/msg NickServ IDENTIFY alice PASSWORD (or REGAIN) takes it.",
+        ],
+    ) in replies
+    assert "ERROR" not in old.commands()
+    alice.send("PRIVMSG NickServ :REGAIN alice")
+    assert ("alice_!alice_@twistedchat", "NICK", ["alice"]) in alice.replies()
     assert "ERROR" in old.commands()
 
 
@@ -570,7 +602,8 @@ def test_sasl_wrong_password_fails_after_the_delay() -> None:
     delay has passed; the client may then register without an account,
     and the registered nickname is refused with 433.
     """
-    factory, _ = registered_alice()
+    factory, alice = registered_alice()
+    alice.send("QUIT")
     mallory = IRCClient(factory, port=50101)
     sasl_start(mallory, "alice")
     mallory.send(f"AUTHENTICATE {plain('alice', 'alice', 'wrong password')}")
@@ -641,7 +674,9 @@ def test_pass_logs_in_as_the_client_registers() -> None:
     """
     PASS before NICK and USER is the password of the nickname: right, the
     client registers as it, logged in (900); wrong, 464 then 433, and the
-    client's next nickname registers.
+    client's next nickname registers. PASS account:password logs in to
+    the account whatever the nickname; for a nickname nobody registered,
+    PASS is ignored without a word.
     """
     factory, old = registered_alice()
     old.send("QUIT")
@@ -650,6 +685,7 @@ def test_pass_logs_in_as_the_client_registers() -> None:
     commands = alice.commands()
     assert commands[0] == "001" and "900" in commands
     assert alice.protocol.session.nickname == "alice"
+    alice.send("QUIT")
     mallory = IRCClient(factory, port=50102)
     mallory.send("PASS :guess-guess", "NICK alice", "USER m 0 * :M")
     factory.clock.advance(1)  # type: ignore[attr-defined]
@@ -657,6 +693,15 @@ def test_pass_logs_in_as_the_client_registers() -> None:
     assert commands[-2:] == ["464", "433"]
     mallory.send("NICK alice_")
     assert mallory.commands()[0] == "001"
+    bouncer = IRCClient(factory, port=50103)
+    bouncer.send(f"PASS alice:{PASSWORD}", "NICK alice", "USER b 0 * :B")
+    assert "900" in bouncer.commands()
+    assert bouncer.protocol.session.nickname == "alice"
+    dave = IRCClient(factory, port=50104)
+    dave.send("PASS :whatever-pw", "NICK dave", "USER d 0 * :D")
+    notices = [params[-1] for _, command, params in dave.replies() if command == "NOTICE"]
+    assert dave.protocol.session.nickname == "dave"
+    assert not any("password" in text for text in notices)
 
 
 def test_nickserv_identify_takes_the_nickname() -> None:

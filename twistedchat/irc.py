@@ -562,6 +562,9 @@ class IRCChat(BoundedLineReceiver):
         # for (all if empty).
         self._part_reason = ""
         self._listing: set[str] = set()
+        # The nickname asked for at registration and refused (registered,
+        # or in use), to say how to take it once welcomed.
+        self._wanted = ""
         # The last Error reply's text: why the session closed, if it did.
         self._last_error = "Closed"
         # History batches sent so far (their references are h1, h2, ...).
@@ -760,6 +763,7 @@ class IRCChat(BoundedLineReceiver):
                 if self._password:
                     self._numeric(irc.ERR_PASSWDMISMATCH, "Password incorrect")
                 self._password = ""
+                self._wanted = nickname
                 self._numeric(
                     irc.ERR_NICKNAMEINUSE,
                     nickname,
@@ -772,6 +776,15 @@ class IRCChat(BoundedLineReceiver):
                 self._welcome(nickname, count)
                 if room is not None:
                     self.reply(room)
+                wanted, self._wanted = self._wanted, ""
+                if wanted and nickname_key(wanted) != nickname_key(nickname):
+                    # Clients hide the 433 that came before the welcome.
+                    self._services = True
+                    self._notice(
+                        f"You are {nickname}: {wanted} is registered or in use. "
+                        f"/msg {NICKSERV} IDENTIFY {wanted} PASSWORD (or REGAIN) takes it."
+                    )
+                    self._services = False
             case RoomJoined(room=room, topic=topic, members=members, already=already):
                 if already:
                     return
@@ -1205,10 +1218,19 @@ class IRCChat(BoundedLineReceiver):
         done = self.session.authenticate(authcid, password).addCallback(self._authenticated)
         self._gate.wait_for(done)
 
-    def _authenticated(self, proved: bool) -> None:
+    def _authenticated(self, proved: bool, quiet: bool = False) -> None:
+        """
+        Answer an account check: 900 and 903, or 904 (IRCv3 SASL 3.1); with
+        C{quiet} (a PASS account:password), 900 or 464, and go on
+        registering.
+        """
         if self._closed:
             return
-        if proved:
+        if quiet:
+            if not proved:
+                self._numeric(irc.ERR_PASSWDMISMATCH, "Password incorrect")
+            self._register()
+        elif proved:
             self._logged_in()
             self._numeric(RPL_SASLSUCCESS, "SASL authentication successful")
         else:
@@ -1261,7 +1283,12 @@ class IRCChat(BoundedLineReceiver):
         except InvalidNickname as e:
             self._numeric(irc.ERR_ERRONEUSNICKNAME, nickname, str(e))
         except Refused as e:
-            self._numeric(irc.ERR_NICKNAMEINUSE, nickname, str(e))
+            accounts = self.factory.accounts
+            if self._online(nickname) is None and accounts and accounts.is_registered(nickname):
+                text = f"The nickname {nickname} is registered: /msg {NICKSERV} IDENTIFY "
+                self._numeric(irc.ERR_NICKNAMEINUSE, nickname, text + f"{nickname} PASSWORD")
+            else:
+                self._numeric(irc.ERR_NICKNAMEINUSE, nickname, str(e))
         except BannedFromRoom as e:
             self._numeric(ERR_BANNICKCHANGE, nickname, e.room, str(e))
         return None
@@ -1285,6 +1312,14 @@ class IRCChat(BoundedLineReceiver):
         self._services = True
         if command == "REGISTER" and arguments:
             self._proving(lambda: session.register_account(arguments[0]))
+        elif command in ("REGAIN", "RECOVER") and len(arguments) == 1:
+            nickname = arguments[0]
+            account = session.account
+            if account is not None and account.nickname_key == nickname_key(nickname):
+                self._proving(lambda: self._rename(nickname))
+            else:
+                self._notice(f"Log in as {nickname} first, or give its password.")
+                self._services = False
         elif command == "IDENTIFY" and len(arguments) == 1:
             self._proving(lambda: session.identify(arguments[0]))
         elif command in ("IDENTIFY", "REGAIN", "RECOVER") and len(arguments) == 2:
@@ -1341,6 +1376,31 @@ class IRCChat(BoundedLineReceiver):
         if session.state is not State.AWAITING_NICKNAME:
             return
         nickname, password = self._nick, self._password
+        accounts = self.factory.accounts
+        if self._online(nickname) is not None:
+            # Never taken over at registration: two clients of one account
+            # would take it from each other at every reconnect. NickServ
+            # REGAIN does it on purpose.
+            self._wanted = nickname
+            self._numeric(
+                irc.ERR_NICKNAMEINUSE,
+                nickname,
+                f"The nickname {nickname} is in use; if it is yours, take another one and "
+                f"/msg {NICKSERV} REGAIN {nickname} PASSWORD",
+            )
+            return
+        account, _, secret = password.partition(":")
+        if secret and accounts is not None and accounts.is_registered(account):
+            # PASS account:password, as bouncers and Ergo take it.
+            self._password = ""
+            self._proving(
+                lambda: session.authenticate(account, secret).addCallback(
+                    lambda proved: self._authenticated(proved, quiet=True)
+                )
+            )
+            return
+        if accounts is None or not accounts.is_registered(nickname):
+            password = ""  # no "the password was not used" notice for IRC
 
         def register() -> Deferred[None] | None:
             try:
