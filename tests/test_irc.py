@@ -246,7 +246,12 @@ def test_history_replayed_as_notices() -> None:
     client = IRCClient(factory)
     replies = client.register("alice")
     notices = [p for _, c, p in replies if c == "NOTICE" and p[0] == "#lobby"]
-    assert notices and notices[-1][1].endswith("UTC] <bob> said before")
+    assert [text for _, text in notices] == [
+        "The last 1 line said here:",
+        "[1970-01-01 00:00:00 UTC] *** bob has joined",
+        "[1970-01-01 00:00:00 UTC] <bob> said before",
+        "End of history.",
+    ]
     assert "PRIVMSG" not in [c for _, c, _ in replies]
 
 
@@ -1148,3 +1153,41 @@ def test_echo_message_covers_ctcp_and_nickserv() -> None:
     carol.replies()
     carol.send("PRIVMSG bob :\x01PING 1\x01")
     assert carol.replies() == []
+
+
+def test_private_history_shows_who_it_was_to() -> None:
+    """
+    On logging in again, the private messages replayed (as NOTICEs to
+    oneself, without batch) show one's own as "-> *bob* text", as telnet
+    does, not as if sent to oneself.
+    """
+    factory, alice = registered_alice()
+    bob = IRCClient(factory, 50101)
+    bob.register("bob")
+    alice.send("PRIVMSG bob :psst", "QUIT")
+    again = IRCClient(factory, 50102)
+    again.send(f"PASS :{PASSWORD}", "NICK alice", "USER a 0 * :A")
+    texts = [params[-1] for _, command, params in again.replies() if command == "NOTICE"]
+    assert any(text.endswith("UTC] -> *bob* psst") for text in texts), texts
+
+
+def test_list_masks_and_missing_rooms() -> None:
+    """
+    LIST #d* lists the rooms matching the mask, and an ELIST condition
+    alone lists every room; a message to a room nobody created is 403
+    (404 is for one that exists); a JOIN of a name too long is 403 with
+    the reason; 005 says the server speaks UTF-8 only.
+    """
+    client = IRCClient(chat())
+    burst = client.register("alice")
+    assert "UTF8ONLY" in next(params for _, c, params in burst if c == "005")
+    client.send("JOIN #dev,#docs,#ops")
+    client.replies()
+    client.send("LIST #d*")
+    assert [p[1] for _, c, p in client.replies() if c == "322"] == ["#dev", "#docs"]
+    client.send("LIST >1")
+    assert len([c for c in client.commands() if c == "322"]) == 4
+    client.send("PRIVMSG #nowhere :hi", "JOIN #" + "x" * 60)
+    replies = client.replies()
+    assert [(c, p[1]) for _, c, p in replies] == [("403", "#nowhere"), ("403", "#" + "x" * 60)]
+    assert replies[1][2][-1] == "A room name can be at most 50 characters long."

@@ -21,6 +21,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from functools import partial
 from typing import cast
 
@@ -70,7 +71,7 @@ from twistedchat.events import (
 from twistedchat.factory import ChatFactory, IParticipant, NoSuchNickname
 from twistedchat.flood import InputGate, Reader
 from twistedchat.framing import BoundedLineReceiver
-from twistedchat.history import Record
+from twistedchat.history import Record, is_conversation
 from twistedchat.nicknames import InvalidNickname, nickname_key
 from twistedchat.protocol import (
     CLOSE_TIMEOUT,
@@ -821,7 +822,11 @@ class IRCChat(BoundedLineReceiver):
             case RoomList(rooms=rooms):
                 self._numeric(irc.RPL_LISTSTART, "Channel", "Users  Name")
                 if self._listing:
-                    rooms = [r for r in rooms if room_key(r.name) in self._listing]
+                    rooms = [
+                        r
+                        for r in rooms
+                        if any(fnmatchcase(room_key(r.name), p) for p in self._listing)
+                    ]
                 for summary in rooms:
                     self._numeric(
                         irc.RPL_LIST, summary.name, str(summary.members), _no_breaks(summary.topic)
@@ -872,12 +877,20 @@ class IRCChat(BoundedLineReceiver):
             else:
                 groups[room].append(record)
         if not {"batch", "server-time"} <= self._caps:
+            said = sum(1 for record in groups[room] if is_conversation(record.event))
+            lines = "1 line" if said == 1 else f"{said} lines"
+            start = f"The last {lines} said here:" if said else "Who came and went lately:"
+            if groups[room]:
+                self._send(_line(server, "NOTICE", room, start))
             for target, records in groups.items():
+                # Private messages go to the user's own nickname, one's
+                # own as "-> *bob* text", as telnet shows them.
                 to = room if target == room else me
                 for record in records:
-                    when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(record.at))
-                    text = render_line(record.event).decode("utf-8").rstrip("\r\n")
-                    self._send(_line(server, "NOTICE", to, f"[{when} UTC] {_no_breaks(text)}"))
+                    text = render_history(record, replay.viewer).decode("utf-8")
+                    self._send(_line(server, "NOTICE", to, text.rstrip("\r\n")))
+            if groups[room]:
+                self._send(_line(server, "NOTICE", room, "End of history."))
             return
         for target, records in groups.items():
             if not records:
@@ -1000,6 +1013,7 @@ class IRCChat(BoundedLineReceiver):
             "PREFIX=(o)@",
             "TARGMAX=JOIN:,KICK:4,LIST:,NAMES:,NOTICE:4,PART:,PRIVMSG:4,WHOIS:1",
             f"TOPICLEN={TOPICLEN}",
+            "UTF8ONLY",
             "are supported by this server",
         ]
 
@@ -1515,6 +1529,10 @@ class IRCChat(BoundedLineReceiver):
             call = partial(session.ctcp, target, ctcp, notice)
         elif room and action:
             call = partial(session.act, text, target)
+        elif room and self._no_room(target):
+            if not notice:
+                self._numeric(irc.ERR_NOSUCHCHANNEL, target, "No such channel")
+            return
         elif room:
             call = partial(session.say, text, target, notice)
         else:
@@ -1554,10 +1572,11 @@ class IRCChat(BoundedLineReceiver):
 
     def _list(self, message: Message) -> None:
         """
-        LIST [#ROOM[,#ROOM...]]: every room, or those named.
+        LIST [#ROOM[,#ROOM...]]: every room, or those named, with C{*} and
+        C{?} as wildcards; ELIST conditions (C{>5}, C{T<10}) are ignored.
         """
         names = message.params[0].split(",") if message.params else []
-        self._listing = {room_key(name) for name in names if name}
+        self._listing = {room_key(name) for name in names if name.startswith("#")}
         try:
             self.session.list_rooms()
         finally:
@@ -1643,6 +1662,17 @@ class IRCChat(BoundedLineReceiver):
         words = " ".join(message.params).split()
         online = [p.nickname for p in map(self._online, words) if p is not None and p.nickname]
         self._numeric(irc.RPL_ISON, " ".join(online))
+
+    def _no_room(self, name: str) -> bool:
+        """
+        Whether no room has the name C{name} (a message to it is 403, not
+        404).
+        """
+        try:
+            self.factory.room(name)
+        except RoomError:
+            return True
+        return False
 
     def _online(self, nickname: str) -> IParticipant | None:
         try:
@@ -1877,7 +1907,9 @@ class IRCChat(BoundedLineReceiver):
                 self._numeric(not_in_room, target, "You're not on that channel")
         except NoSuchNickname:
             self._numeric(irc.ERR_NOSUCHNICK, nickname or target, "No such nick/channel")
-        except (InvalidRoomName, NoSuchRoom):
+        except InvalidRoomName as e:
+            self._numeric(irc.ERR_NOSUCHCHANNEL, target, str(e))
+        except NoSuchRoom:
             self._numeric(irc.ERR_NOSUCHCHANNEL, target, "No such channel")
         except BannedFromRoom:
             self._numeric(irc.ERR_BANNEDFROMCHAN, target, "Cannot join channel (+b)")
