@@ -19,7 +19,8 @@ class Lines(BoundedLineReceiver):
     delimiter = b"\n"
     MAX_LENGTH = 8
 
-    def __init__(self) -> None:
+    def __init__(self, delimiter: bytes = b"\n") -> None:
+        self.delimiter = delimiter
         self.lines: list[bytes] = []
         self.too_long = 0
 
@@ -30,15 +31,19 @@ class Lines(BoundedLineReceiver):
         self.too_long += 1
 
 
-@given(st.lists(st.integers(min_value=1, max_value=40), max_size=10))
-def test_long_line_skipped_however_split(cuts: list[int]) -> None:
+@given(
+    st.lists(st.integers(min_value=1, max_value=50), max_size=10),
+    st.sampled_from([b"\n", b"\r\n"]),
+)
+def test_long_line_skipped_however_split(cuts: list[int], delimiter: bytes) -> None:
     """
     Whatever reads the input arrives in, the short lines around an
     over-long one are received whole and in order, and the long one is
-    reported once and never received.
+    reported once and never received; also with a delimiter of two bytes
+    split between two reads.
     """
-    data = b"one\n" + b"x" * 30 + b"\ntwo\nthree\n"
-    receiver = Lines()
+    data = delimiter.join([b"one", b"x" * 30, b"two", b"three", b""])
+    receiver = Lines(delimiter)
     start = 0
     for cut in sorted(set(cuts)):
         receiver.dataReceived(data[start:cut])

@@ -110,7 +110,7 @@ class PrivateMessage(Event):
 class Ctcp(Event):
     """
     A CTCP C{payload} (C{VERSION}, C{PING 123}, ...: the text between the
-    C{\x01} bytes) from C{sender} to C{recipient}, a query, or the C{reply}
+    C{\\x01} bytes) from C{sender} to C{recipient}, a query, or the C{reply}
     to one: passed between IRC users, shown to nobody else, not recorded.
     """
 
@@ -329,11 +329,14 @@ class AwaySet(Event):
 
 
 @dataclass
-class AwayChanged(Away):
+class AwayChanged(Event):
     """
     C{nickname} went away saying C{text}, or came back (C{""}): delivered
     (not recorded) to everyone sharing a room with them.
     """
+
+    nickname: str
+    text: str
 
 
 @dataclass

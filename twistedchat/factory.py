@@ -1071,9 +1071,9 @@ class ChatFactory(ServerFactory):
         target = self.participant(recipient)
         assert sender.nickname is not None and target.nickname is not None
         event = Ctcp(sender.nickname, target.nickname, payload, reply)
-        target.deliver(event)
-        if sender.echo and sender is not target:
-            sender.deliver(event)
+        self._fan_out(
+            event, (target, sender) if sender.echo and sender is not target else (target,)
+        )
 
     def invite(self, inviter: IParticipant, name: str, nickname: str) -> str:
         """
@@ -1092,7 +1092,7 @@ class ChatFactory(ServerFactory):
         if room.key in target.rooms:
             raise AlreadyInRoom(room.name, f"{target.nickname} is in {room.name} already.")
         invited: str = target.nickname
-        target.deliver(Invited(inviter.nickname, invited, room.name))
+        self._fan_out(Invited(inviter.nickname, invited, room.name), (target,))
         return invited
 
     def set_away(self, participant: IParticipant, text: str) -> None:

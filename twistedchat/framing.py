@@ -17,8 +17,11 @@ class BoundedLineReceiver(LineReceiver):
     dropped, however many reads it takes to arrive.
     """
 
-    # Set while the rest of an over-long line is being thrown away.
+    # Set while the rest of an over-long line is being thrown away; with
+    # the end of what was thrown away, which may hold the start of a
+    # delimiter of several bytes.
     _discarding = False
+    _discarded_tail = b""
     # Input that followed an over-long line in the same read.
     _after_long_line = b""
 
@@ -29,10 +32,13 @@ class BoundedLineReceiver(LineReceiver):
         """
         while True:
             if self._discarding:
+                data = self._discarded_tail + data
                 end = data.find(self.delimiter)
                 if end == -1:
+                    self._discarded_tail = data[len(data) - len(self.delimiter) + 1 :]
                     return
                 self._discarding = False
+                self._discarded_tail = b""
                 data = data[end + len(self.delimiter) :]
             LineReceiver.dataReceived(self, data)
             data, self._after_long_line = self._after_long_line, b""
@@ -50,6 +56,7 @@ class BoundedLineReceiver(LineReceiver):
         end = line.find(self.delimiter)
         if end == -1:
             self._discarding = True
+            self._discarded_tail = line[len(line) - len(self.delimiter) + 1 :]
         else:
             self._after_long_line = line[end + len(self.delimiter) :]
 

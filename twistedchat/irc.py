@@ -26,7 +26,14 @@ from functools import partial
 from typing import cast
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IAddress, IConsumer, IDelayedCall, ITCPTransport
+from twisted.internet.interfaces import (
+    IAddress,
+    IConsumer,
+    IDelayedCall,
+    IHandshakeListener,
+    INegotiated,
+    ITCPTransport,
+)
 from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -95,7 +102,14 @@ from twistedchat.rooms import (
 )
 from twistedchat.sanitize import clean_line
 from twistedchat.sendq import SendQueue
-from twistedchat.session import DEFAULT_HISTORY, ChatSession, IFrontEnd, Refused, State
+from twistedchat.session import (
+    DEFAULT_HISTORY,
+    ChatSession,
+    IFrontEnd,
+    NicknameHeld,
+    Refused,
+    State,
+)
 
 #: The longest IRC line without tags, CRLF included (RFC 1459 section 2.3).
 MAX_LINE = 512
@@ -275,16 +289,17 @@ def _source(nickname: str) -> str:
     return f"{nickname}!{nickname}@{HOST}"
 
 
-def _line(source: str, command: str, *params: str) -> str:
+def _line(source: str | None, command: str, *params: str) -> str:
     """
-    Format an IRC line: the last parameter is always sent as a trailing
-    one (after C{:}), so that it may hold spaces or be empty, and never
-    holds CR, LF or NUL (L{_no_breaks}). If the line
-    would be longer than L{MAX_LINE}, the last parameter is shortened at a
-    character and ends in C{…}, so that the cut shows (a topic, a reason:
-    text that cannot be split over several lines).
+    Format an IRC line (without a source if C{source} is C{None}): the
+    last parameter is always sent as a trailing one (after C{:}), so that
+    it may hold spaces or be empty, and never holds CR, LF or NUL
+    (L{_no_breaks}). If the line would be longer than L{MAX_LINE}, the
+    last parameter is shortened at a character and ends in C{…}, so that
+    the cut shows (a topic, a reason: text that cannot be split over
+    several lines).
     """
-    head = " ".join([f":{source}", command, *params[:-1]])
+    head = " ".join([*([f":{source}"] if source is not None else []), command, *params[:-1]])
     if not params:
         return head
     last = _no_breaks(params[-1])
@@ -323,15 +338,19 @@ def split_text(text: str, limit: int) -> list[str]:
 
     @param limit: bytes, at least 4 (the longest UTF-8 character).
     """
+    data = text.encode("utf-8")
     pieces: list[str] = []
-    while len(text.encode("utf-8")) > limit:
-        cut = len(text.encode("utf-8")[:limit].decode("utf-8", "ignore"))
-        space = text.rfind(" ", 0, cut)
-        if space > 0:
+    start = 0
+    while len(data) - start > limit:
+        cut = start + limit
+        while data[cut] & 0xC0 == 0x80:  # not in the middle of a character
+            cut -= 1
+        space = data.rfind(b" ", start + 1, cut)
+        if space != -1:
             cut = space + 1
-        pieces.append(text[:cut])
-        text = text[cut:]
-    pieces.append(text)
+        pieces.append(data[start:cut].decode("utf-8"))
+        start = cut
+    pieces.append(data[start:].decode("utf-8"))
     return pieces
 
 
@@ -378,8 +397,10 @@ def _event_lines(event: Event) -> list[str]:
             return [f":{_source(nickname)} JOIN {room}"]
         case Left(nickname=nickname, reason=reason, room=""):
             return [_line(_source(nickname), "QUIT", _no_breaks(reason))]
+        case Left(nickname=nickname, reason="", room=room):
+            return [f":{_source(nickname)} PART {room}"]
         case Left(nickname=nickname, reason=reason, room=room):
-            return [_line(_source(nickname), "PART", room, _no_breaks(reason))]
+            return [_line(_source(nickname), "PART", room, reason)]
         case NicknameChanged(old=old, new=new):
             return [_line(_source(old), "NICK", new)]
         case TopicChanged(room=room, nickname=nickname, topic=topic):
@@ -400,7 +421,7 @@ def _event_lines(event: Event) -> list[str]:
         case Invited(inviter=inviter, nickname=nickname, room=room):
             return [f":{_source(inviter)} INVITE {nickname} {room}"]
         case Ghosted() | Killed() | ServerShutdown():
-            return [f"ERROR :{_closing_reason(event)}"]
+            return [_closing_line(event)]
     return []
 
 
@@ -443,12 +464,13 @@ class Renderers:
     """
     The renderers of chat events for IRC clients, one per set of IRCv3
     capabilities that changes the lines (C{server-time}, C{message-tags},
-    C{account-tag}, C{away-notify}), each made once, so that an event is
-    formatted once per set for all IRC recipients (L{Event.render}).
+    C{account-tag}), each made once, so that an event is formatted once
+    per set for all IRC recipients (L{Event.render}).
     """
 
-    #: The capabilities that change how events are rendered.
-    CAPABILITIES = frozenset({"server-time", "message-tags", "account-tag", "away-notify"})
+    #: The capabilities that change how events are rendered (away-notify
+    #: changes which are sent: see L{IRCChat.deliver}).
+    CAPABILITIES = frozenset({"server-time", "message-tags", "account-tag"})
 
     def __init__(self, chat: ChatFactory) -> None:
         self._chat = chat
@@ -473,16 +495,9 @@ class Renderers:
         C{capabilities} asked for: C{time} (server-time), C{msgid}
         (message-tags: the event's id), C{account} (account-tag: the
         account the acting user proved, looked up now, as a fan-out is
-        synchronous); an C{AWAY} line only with away-notify, also after
-        the JOIN of a user who is away (IRCv3 away-notify).
+        synchronous).
         """
-        if isinstance(event, AwayChanged) and "away-notify" not in capabilities:
-            return b""
         data = event.render(render_irc)
-        if isinstance(event, Joined) and "away-notify" in capabilities:
-            away = self._away(event.nickname)
-            if away:
-                data += f":{_source(event.nickname)} AWAY :{_no_breaks(away)}\r\n".encode()
         tags = []
         if "server-time" in capabilities:
             tags.append(f"time={_time_tag(event.at or self._chat.clock.seconds())}")
@@ -510,12 +525,8 @@ class Renderers:
         account = None if participant is None else participant.account
         return "" if account is None else account.nickname_key
 
-    def _away(self, nickname: str) -> str:
-        participant = self._participant(nickname)
-        return "" if participant is None else participant.away
 
-
-@implementer(IFrontEnd)
+@implementer(IFrontEnd, IHandshakeListener)
 class IRCChat(BoundedLineReceiver):
     """
     One IRC connection: framing, registration and commands, turned into
@@ -563,11 +574,17 @@ class IRCChat(BoundedLineReceiver):
         # for (all if empty).
         self._part_reason = ""
         self._listing: set[str] = set()
+        # Whether the registration being answered gave a password.
+        self._password_tried = False
         # The nickname asked for at registration and refused (registered,
         # or in use), to say how to take it once welcomed.
         self._wanted = ""
         # The last Error reply's text: why the session closed, if it did.
         self._last_error = "Closed"
+        # Whether the client asked for echo-message and away-notify (kept
+        # apart from _caps for the broadcast path).
+        self._echo_message = False
+        self._away_notify = False
         # History batches sent so far (their references are h1, h2, ...).
         self._batches = 0
         # User mode +i, which changes nothing here but what MODE says.
@@ -585,8 +602,14 @@ class IRCChat(BoundedLineReceiver):
         refusal = factory.admission(host)
         if refusal is not None:
             self._closed = True
-            self.transport.write(f"ERROR :Closing Link: {HOST} ({refusal})\r\n".encode())
+            self._log.info("refused IRC {peer}: {reason}", peer=self._peer, reason=refusal)
+            error = _line(None, "ERROR", f"Closing Link: {HOST} ({refusal})")
+            self.transport.write(f"{error}\r\n".encode())
             self.transport.loseConnection()
+            # A TLS connection whose handshake never ends would not close.
+            self._close_timer = factory.clock.callLater(
+                CLOSE_TIMEOUT, self.transport.abortConnection
+            )
             return
         self._log.info("IRC connection from {peer}", peer=self._peer)
         keep_alive(self.transport)
@@ -596,6 +619,9 @@ class IRCChat(BoundedLineReceiver):
             factory.max_sendq,
             self,
             timeout=factory.sendq_timeout,
+            # Only TLS transports negotiate (ALPN); they tell
+            # handshakeCompleted.
+            handshaking=INegotiated.providedBy(self.transport),
         )
         self._render = self.renderers.renderer(self._caps)
         self.session = ChatSession(factory, self, host, self._peer)
@@ -613,6 +639,14 @@ class IRCChat(BoundedLineReceiver):
         )
         self.session.open(nickname_follows=True)
         self._activity()
+
+    def handshakeCompleted(self) -> None:
+        """
+        The TLS handshake is done (L{IHandshakeListener}): from now on a
+        transport that asks to pause is backed up.
+        """
+        if self._output is not None:
+            self._output.handshaking = False
 
     def _activity(self) -> None:
         """
@@ -666,7 +700,8 @@ class IRCChat(BoundedLineReceiver):
         if self._closed:
             return
         if not self._error_sent:
-            self._send(f"ERROR :Closing Link: {HOST} ({self._farewell or self._last_error})")
+            reason = self._farewell or self._last_error
+            self._send(_line(None, "ERROR", f"Closing Link: {HOST} ({reason})"))
         self._closed = True
         self._stop_pinging()
         self._gate.stop()
@@ -684,10 +719,17 @@ class IRCChat(BoundedLineReceiver):
         """
         if self._closed:
             return
+        output = self._output
+        assert output is not None
+        self._log.info(
+            "SendQ exceeded for IRC {peer} ({nickname}): {waiting} bytes waiting",
+            peer=self._peer,
+            nickname=self.session.nickname or "not registered",
+            waiting=output.waiting,
+        )
         self._closed = True
         self._gate.stop()
-        assert self._output is not None
-        self._output.clear()
+        output.clear()
         self.factory.clock.callLater(0, self._cut_off)
 
     def _cut_off(self) -> None:
@@ -707,7 +749,7 @@ class IRCChat(BoundedLineReceiver):
         The client's nickname: the registered one, else the one given so
         far, else C{*} (the first parameter of numerics and NOTICEs).
         """
-        return self.session.nickname or _token(self._nick or "*")
+        return self.session.nickname or "*"
 
     def _numeric(self, code: str, *params: str) -> None:
         """
@@ -731,20 +773,34 @@ class IRCChat(BoundedLineReceiver):
 
     def deliver(self, event: Event) -> None:
         """
-        Send C{event} as IRC lines; see L{render_irc}.
+        Send C{event} as IRC lines, with the tags the client asked for
+        (L{Renderers}); others' away changes only with away-notify, which
+        also follows the JOIN of someone away with their AWAY (IRCv3
+        away-notify).
         """
-        if not self._closed:
-            assert self._output is not None
-            if (
-                isinstance(event, (ChatLine, Action, PrivateMessage, Ctcp))
-                and "echo-message" not in self._caps
-                and event.sender == self.session.nickname
-                and getattr(event, "recipient", None) != event.sender
-            ):
-                return  # the client shows what its user said itself
-            self._output.write(event.render(self._render))
-            if isinstance(event, (Ghosted, Killed, ServerShutdown)):
-                self._error_sent = True
+        if self._closed:
+            return
+        assert self._output is not None
+        kind = type(event)
+        if kind is AwayChanged and not self._away_notify:
+            return
+        if (
+            isinstance(event, (ChatLine, Action, PrivateMessage, Ctcp))
+            and not self._echo_message
+            and event.sender == self.session.nickname
+            and getattr(event, "recipient", None) != event.sender
+        ):
+            return  # the client shows what its user said itself
+        data = event.render(self._render)
+        if kind is Joined and self._away_notify:
+            assert isinstance(event, Joined)
+            joiner = self._online(event.nickname)
+            if joiner is not None and joiner.away:
+                data += AwayChanged(event.nickname, joiner.away).render(self._render)
+        if data:
+            self._output.write(data)
+        if kind in (Ghosted, Killed, ServerShutdown):
+            self._error_sent = True
 
     def reply(self, event: Event) -> None:
         """
@@ -761,9 +817,9 @@ class IRCChat(BoundedLineReceiver):
             case PasswordWanted(nickname=nickname):
                 # No prompt: IRC clients answer 433 with another nickname,
                 # and NickServ IDENTIFY takes this one later (docs/irc.md).
-                if self._password:
+                if self._password_tried:
                     self._numeric(irc.ERR_PASSWDMISMATCH, "Password incorrect")
-                self._password = ""
+                self._password_tried = False
                 self._wanted = nickname
                 self._numeric(
                     irc.ERR_NICKNAMEINUSE,
@@ -1044,13 +1100,6 @@ class IRCChat(BoundedLineReceiver):
         self._gate.bytes_received(len(data))
         BoundedLineReceiver.dataReceived(self, data)
 
-    def line_too_long(self) -> None:
-        """
-        Answer 417 (ERR_INPUTTOOLONG) to a line longer than IRC allows.
-        """
-        if not self._closed:
-            self._numeric(ERR_INPUTTOOLONG, "Input line was too long")
-
     def _hold(self, holding: bool) -> None:
         self.paused = holding
         if not holding:
@@ -1058,9 +1107,28 @@ class IRCChat(BoundedLineReceiver):
             self.dataReceived(b"")
 
     def lineReceived(self, line: bytes) -> None:
+        """
+        Handle one IRC line; every line, refused or blank ones included,
+        counts for flood control, as telnet's do.
+        """
         if self._closed:
             return
-        line = line.rstrip(b"\r")
+        try:
+            self._line_received(line.rstrip(b"\r"))
+        finally:
+            if not self._closed:
+                self._gate.line_handled()
+
+    def line_too_long(self) -> None:
+        """
+        Answer 417 (ERR_INPUTTOOLONG) to a line longer than IRC allows; it
+        counts for flood control.
+        """
+        if not self._closed:
+            self._numeric(ERR_INPUTTOOLONG, "Input line was too long")
+            self._gate.line_handled()
+
+    def _line_received(self, line: bytes) -> None:
         tags, body = line.split(b" ", 1) if line[:1] == b"@" and b" " in line else (b"", line)
         if len(tags) + 1 > MAX_TAGS or len(body) + 2 > MAX_LINE:
             self._numeric(ERR_INPUTTOOLONG, "Input line was too long")
@@ -1079,7 +1147,6 @@ class IRCChat(BoundedLineReceiver):
         ):
             # No longer a text than a telnet line may hold (--max-line-length).
             self._numeric(ERR_INPUTTOOLONG, "Input line was too long")
-            self._gate.line_handled()
             return
         handler = self._COMMANDS.get(message.command)
         registered = self.session.state is State.CHATTING
@@ -1094,8 +1161,6 @@ class IRCChat(BoundedLineReceiver):
             handler(self, message)
             if registered and message.command not in ("PING", "PONG"):
                 self.session.resetTimeout()  # activity, as a telnet line is
-        if not self._closed:
-            self._gate.line_handled()
 
     def _needs(self, message: Message, count: int) -> bool:
         """
@@ -1133,7 +1198,8 @@ class IRCChat(BoundedLineReceiver):
             self._negotiating = True
         if sub == "LS":
             version = message.params[1] if len(message.params) > 1 else ""
-            values = {"sasl": SASL_MECHANISMS} if version.isdigit() and int(version) >= 302 else {}
+            modern = version.isascii() and version.isdigit() and int(version) >= 302
+            values = {"sasl": SASL_MECHANISMS} if modern else {}
             listed = [f"{name}={values[name]}" if name in values else name for name in offered]
             self._send(_line(server, "CAP", nick, "LS", " ".join(sorted(listed))))
         elif sub == "REQ":
@@ -1147,6 +1213,8 @@ class IRCChat(BoundedLineReceiver):
                     else:
                         self._caps.add(name)
                 self._render = self.renderers.renderer(self._caps)
+                self._echo_message = "echo-message" in self._caps
+                self._away_notify = "away-notify" in self._caps
                 self._send(_line(server, "CAP", nick, "ACK", requested))
             else:
                 self._send(_line(server, "CAP", nick, "NAK", requested))
@@ -1258,7 +1326,8 @@ class IRCChat(BoundedLineReceiver):
         account = self.session.account
         assert account is not None
         name = account.nickname_key
-        self._numeric(RPL_LOGGEDIN, _source(self._me), name, f"You are now logged in as {name}")
+        mask = _source(self.session.nickname or _token(self._nick or "*"))
+        self._numeric(RPL_LOGGEDIN, mask, name, f"You are now logged in as {name}")
 
     def _proving(self, call: Callable[[], Deferred[None] | None]) -> None:
         """
@@ -1341,7 +1410,10 @@ class IRCChat(BoundedLineReceiver):
             accounts = self.factory.accounts
             if nickname_key(nickname) == nickname_key(session.nickname or ""):
                 self._proving(lambda: session.identify(password))
-            elif accounts is not None and not accounts.is_registered(nickname):
+            elif accounts is None:
+                self._notice("This server has no accounts.")
+                self._services = False
+            elif not accounts.is_registered(nickname):
                 self._notice(f"{nickname} is not registered.")
                 self._services = False
             else:
@@ -1390,23 +1462,13 @@ class IRCChat(BoundedLineReceiver):
         if session.state is not State.AWAITING_NICKNAME:
             return
         nickname, password = self._nick, self._password
+        # Each password is tried once: kept, it would be tried against the
+        # next nickname the client falls back to, someone else's perhaps.
+        self._password = ""
         accounts = self.factory.accounts
-        if self._online(nickname) is not None:
-            # Never taken over at registration: two clients of one account
-            # would take it from each other at every reconnect. NickServ
-            # REGAIN does it on purpose.
-            self._wanted = nickname
-            self._numeric(
-                irc.ERR_NICKNAMEINUSE,
-                nickname,
-                f"The nickname {nickname} is in use; if it is yours, take another one and "
-                f"/msg {NICKSERV} REGAIN {nickname} PASSWORD",
-            )
-            return
         account, _, secret = password.partition(":")
         if secret and accounts is not None and accounts.is_registered(account):
             # PASS account:password, as bouncers and Ergo take it.
-            self._password = ""
             self._proving(
                 lambda: session.authenticate(account, secret).addCallback(
                     lambda proved: self._authenticated(proved, quiet=True)
@@ -1415,10 +1477,20 @@ class IRCChat(BoundedLineReceiver):
             return
         if accounts is None or not accounts.is_registered(nickname):
             password = ""  # no "the password was not used" notice for IRC
+        self._password_tried = bool(password)
 
         def register() -> Deferred[None] | None:
             try:
-                return session.choose_nickname(nickname, password)
+                # Never taken over at registration: NickServ REGAIN does it.
+                return session.choose_nickname(nickname, password, take_over=False)
+            except NicknameHeld as e:
+                self._wanted = nickname
+                self._numeric(
+                    irc.ERR_NICKNAMEINUSE,
+                    nickname,
+                    f"{e} If it is yours, take another one and /msg {NICKSERV} REGAIN "
+                    f"{nickname} PASSWORD",
+                )
             except InvalidNickname as e:  # NicknameReserved too
                 self._numeric(irc.ERR_ERRONEUSNICKNAME, nickname, str(e))
             except Refused as e:  # taken, or looks like one online or registered
@@ -1520,25 +1592,28 @@ class IRCChat(BoundedLineReceiver):
             ctcp = _clean(raw[1:].removesuffix("\x01"))
             if not ctcp:
                 return
-        action = ctcp.startswith("ACTION ")
+        # An ACTION sent as a NOTICE is a CTCP reply like any other: turned
+        # into a PRIVMSG, it could be answered (RFC 2812 section 3.3.2).
+        action = ctcp.startswith("ACTION ") and not notice
         text = ctcp[7:] if action else _clean(raw)
         if not text:
             return
         room = target.startswith("#")
+        call: Callable[[], object]
+        if room and ctcp and not action:
+            return  # a room's CTCP is dropped, unanswered (CTCP spec)
         if ctcp and not action:
             call = partial(session.ctcp, target, ctcp, notice)
-        elif room and action:
-            call = partial(session.act, text, target)
         elif room and self._no_room(target):
             if not notice:
                 self._numeric(irc.ERR_NOSUCHCHANNEL, target, "No such channel")
             return
+        elif room and action:
+            call = partial(session.act, text, target)
         elif room:
             call = partial(session.say, text, target, notice)
         else:
             call = partial(session.private_message, target, text, notice, action)
-        if room and ctcp and not action:
-            return
         if notice:
             try:
                 call()
@@ -1727,7 +1802,7 @@ class IRCChat(BoundedLineReceiver):
         """
         words = message.params[:2]
         room = next((w for w in words if w.startswith("#")), None)
-        counts = [w for w in words if w.isdigit()]
+        counts = [w for w in words if w.isascii() and w.isdigit()]
         count = int(counts[0]) if counts else DEFAULT_HISTORY
         if room is None:
             self._numeric(irc.ERR_NEEDMOREPARAMS, message.command, "Not enough parameters")
@@ -1762,6 +1837,9 @@ class IRCChat(BoundedLineReceiver):
             self._numeric(irc.ERR_NOTONCHANNEL, room, "You're not on that channel")
         else:
             self._numeric(irc.RPL_INVITING, invited, room)
+            away = self._online(invited)
+            if away is not None and away.away:  # RFC 2812 section 3.2.7
+                self._numeric(irc.RPL_AWAY, invited, away.away)
 
     def _tagmsg(self, message: Message) -> None:
         """
@@ -1897,7 +1975,9 @@ class IRCChat(BoundedLineReceiver):
         try:
             call()
         except NotInRoom:
-            if nickname and room_key(target) in self.session.rooms:
+            if nickname and self._online(nickname) is None and "!" not in nickname:
+                self._numeric(irc.ERR_NOSUCHNICK, nickname, "No such nick/channel")
+            elif nickname and room_key(target) in self.session.rooms:
                 self._numeric(
                     irc.ERR_USERNOTINCHANNEL, nickname, target, "They aren't on that channel"
                 )
@@ -2014,19 +2094,19 @@ def _ban_nickname(mask: str) -> str:
     return user if user and "*" not in user and "?" not in user else mask
 
 
-def _closing_reason(event: Event) -> str:
+def _closing_line(event: Event) -> str:
     """
-    The text of the ERROR line that ends a connection closed by the
-    server, as IRC servers word it (Modern IRC, ERROR).
+    The ERROR line that ends a connection closed by the server, as IRC
+    servers word it (Modern IRC, ERROR).
     """
     match event:
         case Ghosted():
             reason = "Ghosted"
         case Killed(operator=operator, reason=text):
-            reason = f"Killed by {operator}: {_no_breaks(text)}"
+            reason = f"Killed by {operator}: {text}"
         case _:
             reason = "Server shutting down"
-    return f"Closing Link: {HOST} ({reason})"
+    return _line(None, "ERROR", f"Closing Link: {HOST} ({reason})")
 
 
 class IRCFactory(ServerFactory):

@@ -469,9 +469,9 @@ class ChatProtocol(BoundedLineReceiver, TelnetProtocol):
         """
         if not self._closed:
             assert self._output is not None
-            self._output.write(
-                event.render(render_room_line if len(self.session.rooms) > 1 else render_line)
-            )
+            data = event.render(render_room_line if len(self.session.rooms) > 1 else render_line)
+            if data:  # b"" for what telnet does not show (AwayChanged, Ctcp)
+                self._output.write(data)
 
     def reply(self, event: Event) -> None:
         """

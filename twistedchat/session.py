@@ -120,6 +120,13 @@ class Refused(ValueError):
     """
 
 
+class NicknameHeld(Refused):
+    """
+    The nickname is in use, and the user asked not to take it over (see
+    L{ChatSession.choose_nickname}).
+    """
+
+
 class State(Enum):
     """
     Where a session is in its life: C{AWAITING_NICKNAME} until a nickname
@@ -364,20 +371,28 @@ class ChatSession(TimeoutMixin):
 
     # Registration
 
-    def choose_nickname(self, nickname: str, password: str = "") -> Deferred[None] | None:
+    def choose_nickname(
+        self, nickname: str, password: str = "", take_over: bool = True
+    ) -> Deferred[None] | None:
         """
         Join the chat as C{nickname}, or as a random nickname if it is
         C{""}. If C{nickname} is registered, its C{password} is checked
         first; without one, the session asks for it
         (L{twistedchat.events.PasswordWanted}) and waits for
-        L{give_password}.
+        L{give_password}. The right password takes the nickname over from
+        a connection holding it, unless C{take_over} is false: clients
+        that reconnect by themselves (IRC) would otherwise take it from
+        each other, one account's two clients at every reconnect.
 
         @return: C{None} when done at once, or a L{Deferred} that fires
             once C{password} was checked and answered.
         @raise twistedchat.nicknames.InvalidNickname: C{nickname} is no
             nickname, or is reserved.
         @raise Refused: it is taken.
+        @raise NicknameHeld: it is in use and C{take_over} is false.
         """
+        if not take_over and nickname and self._online(nickname):
+            raise NicknameHeld(f"The nickname {nickname} is in use.")
         if not nickname:
             nickname = self.factory.free_random_nickname()
             self._notice(f"Your nickname is {nickname}; /nick changes it.")
@@ -392,6 +407,13 @@ class ChatSession(TimeoutMixin):
                 return self.give_password(password)
             self.front_end.reply(PasswordWanted(nickname))
         return None
+
+    def _online(self, nickname: str) -> bool:
+        try:
+            self.factory.participant(nickname)
+        except NoSuchNickname:
+            return False
+        return True
 
     def give_password(self, password: str) -> Deferred[None]:
         """
@@ -903,7 +925,7 @@ class ChatSession(TimeoutMixin):
 
     def ctcp(self, recipient: str, payload: str, reply: bool = False) -> None:
         """
-        Pass a CTCP C{payload} (without its C{\x01} bytes, cleaned) to the
+        Pass a CTCP C{payload} (without its C{\\x01} bytes, cleaned) to the
         participant called C{recipient}, as a query or the C{reply} to
         one; only IRC users see it.
 
