@@ -386,6 +386,32 @@ def test_browser_and_telnet_users_chat(server: ChatServer, people: People) -> No
     expect(line(ann, "hello from ann")).to_have_class(re.compile(r"\bown\b"))
 
 
+def test_away_whois_and_invitation(server: ChatServer, people: People) -> None:
+    """
+    In the browser, /away answers that one is marked away, /whois shows a
+    telnet user's rooms and away text, and an invitation from a telnet
+    user shows with a button that joins the room.
+    """
+    ann = people.browser_user(server, "ann")
+    tom = people.telnet_user(server, "tom")
+    expect(member(ann, "tom")).to_be_visible()
+    say(ann, "/away lunch")
+    expect(line(ann, "You are marked as away: lunch")).to_have_count(1)
+    tom.send("/away on a call")
+    tom.expect("*** You are marked as away")
+    say(ann, "/whois tom")
+    expect(line(ann, "tom is in #lobby.")).to_have_count(1)
+    expect(line(ann, "tom is away: on a call")).to_have_count(1)
+    tom.send("/join #side")
+    tom.expect("*** ")
+    tom.send("/invite ann #side")
+    tom.expect("*** You invited ann to #side.")
+    invitation = line(ann, "tom invites you to #side")
+    expect(invitation).to_have_count(1)
+    invitation.get_by_role("button", name="join #side").click()
+    expect(room_entry(ann, "#side")).to_be_visible()
+
+
 def test_nick_change_and_long_line(server: ChatServer, people: People) -> None:
     """
     After C{/nick}, the page knows its new nickname: the member list marks

@@ -197,7 +197,10 @@ const HANDLERS = {
       if (win === current) renderMembers();
     }
     const operators = new Set(message.operators.map(fold));
-    const names = message.nicknames.map((name) => (operators.has(fold(name)) ? `@${name}` : name));
+    const away = new Set((message.away || []).map(fold));
+    const names = message.nicknames.map(
+      (name) => (operators.has(fold(name)) ? `@${name}` : name) + (away.has(fold(name)) ? " (away)" : ""),
+    );
     note("notice", `${names.length} in ${message.room}: ${names.join(", ")}`);
   },
 
@@ -231,6 +234,29 @@ const HANDLERS = {
     const when = message.at ? ` on ${new Date(message.at * 1000).toLocaleString()}` : "";
     const by = message.by ? `, set by ${message.by}${when}` : "";
     note("notice", `The topic of ${message.room}: `, el("q", { text: message.topic }), by);
+  },
+
+  away_set(message) {
+    note("notice", message.text ? `You are marked as away: ${message.text}` : "You are no longer marked as away.");
+  },
+
+  is_away(message) {
+    note("notice", `${message.nickname} is away: ${message.text}`);
+  },
+
+  whois(message) {
+    const operatorOf = new Set(message.operator_of.map(fold));
+    const rooms = message.rooms.map((room) => (operatorOf.has(fold(room)) ? `@${room}` : room));
+    note("notice", `${message.nickname} is in ${rooms.length ? rooms.join(", ") : "no room"}.`);
+    if (message.away) note("notice", `${message.nickname} is away: ${message.away}`);
+    if (message.account) note("notice", `${message.nickname} is identified as the owner of ${message.account}.`);
+    if (message.server_operator) note("notice", `${message.nickname} is a server operator.`);
+  },
+
+  invited(message) {
+    const join = el("button", { className: "link-button", text: `join ${message.room}`, attrs: { type: "button" } });
+    join.addEventListener("click", () => sendTyped(`/join ${message.room}`));
+    note("notice", `${message.nickname} invites you to ${message.room}: `, join);
   },
 
   history: historyReceived,

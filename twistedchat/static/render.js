@@ -77,6 +77,7 @@ export function eventBody(event, me) {
   switch (event.type) {
     case "message":
     case "private":
+      if (event.action) return [span("* ", nick(event.nickname), " ", ...withMentions(event.text, me))];
       return [nick(event.nickname), span(...withMentions(event.text, me))];
     case "action":
       return [span("* ", nick(event.nickname), " ", ...withMentions(event.text, me))];
@@ -108,6 +109,10 @@ export function eventBody(event, me) {
 // One log line for a chat event, with its id in data-id.
 export function eventLine(event, me) {
   const classes = ["line", `line-${event.type}`, CHAT_KINDS.has(event.type) ? "line-chat" : "line-event"];
+  // A private /me from IRC looks like an action; a NOTICE (which bots
+  // send, and never answer) is set apart.
+  if (event.action) classes.push("line-action");
+  if (event.notice) classes.push("line-notice");
   const own = CHAT_KINDS.has(event.type) && fold(event.nickname) === fold(me || "");
   if (own) classes.push("own");
   else if ((event.type === "message" || event.type === "action") && findMentions(event.text, me).length) {
