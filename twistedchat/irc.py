@@ -774,33 +774,46 @@ class IRCChat(BoundedLineReceiver):
     def deliver(self, event: Event) -> None:
         """
         Send C{event} as IRC lines, with the tags the client asked for
-        (L{Renderers}); others' away changes only with away-notify, which
-        also follows the JOIN of someone away with their AWAY (IRCv3
-        away-notify).
+        (L{Renderers}). Its own messages only with echo-message; others'
+        away changes only with away-notify, which also follows the JOIN
+        of someone away with their AWAY (IRCv3 away-notify).
         """
         if self._closed:
             return
-        assert self._output is not None
         kind = type(event)
-        if kind is AwayChanged and not self._away_notify:
-            return
-        if (
-            isinstance(event, (ChatLine, Action, PrivateMessage, Ctcp))
-            and not self._echo_message
-            and event.sender == self.session.nickname
-            and getattr(event, "recipient", None) != event.sender
-        ):
-            return  # the client shows what its user said itself
-        data = event.render(self._render)
-        if kind is Joined and self._away_notify:
+        if kind is ChatLine or kind is Action:  # the hot path: one check
+            if event.sender == self.session.nickname and not self._echo_message:  # type: ignore[attr-defined]
+                return  # the client shows what its user said itself
+            data = event.render(self._render)
+        elif kind in _CHECKED:
+            data = self._checked(event, kind)
+        else:
+            data = event.render(self._render)
+        if data:
+            assert self._output is not None
+            self._output.write(data)
+        if kind in _CLOSING:
+            self._error_sent = True
+
+    def _checked(self, event: Event, kind: type[Event]) -> bytes:
+        """
+        The bytes of an event this client may not be shown, or is shown
+        with more (see L{deliver}).
+        """
+        if kind is AwayChanged:
+            return event.render(self._render) if self._away_notify else b""
+        if kind is Joined:
             assert isinstance(event, Joined)
-            joiner = self._online(event.nickname)
+            data = event.render(self._render)
+            joiner = self._online(event.nickname) if self._away_notify else None
             if joiner is not None and joiner.away:
                 data += AwayChanged(event.nickname, joiner.away).render(self._render)
-        if data:
-            self._output.write(data)
-        if kind in (Ghosted, Killed, ServerShutdown):
-            self._error_sent = True
+            return data
+        assert isinstance(event, (PrivateMessage, Ctcp))
+        own = event.sender == self.session.nickname and event.recipient != event.sender
+        if own and not self._echo_message:
+            return b""
+        return event.render(self._render)
 
     def reply(self, event: Event) -> None:
         """
@@ -2052,6 +2065,11 @@ class IRCChat(BoundedLineReceiver):
         "NS": _nickserv_command,
     }
 
+
+#: Events IRCChat.deliver looks at before sending, and those after which
+#: the connection closes (their ERROR said why).
+_CHECKED = frozenset({AwayChanged, Joined, PrivateMessage, Ctcp})
+_CLOSING = frozenset({Ghosted, Killed, ServerShutdown})
 
 #: Commands a client may send before registration is complete.
 _BEFORE_REGISTRATION = frozenset(
