@@ -1101,7 +1101,7 @@ def test_invite() -> None:
     assert carol.replies() == [("bob!bob@twistedchat", "INVITE", ["carol", "#dev"])]
 
 
-def test_review_fixes() -> None:
+def test_refusals_and_bounds() -> None:
     """
     A QUIT reason reaches others cleaned; tags over 4096 bytes, or a text
     over --max-line-length bytes, get 417; NICK to a taken nickname is 433
