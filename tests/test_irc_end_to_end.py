@@ -6,13 +6,17 @@ same rooms.
 
 from __future__ import annotations
 
+import functools
+import ssl
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import irc.client
+import irc.connection
 import pytest
-from realserver import TIMEOUT, ChatServer, LineClient
+from realserver import TIMEOUT, ChatServer, LineClient, make_certificate
 
 
 @pytest.fixture
@@ -30,10 +34,10 @@ class IRCUser:
     One connection of the C{irc} package's client, recording every event.
     """
 
-    def __init__(self, port: int, nickname: str, **login: str) -> None:
+    def __init__(self, port: int, nickname: str, **login: Any) -> None:
         """
         Connect as C{nickname}; C{login} are C{ServerConnection.connect}'s
-        C{password} and C{sasl_login}.
+        C{password}, C{sasl_login} and C{connect_factory}.
         """
         self.reactor = irc.client.Reactor()
         self.events: list[irc.client.Event] = []
@@ -137,5 +141,38 @@ def test_accounts_channels_and_kick(tmp_path: Any) -> None:
         alice.wait_for(lambda: alice.seen("kick", "testing"))
         carol.connection.privmsg("#ops", "still here")
         alice.wait_for(lambda: alice.seen("pubmsg", "still here"))
+    finally:
+        server.terminate()
+
+
+def test_irc_over_tls(tmp_path: Path) -> None:
+    """
+    --irc ssl:...: the irc package's client connects over TLS, verifying
+    the certificate, registers, talks with a telnet user and quits, and
+    the server closes the TLS connection at once.
+    """
+    key, cert = make_certificate(tmp_path)
+    server = ChatServer(
+        tmp_path,
+        "--database",
+        ":memory:",
+        "--irc",
+        f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}",
+    )
+    try:
+        context = ssl.create_default_context(cafile=str(cert))
+        wrap = functools.partial(context.wrap_socket, server_hostname="localhost")
+        alice = IRCUser(
+            server.irc_ports[0], "alice", connect_factory=irc.connection.Factory(wrapper=wrap)
+        )
+        alice.wait_for(lambda: alice.seen("welcome"))
+        bob = LineClient(server.port)
+        bob.send("bob")
+        bob.expect("*** Welcome")
+        alice.connection.privmsg("#lobby", "over TLS")
+        assert bob.expect("<alice>") == "<alice> over TLS"
+        alice.connection.quit("bye")
+        alice.wait_for(lambda: alice.seen("disconnect"))
+        assert bob.expect("*** alice") == "*** alice has left (bye)"
     finally:
         server.terminate()
