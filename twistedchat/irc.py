@@ -1075,6 +1075,9 @@ class IRCChat(BoundedLineReceiver):
             "CHANMODES=b,,,nt",
             f"CHANNELLEN={MAX_ROOM_NAME_LENGTH}",
             "CHANTYPES=#",
+            # Client-only tags are not relayed: all are "denied" (IRCv3
+            # message-tags, CLIENTTAGDENY).
+            "CLIENTTAGDENY=*",
             f"MAXLIST=b:{MAX_BANS}",
             "MODES=4",
             f"NETWORK={self._server}",
