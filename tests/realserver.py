@@ -15,6 +15,8 @@ import sys
 import threading
 from pathlib import Path
 
+from twisted.logger import eventFromJSON, formatEvent
+
 BIN = Path(sys.executable).parent
 TIMEOUT = 15.0
 
@@ -25,7 +27,8 @@ class ChatServer:
     C{directory}, with C{options}; its log is collected in C{log_lines}.
     More C{--port} options in C{options} add listeners, whose ports follow
     in C{ports}, in order; the ports of C{--web} listeners are in
-    C{web_ports}, those of C{--irc} ones in C{irc_ports}. Unless
+    C{web_ports}, those of C{--irc} ones in C{irc_ports}, of C{--metrics} in
+    C{metrics_ports}. Unless
     C{options} say otherwise, 127.0.0.1 is exempt from the per-address
     limits (every test client comes from it, and a test may connect more
     than --connection-rate times a minute).
@@ -50,10 +53,14 @@ class ChatServer:
             command, cwd=directory, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )
         self.log_lines: list[str] = []
+        # What the server wrote, as it wrote it (JSON with --log-format json).
+        self.raw_lines: list[str] = []
+        self.metrics_ports: list[int] = []
         self._listening = threading.Event()
         self._listeners = 1 + options.count("--port")
         self._web_listeners = options.count("--web")
         self._irc_listeners = options.count("--irc")
+        self._metrics_listeners = options.count("--metrics")
         self.ports: list[int] = []
         self.web_ports: list[int] = []
         self.irc_ports: list[int] = []
@@ -67,6 +74,9 @@ class ChatServer:
         assert self.process.stdout is not None
         for raw in self.process.stdout:
             line = raw.decode("utf-8", "replace").rstrip("\n")
+            self.raw_lines.append(line)
+            if line.startswith("{"):  # --log-format json: the text it stands for
+                line = formatEvent(eventFromJSON(line)) or line
             self.log_lines.append(line)
             match = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
             if match:
@@ -77,8 +87,22 @@ class ChatServer:
             match = re.search(r"IRC at ircs?://127\.0\.0\.1:(\d+)/", line)
             if match:
                 self.irc_ports.append(int(match.group(1)))
-            counts = (len(self.ports), len(self.web_ports), len(self.irc_ports))
-            if counts == (self._listeners, self._web_listeners, self._irc_listeners):
+            match = re.search(r"metrics at http://127\.0\.0\.1:(\d+)/metrics", line)
+            if match:
+                self.metrics_ports.append(int(match.group(1)))
+            counts = (
+                len(self.ports),
+                len(self.web_ports),
+                len(self.irc_ports),
+                len(self.metrics_ports),
+            )
+            expected = (
+                self._listeners,
+                self._web_listeners,
+                self._irc_listeners,
+                self._metrics_listeners,
+            )
+            if counts == expected:
                 self._listening.set()
 
     @property

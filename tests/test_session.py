@@ -66,6 +66,7 @@ class Recorder:
     """
 
     session: ChatSession
+    kind = "test"
 
     def __init__(self) -> None:
         self.delivered: list[Event] = []

@@ -15,6 +15,7 @@ import math
 import random
 from collections import Counter
 from collections.abc import Iterable
+from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
@@ -42,6 +43,7 @@ from twistedchat.events import (
     TopicChanged,
 )
 from twistedchat.history import History
+from twistedchat.metrics import Counts
 from twistedchat.nicknames import (
     InvalidNickname,
     NicknameInUse,
@@ -285,6 +287,8 @@ class ChatFactory(ServerFactory):
         self._skeletons: dict[str, str] = {}
         self._closing: Deferred[None] | None = None
         self.flusher = Flusher(clock)
+        #: What has happened since the start, for --metrics.
+        self.counts = Counts()
         self.quiet_joins_above = quiet_joins_above
         self.max_rooms_per_user = max_rooms_per_user
         self.max_rooms = max_rooms
@@ -306,6 +310,50 @@ class ChatFactory(ServerFactory):
             # so do the lives of kept rooms before they were created.
             history.retain({key: room.since for key, room in self._rooms.items()})
             history.default_room = self.default_room.key
+
+    def connections_by_front_end(self) -> Counter[str]:
+        """
+        Return how many connections are open, by the C{kind} of their front
+        end (C{telnet}, C{websocket}, C{irc}).
+        """
+        return Counter(
+            getattr(getattr(participant, "front_end", None), "kind", "other")
+            for participant in self._connections
+        )
+
+    def room_count(self) -> int:
+        """
+        Return how many rooms exist.
+        """
+        return len(self._rooms)
+
+    def reconfigure(self, **settings: Any) -> None:
+        """
+        Take new settings while running (C{SIGHUP}): each keyword is an
+        argument of C{__init__} that a running server can change
+        (C{motd}, C{max_clients}, C{flood_rate}, C{connection_rate},
+        C{reserved_nicknames}, C{server_operators}, ...). They apply to
+        what happens from now on: new connections, the next line, the next
+        password; nobody is disconnected.
+
+        @raise TypeError: a setting that cannot change while running.
+        """
+        for name, value in settings.items():
+            if name == "connection_rate":
+                self.connection_throttle.limit = value
+            elif name == "connection_ban":
+                self.connection_throttle.ban = value
+            elif name == "max_registrations":
+                self.registrations.per_hour = value
+            elif name == "reserved_nicknames":
+                self.reserved_nicknames = tuple(value)
+                self._reserved = frozenset(nickname_skeleton(n) for n in self.reserved_nicknames)
+            elif name == "server_operators":
+                self.server_operators = frozenset(nickname_key(n) for n in value)
+            elif name in _RECONFIGURABLE:
+                setattr(self, name, value)
+            else:
+                raise TypeError(f"{name} cannot change while the server runs")
 
     # Connections
 
@@ -1127,9 +1175,14 @@ class ChatFactory(ServerFactory):
         path every message takes to its recipients, one call per
         recipient.
         """
-        for participant in list(recipients):
+        recipients = list(recipients)
+        delivered = len(recipients)
+        for participant in recipients:
             if participant is not exclude:
                 participant.deliver(event)
+            else:
+                delivered -= 1
+        self.counts.deliveries += delivered
 
     # Shutting down
 
@@ -1173,6 +1226,32 @@ def _key(account: IAccount | None) -> str | None:
     Return the key of C{account}, or C{None} for none.
     """
     return None if account is None else account.nickname_key
+
+
+#: Settings L{ChatFactory.reconfigure} sets as they are.
+_RECONFIGURABLE = frozenset(
+    {
+        "motd",
+        "max_line_length",
+        "registration_timeout",
+        "max_sendq",
+        "sendq_timeout",
+        "flood_rate",
+        "flood_burst",
+        "flood_bytes",
+        "flood_byte_burst",
+        "max_clients",
+        "max_per_ip",
+        "idle_timeout",
+        "history_on_join",
+        "quiet_joins_above",
+        "max_rooms_per_user",
+        "max_rooms",
+        "random_nicknames",
+        "log_messages",
+        "exemptions",
+    }
+)
 
 
 def _everyone_in(rooms: tuple[Room, ...]) -> Iterable[IParticipant]:

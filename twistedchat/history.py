@@ -419,6 +419,18 @@ class History:
         """
         return self._last_id
 
+    def backlog(self) -> tuple[int, float]:
+        """
+        Return how many events wait to be written to the database, and
+        how long the oldest of them has waited, in seconds (C{0.0} if
+        none).
+        """
+        count = len(self._batch) + len(self._unwritten)
+        if not count:
+            return 0, 0.0
+        oldest = self._batch[0] if self._batch else self._unwritten[0]
+        return count, max(self._clock.seconds() - oldest[0], 0.0)
+
     def start(self) -> None:
         """
         Start writing batches every L{FLUSH_INTERVAL} seconds and, with a

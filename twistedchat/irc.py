@@ -104,6 +104,7 @@ from twistedchat.sanitize import clean_line
 from twistedchat.sendq import SendQueue
 from twistedchat.session import (
     DEFAULT_HISTORY,
+    SENDQ_EXCEEDED,
     ChatSession,
     IFrontEnd,
     NicknameHeld,
@@ -536,6 +537,7 @@ class IRCChat(BoundedLineReceiver):
     @ivar session: the user's session, once the connection was let in.
     """
 
+    kind = "irc"
     delimiter = b"\n"
     MAX_LENGTH = MAX_LINE + MAX_TAGS + 1
     factory: ChatFactory
@@ -733,7 +735,7 @@ class IRCChat(BoundedLineReceiver):
         self.factory.clock.callLater(0, self._cut_off)
 
     def _cut_off(self) -> None:
-        self.session.cut_off("SendQ exceeded")
+        self.session.cut_off(SENDQ_EXCEEDED)
         self.transport.abortConnection()
 
     # Output

@@ -97,7 +97,14 @@ from twistedchat.history import Record, is_conversation
 from twistedchat.nicknames import InvalidNickname, nickname_key
 from twistedchat.sanitize import clean_line
 from twistedchat.sendq import SendQueue
-from twistedchat.session import ChatSession, IFrontEnd, Refused, State, parse_command
+from twistedchat.session import (
+    SENDQ_EXCEEDED,
+    ChatSession,
+    IFrontEnd,
+    Refused,
+    State,
+    parse_command,
+)
 
 if TYPE_CHECKING:
     from twistedchat.factory import ChatFactory
@@ -322,6 +329,7 @@ class ChatProtocol(BoundedLineReceiver, TelnetProtocol):
         in.
     """
 
+    kind = "telnet"
     delimiter = b"\n"
     factory: ChatFactory
     session: ChatSession
@@ -457,7 +465,7 @@ class ChatProtocol(BoundedLineReceiver, TelnetProtocol):
         self.factory.clock.callLater(0, self._cut_off)
 
     def _cut_off(self) -> None:
-        self.session.cut_off("SendQ exceeded")
+        self.session.cut_off(SENDQ_EXCEEDED)
         self.transport.abortConnection()
 
     # IFrontEnd

@@ -39,7 +39,7 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
-from zope.interface import Interface, implementer
+from zope.interface import Attribute, Interface, implementer
 
 from twistedchat.accounts import Account, AccountError, Accounts, IAccount
 from twistedchat.events import (
@@ -113,6 +113,10 @@ Server operators: /kill NICK [REASON]
 Any other line goes to your current room as <yournick> TEXT."""
 
 
+#: Why a connection that does not read its output is cut off.
+SENDQ_EXCEEDED = "SendQ exceeded"
+
+
 class Refused(ValueError):
     """
     A command was refused: its arguments are wrong, or it cannot be done
@@ -151,6 +155,8 @@ class IFrontEnd(Interface):
     """
     The connection a L{ChatSession} talks back to (Twisted Words' "mind").
     """
+
+    kind = Attribute("The front end's name for metrics: C{telnet}, C{websocket} or C{irc}.")
 
     def deliver(event: Event) -> None:
         """
@@ -317,8 +323,10 @@ class ChatSession(TimeoutMixin):
     def cut_off(self, reason: str) -> None:
         """
         Leave the chat at once for C{reason} (the front end is resetting
-        the connection: "SendQ exceeded").
+        the connection: L{SENDQ_EXCEEDED}, or an IRC ping timeout).
         """
+        if reason == SENDQ_EXCEEDED:
+            self.factory.counts.sendq_cutoffs += 1
         self.state = State.CLOSED
         self.factory.leave(self, reason)
 
@@ -328,6 +336,7 @@ class ChatSession(TimeoutMixin):
         self.front_end.close()
 
     def _registration_timed_out(self) -> None:
+        self.factory.counts.registration_timeouts += 1
         seconds = f"{self.factory.registration_timeout:g}"
         self._error(f"No nickname chosen within {seconds} seconds; goodbye.")
         self._log.info("registration timeout for {peer}", peer=self.peer)
@@ -357,9 +366,14 @@ class ChatSession(TimeoutMixin):
         @return: seconds the front end must wait before it hands over the
             next line; C{0} for none.
         """
+        counts = self.factory.counts
+        counts.lines_received += 1
         if self._lines is None:
             return 0.0
-        return self._lines.take(1, self.factory.clock.seconds(), keep=1)
+        wait = self._lines.take(1, self.factory.clock.seconds(), keep=1)
+        if wait:
+            counts.flood_delays += 1
+        return wait
 
     # Replies
 
@@ -579,6 +593,7 @@ class ChatSession(TimeoutMixin):
                 self._log.failure("checking a password failed", failure)
             failures.failed(key, self.group, self.peer)
             self._wrong_passwords += 1
+            factory.counts.wrong_passwords += 1
             self._log.info(
                 "wrong password for {nickname} from {peer}", nickname=nickname, peer=self.peer
             )

@@ -8,23 +8,37 @@ L{twistedchat.factory} for the chat and L{twistedchat.protocol} for the wire.
 from __future__ import annotations
 
 import resource
+import signal
 import socket
+import sys
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
-from twisted.logger import Logger
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import ILogObserver, Logger, jsonFileLogObserver
 from twisted.python import usage
+from twisted.python.failure import Failure
+from twisted.python.logfile import LogFile
 from zope.interface import implementer
 
 from twistedchat.accounts import Accounts, load_accounts
+from twistedchat.config import (
+    RELOADABLE,
+    config_arguments,
+    given_options,
+    read_config,
+)
 from twistedchat.database import DatabaseError, make_pool, open_database
 from twistedchat.factory import DEFAULT_RESERVED_NICKNAMES, ChatFactory
 from twistedchat.history import History, last_event_id, load_recent
 from twistedchat.irc import IRCFactory
+from twistedchat.metrics import make_metrics_site
 from twistedchat.nicknames import (
     MINIMUM_MAX_LENGTH,
     InvalidNickname,
@@ -57,6 +71,20 @@ def _bounded(kind: type, name: str, low: float, high: float) -> Any:
         return number
 
     coerce.coerceDoc = f"From {low} to {high}."  # type: ignore[attr-defined]
+    return coerce
+
+
+def _choice(name: str, choices: tuple[str, ...]) -> Any:
+    """
+    Return a coercer for L{usage.Options} that accepts one of C{choices}.
+    """
+
+    def coerce(value: str) -> str:
+        if value not in choices:
+            raise usage.UsageError(f"--{name} is one of {', '.join(choices)}, not {value!r}.")
+        return value
+
+    coerce.coerceDoc = f"One of {', '.join(choices)}."  # type: ignore[attr-defined]
     return coerce
 
 
@@ -129,6 +157,27 @@ class Options(usage.Options):
     )
 
     optParameters = [
+        [
+            "config",
+            None,
+            None,
+            "A TOML file of settings, its keys the long option names (see "
+            "examples/twistedchat.toml); the command line overrides it. SIGHUP reloads it.",
+        ],
+        [
+            "metrics",
+            None,
+            None,
+            "Serve Prometheus metrics at /metrics and a health check at /healthz here: an "
+            "endpoint description such as tcp:9100:interface=127.0.0.1.",
+        ],
+        [
+            "log-format",
+            None,
+            "text",
+            "text, or json: one JSON object per line (twisted.logger's JSON format).",
+            _choice("log-format", ("text", "json")),
+        ],
         [
             "max-nick-length",
             None,
@@ -328,8 +377,13 @@ class Options(usage.Options):
         ],
     ]
 
-    def __init__(self) -> None:
+    def __init__(self, reloading: bool = False) -> None:
+        """
+        @param reloading: the options are read again for a running server
+            (SIGHUP): the database is not opened again.
+        """
         super().__init__()
+        self.reloading = reloading
         self["port"] = []
         self["web"] = []
         self["irc"] = []
@@ -377,6 +431,23 @@ class Options(usage.Options):
             raise usage.UsageError(f"--oper {value}: {e}") from None
         self["oper"].append(value)
 
+    def parseOptions(self, options: list[str] | None = None) -> None:
+        """
+        Parse the command line C{options}, after the settings of the
+        C{--config} file it names, if any (the command line overrides
+        them).
+
+        @raise ConfigError: the file cannot be read, or holds a wrong
+            setting.
+        """
+        argv = list(sys.argv[1:] if options is None else options)
+        self["argv"] = argv
+        path = _config_path(argv)
+        if path is not None:
+            table = read_config(path)
+            argv = config_arguments(path, table, self, given_options(argv, self)) + argv
+        super().parseOptions(argv)
+
     def postOptions(self) -> None:
         if not self["database"]:
             raise usage.UsageError(
@@ -393,6 +464,8 @@ class Options(usage.Options):
         self["reserved-nicknames"] = reserved
         if not self["port"]:
             self["port"] = [endpoint_description(DEFAULT_PORT)]
+        if self["metrics"] is not None:
+            self["metrics"] = _listener("--metrics", self["metrics"])
         if self["motd"] is not None:
             self["motd"] = _read_motd(self["motd"])
         try:
@@ -401,6 +474,8 @@ class Options(usage.Options):
             raise usage.UsageError(f"--default-room {e}") from None
         if self["history-on-join"] > self["history-max"]:
             raise usage.UsageError("--history-on-join cannot be more than --history-max.")
+        if self.reloading:
+            return  # the database is open already
         keep = self["history-max"]
         try:
             default = room_key(self["default-room"])
@@ -427,6 +502,22 @@ class Options(usage.Options):
                 )
 
 
+def _config_path(argv: list[str]) -> str | None:
+    """
+    Return the file C{argv} names with C{--config FILE} or
+    C{--config=FILE} (the last one), or C{None}.
+    """
+    path = None
+    for index, word in enumerate(argv):
+        if word == "--":
+            break
+        if word.startswith("--config="):
+            path = word.partition("=")[2]
+        elif word == "--config" and index + 1 < len(argv):
+            path = argv[index + 1]
+    return path
+
+
 @implementer(IStreamServerEndpoint)
 class _LoggingEndpoint:
     """
@@ -450,6 +541,8 @@ class _LoggingEndpoint:
             address = describe_address(port.getHost())
             if self._scheme in ("irc", "ircs"):
                 self._log.info("IRC at {url}", url=f"{self._scheme}://{address}/")
+            elif self._scheme == "metrics":
+                self._log.info("metrics at {url}", url=f"http://{address}/metrics")
             elif self._scheme:
                 self._log.info("web client at {url}", url=f"{self._scheme}://{address}/")
             else:
@@ -457,6 +550,12 @@ class _LoggingEndpoint:
             return port
 
         return self._endpoint.listen(factory).addCallback(listening)
+
+
+def _global_reactor() -> Any:
+    from twisted.internet import reactor
+
+    return reactor
 
 
 def raise_open_files_limit() -> int:
@@ -478,21 +577,100 @@ def raise_open_files_limit() -> int:
 class ChatService(Service):
     """
     Raises the open files limit and starts writing history when the
-    service starts; when it stops (SIGINT, SIGTERM, C{stopService}), tells
-    every connection that the server is shutting down, closes them, and
-    writes the last of the history.
+    service starts; reloads the C{--config} file on C{SIGHUP}; when it
+    stops (SIGINT, SIGTERM, C{stopService}), tells every connection that
+    the server is shutting down, closes them, and writes the last of the
+    history.
     """
 
     _log = Logger()
 
-    def __init__(self, factory: ChatFactory) -> None:
+    def __init__(
+        self,
+        factory: ChatFactory,
+        options: Options | None = None,
+        run_in_thread: Callable[..., Deferred[Any]] | None = None,
+        handle_signals: bool = False,
+    ) -> None:
+        """
+        @param options: the options the server runs with, to compare a
+            reloaded configuration with.
+        @param run_in_thread: runs a callable in a thread, returning a
+            L{Deferred} (C{deferToThreadPool} on the reactor's pool).
+        @param handle_signals: reload on C{SIGHUP} (the real reactor only).
+        """
         self.factory = factory
+        self.options = options
+        self._run_in_thread = run_in_thread or maybeDeferred
+        self._handle_signals = handle_signals
 
     def startService(self) -> None:
         super().startService()
         self._log.info("open files limit: {limit}", limit=raise_open_files_limit())
         if self.factory.history is not None:
             self.factory.history.start()
+        if self._handle_signals and self.options is not None and self.options["config"]:
+            reactor = self.factory.clock
+            signal.signal(
+                signal.SIGHUP,
+                lambda number, frame: reactor.callFromThread(self.reload),  # type: ignore[attr-defined]
+            )
+
+    def reload(self) -> Deferred[None]:
+        """
+        Read the C{--config} file again (off the reactor thread) with the
+        command line over it, and take the settings that may change while
+        running (L{RELOADABLE}); log the others that changed as ignored
+        until restart. A file that cannot be read or holds a wrong setting
+        changes nothing, and the log says why.
+
+        @return: fires once the settings are taken or refused.
+        """
+        assert self.options is not None
+        path, argv = self.options["config"], self.options["argv"]
+        self._log.info("reloading {path}", path=path)
+
+        def parse() -> Options:
+            new = Options(reloading=True)
+            new.parseOptions(argv)
+            return new
+
+        return self._run_in_thread(parse).addCallbacks(self._apply, self._refused)
+
+    def _refused(self, failure: Failure) -> None:
+        failure.trap(usage.UsageError)
+        self._log.error(
+            "not reloaded, the running settings stay: {reason}", reason=str(failure.value)
+        )
+
+    def _apply(self, new: Options) -> None:
+        assert self.options is not None
+        running, path = self.options, self.options["config"]
+        changed = {}
+        for key in sorted(set(new.keys()) - {"argv"}):
+            if new[key] == running.get(key):
+                continue
+            if key in RELOADABLE:
+                changed[key] = new[key]
+            else:
+                self._log.warn("{key} changed in {path}: ignored until restart", key=key, path=path)
+        accounts = self.factory.accounts
+        for oper in changed.get("oper", []):
+            if accounts is None or not accounts.is_registered(oper):
+                self._log.error(
+                    "not reloaded, the running settings stay: {path}: oper: {oper} is no "
+                    "registered nickname",
+                    path=path,
+                    oper=oper,
+                )
+                return
+        self.factory.reconfigure(
+            **{_SETTINGS.get(k, k.replace("-", "_")): _setting(k, v) for k, v in changed.items()}
+        )
+        running.update(changed)
+        self._log.info(
+            "reloaded {path}: {changes}", path=path, changes=", ".join(changed) or "nothing changed"
+        )
 
     async def _stop(self) -> None:
         await self.factory.shutdown()
@@ -502,6 +680,52 @@ class ChatService(Service):
     def stopService(self) -> Deferred[None]:
         super().stopService()
         return Deferred.fromCoroutine(self._stop())
+
+
+class _ChatServices(MultiService):
+    """
+    The server's services; with C{--log-format json}, they give the
+    twistd application its log observer (the C{ILogObserver} component
+    twistd's C{AppLogger} uses, as a C{.tac} file may set it).
+    """
+
+    def __init__(self, log_observer: ILogObserver | None) -> None:
+        super().__init__()
+        self._log_observer = log_observer
+
+    def setServiceParent(self, parent: Any) -> None:
+        super().setServiceParent(parent)
+        if self._log_observer is not None and hasattr(parent, "setComponent"):
+            parent.setComponent(ILogObserver, self._log_observer)
+
+
+def _log_observer(options: Options) -> ILogObserver | None:
+    """
+    The JSON log observer for C{--log-format json} (Twisted's
+    C{jsonFileLogObserver}, one object per line, no record separator),
+    writing where twistd's own log would go (C{--logfile}, standard
+    output with C{-n}); C{None} for text.
+    """
+    if options["log-format"] != "json":
+        return None
+    parent = getattr(options, "parent", None) or {}
+    path = parent.get("logfile")
+    if path == "-" or (not path and parent.get("nodaemon", True)):
+        output: Any = sys.stdout
+    else:
+        output = LogFile.fromFullPath(path or "twistd.log")
+    return jsonFileLogObserver(output, recordSeparator="")
+
+
+#: Options whose ChatFactory setting has another name.
+_SETTINGS = {"exempt": "exemptions", "oper": "server_operators"}
+
+
+def _setting(key: str, value: Any) -> Any:
+    """
+    The L{ChatFactory} setting for the value of option C{key}.
+    """
+    return Exemptions(value) if key == "exempt" else value
 
 
 def makeService(options: Options, reactor: Any = None) -> MultiService:
@@ -560,17 +784,26 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         room_store=RoomStore(pool),
     )
     factory.protocol = ChatTelnetTransport
-    top = MultiService()
+    top = _ChatServices(_log_observer(options))
     # MultiService stops its children in reverse order: the listeners stop
     # accepting first, then ChatService says goodbye to everyone.
-    ChatService(factory).setServiceParent(top)
+    real = reactor is _global_reactor()
+    ChatService(
+        factory,
+        options,
+        partial(deferToThreadPool, reactor, reactor.getThreadPool()) if real else None,
+        handle_signals=real,
+    ).setServiceParent(top)
     web = make_site(factory, options["web-origin"]) if options["web"] else None
     irc = IRCFactory(factory)
-    listeners = (
+    listeners: list[tuple[str, Any, str]] = (
         [(d, factory, "") for d in options["port"]]
         + [(d, web, "https" if d.startswith("ssl:") else "http") for d in options["web"]]
         + [(d, irc, "ircs" if d.startswith("ssl:") else "irc") for d in options["irc"]]
     )
+    if options["metrics"] is not None:
+        metrics = make_metrics_site(factory, reactor, None if pool is None else database)
+        listeners.append((options["metrics"], metrics, "metrics"))
     for description, serving, scheme in listeners:
         endpoint = _LoggingEndpoint(serverFromString(reactor, description), scheme)
         listener = StreamServerEndpointService(endpoint, serving)

@@ -130,7 +130,14 @@ from twistedchat.nicknames import InvalidNickname
 from twistedchat.protocol import CLOSE_TIMEOUT, describe_address, keep_alive, peer_host
 from twistedchat.sanitize import clean_line
 from twistedchat.sendq import SendQueue
-from twistedchat.session import SEARCH_RESULTS, ChatSession, IFrontEnd, Refused, State
+from twistedchat.session import (
+    SEARCH_RESULTS,
+    SENDQ_EXCEEDED,
+    ChatSession,
+    IFrontEnd,
+    Refused,
+    State,
+)
 
 #: The protocol version L{hello <WebSocketChat.negotiationFinished>} announces.
 PROTOCOL_VERSION = 1
@@ -446,6 +453,7 @@ class WebSocketChat:
     @ivar session: the user's session, once the connection was let in.
     """
 
+    kind = "websocket"
     _log = Logger()
 
     def __init__(self, factory: ChatFactory, request: Request, reader: Reader) -> None:
@@ -626,7 +634,7 @@ class WebSocketChat:
 
     def _cut_off(self) -> None:
         assert self.session is not None
-        self.session.cut_off("SendQ exceeded")
+        self.session.cut_off(SENDQ_EXCEEDED)
         self._reader.abortConnection()
 
     # Input

@@ -1,0 +1,209 @@
+"""
+What a running server tells its operators (C{--metrics ENDPOINT}):
+Prometheus metrics at C{/metrics}, served by C{prometheus_client}'s
+Twisted resource, and C{/healthz}.
+
+The chat counts what happens in plain integers (L{Counts}, one addition
+where it happens, nothing more on the broadcast path); L{ChatCollector}
+turns them and the chat's state into metrics when Prometheus scrapes.
+C{prometheus_client} collects in a thread of the reactor's pool, so the
+collector reads the chat on the reactor thread (C{blockingCallFromThread})
+and never sees it half-changed.
+
+Metric names follow Prometheus' conventions (C{twistedchat_} prefix,
+C{_total} for counters, base units such as seconds); the README's
+operations section has the table.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+from prometheus_client.twisted import MetricsResource
+from twisted.internet.defer import Deferred
+from twisted.internet.threads import blockingCallFromThread, deferToThreadPool
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request, Site
+
+if TYPE_CHECKING:
+    from twistedchat.factory import ChatFactory
+
+
+@dataclass
+class Counts:
+    """
+    What has happened since the server started, counted where it happens.
+
+    @ivar lines_received: lines (and WebSocket messages) users sent.
+    @ivar deliveries: events handed to a connection (one per recipient).
+    @ivar sendq_cutoffs: connections cut off for "SendQ exceeded".
+    @ivar flood_delays: lines that had to wait for flood control.
+    @ivar wrong_passwords: passwords given that were wrong.
+    @ivar registration_timeouts: connections closed for choosing no
+        nickname in time.
+    """
+
+    lines_received: int = 0
+    deliveries: int = 0
+    sendq_cutoffs: int = 0
+    flood_delays: int = 0
+    wrong_passwords: int = 0
+    registration_timeouts: int = 0
+
+
+#: The counters, their help text, by attribute of L{Counts}.
+_COUNTERS = {
+    "lines_received": "Lines (and WebSocket messages) users sent.",
+    "deliveries": "Events handed to a connection, one per recipient.",
+    "sendq_cutoffs": "Connections cut off because their SendQ was exceeded.",
+    "flood_delays": "Lines that waited for flood control.",
+    "wrong_passwords": "Wrong passwords given.",
+    "registration_timeouts": "Connections closed for choosing no nickname in time.",
+}
+
+
+@dataclass
+class Snapshot:
+    """
+    The chat's state at one moment, taken on the reactor thread.
+    """
+
+    counts: Counts
+    connections: Counter[str]
+    users: int
+    rooms: int
+    history_waiting: int
+    history_lag: float
+
+
+def snapshot(chat: ChatFactory) -> Snapshot:
+    """
+    Read C{chat}'s state (on the reactor thread): connections by front end
+    (C{telnet}, C{websocket}, C{irc}), registered users, rooms, and the
+    history's write queue.
+    """
+    connections = chat.connections_by_front_end()
+    waiting, lag = chat.history.backlog() if chat.history is not None else (0, 0.0)
+    counts = Counts(**vars(chat.counts))
+    return Snapshot(counts, connections, len(chat.nicknames()), chat.room_count(), waiting, lag)
+
+
+class ChatCollector(Collector):
+    """
+    The chat's metrics, for a C{prometheus_client} registry.
+    """
+
+    def __init__(self, take: Callable[[], Snapshot]) -> None:
+        """
+        @param take: returns a L{Snapshot}; called from the collecting
+            thread.
+        """
+        self._take = take
+
+    def collect(self) -> Iterator[Any]:
+        state = self._take()
+        connections = GaugeMetricFamily(
+            "twistedchat_connections",
+            "Open connections, by front end.",
+            labels=["front_end"],
+        )
+        for front_end in ("telnet", "websocket", "irc"):
+            connections.add_metric([front_end], state.connections[front_end])
+        yield connections
+        yield GaugeMetricFamily("twistedchat_users", "Registered users online.", value=state.users)
+        yield GaugeMetricFamily("twistedchat_rooms", "Rooms that exist.", value=state.rooms)
+        yield GaugeMetricFamily(
+            "twistedchat_history_queue_events",
+            "History events waiting to be written to the database.",
+            value=state.history_waiting,
+        )
+        yield GaugeMetricFamily(
+            "twistedchat_history_lag_seconds",
+            "How long the oldest history event waiting to be written has waited.",
+            value=state.history_lag,
+        )
+        for name, help_text in _COUNTERS.items():
+            yield CounterMetricFamily(
+                f"twistedchat_{name}", help_text, value=getattr(state.counts, name)
+            )
+
+
+class Health(Resource):
+    """
+    C{/healthz}: C{200 ok} while the server runs and its database answers
+    (a query on a new connection, in a thread), C{503} and why otherwise.
+    """
+
+    isLeaf = True
+    _log = Logger()
+
+    def __init__(self, reactor: Any, database: str | None) -> None:
+        """
+        @param database: the SQLite file, or C{None} for none
+            (C{:memory:}).
+        """
+        super().__init__()
+        self._reactor = reactor
+        self._database = database
+
+    def render_GET(self, request: Request) -> Any:
+        if self._database is None:
+            return self._body(request, None)
+        gone: list[bool] = []
+        request.notifyFinish().addErrback(lambda _: gone.append(True))
+        pool = self._reactor.getThreadPool()
+        d: Deferred[None] = deferToThreadPool(self._reactor, pool, _query, self._database)
+
+        def answer(result: object) -> None:
+            if not gone:
+                request.write(self._body(request, result if isinstance(result, Failure) else None))
+                request.finish()
+
+        d.addBoth(answer)
+        return NOT_DONE_YET
+
+    def _body(self, request: Request, failure: Failure | None) -> bytes:
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        request.setHeader(b"cache-control", b"no-store")
+        if failure is None:
+            return b"ok\n"
+        request.setResponseCode(503)
+        self._log.warn(
+            "health check: the database does not answer: {why}", why=failure.getErrorMessage()
+        )
+        return f"database does not answer: {failure.getErrorMessage()}\n".encode()
+
+
+def _query(path: str) -> None:
+    """
+    Open the SQLite file at C{path} (it must exist) and read from it.
+
+    @raise sqlite3.Error: it does not answer.
+    """
+    connection = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=5)
+    try:
+        connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    finally:
+        connection.close()
+
+
+def make_metrics_site(chat: ChatFactory, reactor: Any, database: str | None) -> Site:
+    """
+    The C{--metrics} site: C{/metrics} (Prometheus' text format, from a
+    registry of its own holding L{ChatCollector}) and C{/healthz}
+    (L{Health}).
+    """
+    registry = CollectorRegistry()
+    registry.register(ChatCollector(lambda: blockingCallFromThread(reactor, snapshot, chat)))
+    root = Resource()
+    root.putChild(b"metrics", MetricsResource(registry=registry))
+    root.putChild(b"healthz", Health(reactor, database))
+    return Site(root)
