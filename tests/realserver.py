@@ -35,10 +35,20 @@ class ChatServer:
     """
 
     def __init__(
-        self, directory: Path, *options: str, port: str = "tcp:0:interface=127.0.0.1"
+        self,
+        directory: Path,
+        *options: str,
+        port: str = "tcp:0:interface=127.0.0.1",
+        launcher: tuple[str, ...] = (),
     ) -> None:
+        """
+        @param launcher: a command that runs the server's command line
+            given after it (for example, one that hands it a listening
+            socket as systemd does).
+        """
         exempt = [] if "--exempt" in options else ["--exempt", "127.0.0.1"]
         command = [
+            *launcher,
             str(BIN / "twistd"),
             "-n",
             "--pidfile=",
