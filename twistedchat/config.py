@@ -138,7 +138,7 @@ def config_arguments(
                 arguments += [f"--{key}={item}" for item in values]
             continue
         if key not in parameters:
-            known = ", ".join(sorted({*parameters, *flags, *REPEATABLE}))
+            known = ", ".join(sorted({*parameters, *flags, *REPEATABLE} - {"config"}))
             raise ConfigError(f"{path}: {key}: no such setting; the settings are {known}.")
         text = _parameter_text(path, key, value, parameters[key][2])
         coerce = parameters[key][4] if len(parameters[key]) > 4 else None
