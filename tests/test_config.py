@@ -9,13 +9,15 @@ running settings when the file is wrong.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent
+from twisted.python import usage
 
-from twistedchat.config import RELOADABLE, ConfigError
+from twistedchat.config import RELOADABLE, REPEATABLE, ConfigError
 from twistedchat.factory import ChatFactory
 from twistedchat.tap import ChatService, Options
 from twistedchat.throttles import Exemptions
@@ -53,7 +55,7 @@ def test_example_names_every_setting() -> None:
     text = EXAMPLE.read_text()
     options = Options()
     names = {p[0] for p in options.optParameters} | {f[0] for f in options.optFlags}
-    names |= {"port", "web", "irc", "web-origin", "exempt", "oper"}
+    names |= REPEATABLE
     missing = [name for name in names - {"config"} if f"\n{name} = " not in text]
     assert missing == []
 
@@ -116,7 +118,9 @@ def service(config: Path) -> tuple[ChatFactory, ChatService]:
     """
     options = parse("--config", str(config))
     factory = ChatFactory(Clock(), max_clients=options["max-clients"], motd=options["motd"])
-    return factory, ChatService(factory, options)
+    chat = ChatService(factory, options)
+    chat.startService()
+    return factory, chat
 
 
 def test_reload_takes_reloadable_settings(tmp_path: Path) -> None:
@@ -170,3 +174,92 @@ def test_reloadable_settings_are_factory_settings() -> None:
         name = {"exempt": "exemptions", "oper": "server_operators"}.get(key, key.replace("-", "_"))
         value = Exemptions([]) if key == "exempt" else [] if key == "oper" else options[key]
         factory.reconfigure(**{name: value})
+
+
+def test_refusals_of_derived_checks_name_the_file(tmp_path: Path) -> None:
+    """
+    Values the options check together (a MOTD file to read, a room name,
+    history-on-join against history-max) are refused naming the file and
+    the key too; --config= names no file.
+    """
+    config = tmp_path / "chat.toml"
+    for content, error in [
+        ('motd = "@missing.txt"', "motd: --motd @"),
+        ('default-room = "no spaces"', "default-room: --default-room "),
+        ("history-on-join = 500", "history-on-join: --history-on-join cannot be more"),
+    ]:
+        config.write_text(content + "\n")
+        with pytest.raises(ConfigError) as raised:
+            parse("--config", str(config))
+        assert str(raised.value).startswith(f"{config}: {error}"), raised.value
+    with pytest.raises(usage.UsageError, match="--config needs a file name"):
+        parse("--config=")
+
+
+def test_files_and_abbreviations(tmp_path: Path) -> None:
+    """
+    A file that is not UTF-8 is refused; a relative --config and a MOTD
+    file named in it (found next to it) are made absolute, so a reload
+    after twistd changed directory finds them; an abbreviated option on
+    the command line (--po) still replaces the file's list.
+    """
+    config = tmp_path / "chat.toml"
+    config.write_bytes(b'motd = "caf\xe9"\n')
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        parse("--config", str(config))
+    (tmp_path / "motd.txt").write_text("from a file\n")
+    config.write_text('motd = "@motd.txt"\nport = ["tcp:1"]\n')
+    here = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        options = parse("--config", "chat.toml", "--po", "tcp:3")
+    finally:
+        os.chdir(here)
+    assert options["argv"][options["argv"].index("--config") + 1] == str(config)
+    assert options["motd"] == "from a file"
+    assert options["port"] == ["tcp:3:backlog=1024"]
+
+
+def test_reload_refusals_and_irc(tmp_path: Path) -> None:
+    """
+    A reload is refused whole for an oper that is no registered nickname,
+    or a history-on-join above the running history-max; with --irc,
+    reloaded reserved nicknames keep NickServ.
+    """
+    config = tmp_path / "chat.toml"
+    config.write_text('irc = ["tcp:0"]\n')
+    factory, chat = service(config)
+    for content, refusal in [
+        ('irc = ["tcp:0"]\noper = ["nobody"]\n', "oper: nobody is no registered nickname"),
+        (
+            'irc = ["tcp:0"]\nhistory-max = 1000\nhistory-on-join = 900\n',
+            "history-on-join: at most history-max (200) until restart",
+        ),
+    ]:
+        config.write_text(content)
+        with capturedLogs() as events:
+            chat.reload()
+        assert formatEvent(events[-1]).endswith(refusal)
+    config.write_text('reserved-nicknames = "Boss"\n')
+    chat.reload()
+    assert factory.reserved_nicknames == ("Boss", "NickServ")
+
+
+def test_reload_without_config() -> None:
+    """
+    Without --config, a reload (SIGHUP) is logged and changes nothing.
+    """
+    factory = ChatFactory(Clock())
+    chat = ChatService(factory, parse())
+    chat.startService()
+    with capturedLogs() as events:
+        chat.reload()
+    assert [formatEvent(e) for e in events] == ["SIGHUP: there is no --config file to reload"]
+
+
+def test_repeatable_options_are_the_lists() -> None:
+    """
+    The options the file gives as lists are exactly those that may be
+    given several times on the command line.
+    """
+    assert {key for key, value in Options().items() if isinstance(value, list)} == REPEATABLE

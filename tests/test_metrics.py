@@ -6,6 +6,10 @@ C{prometheus_client}'s own exposition and parser.
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
+
+import pytest
 from fakeclients import FakeClient, make_factory
 from prometheus_client import generate_latest
 from prometheus_client.core import CollectorRegistry
@@ -15,7 +19,7 @@ from test_session import accounts_chat, connect
 from twisted.internet.task import Clock
 
 from twistedchat.factory import ChatFactory
-from twistedchat.metrics import ChatCollector, snapshot
+from twistedchat.metrics import ChatCollector, _query, snapshot
 
 
 def scrape(factory: ChatFactory) -> dict[str, float]:
@@ -82,3 +86,18 @@ def test_limits_and_passwords_counted() -> None:
     accounts.clock.advance(1)  # type: ignore[attr-defined]
     assert accounts.counts.wrong_passwords == 1
     assert scrape(accounts)["twistedchat_wrong_passwords_total"] == 1
+
+
+def test_health_query_quotes_the_path(tmp_path: Path) -> None:
+    """
+    The health check reads the database file whatever its name holds
+    (?, #, %), and fails once the file is gone rather than creating one.
+    """
+    for name in ("a?x.db", "b#c.db", "d%20e.db"):
+        path = tmp_path / name
+        sqlite3.connect(path).close()
+        _query(str(path))
+        path.unlink()
+        with pytest.raises(sqlite3.Error):
+            _query(str(path))
+        assert sorted(p.name for p in tmp_path.iterdir()) == []

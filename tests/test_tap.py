@@ -102,7 +102,10 @@ def test_web_options() -> None:
         (["--max-nick-length", "x"], "--max-nick-length takes a number, not 'x'."),
         (["--max-line-length", "10"], "--max-line-length must be from 80 to 1048576, not 10."),
         (["--registration-timeout", "0"], "--registration-timeout must be from 1 to 86400, not 0."),
-        (["--motd", "@/nonexistent/motd.txt"], "Cannot read the MOTD file /nonexistent/motd.txt"),
+        (
+            ["--motd", "@/nonexistent/motd.txt"],
+            "--motd @/nonexistent/motd.txt: cannot read the MOTD file",
+        ),
         (["--database", ""], "--database needs a file name, or :memory:"),
         (["--exempt", "10.0.0.0/33"], "--exempt 10.0.0.0/33: not an IP network"),
         (["--reserved-nicknames", "ok 9lives"], "--reserved-nicknames 9lives: A nickname starts"),

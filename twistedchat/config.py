@@ -15,8 +15,10 @@ C{examples/twistedchat.toml} documents every key.
 
 from __future__ import annotations
 
+import getopt
+import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -85,21 +87,25 @@ def read_config(path: str) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot be read: {e.strerror}.") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}.") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8, as TOML must be.") from None
 
 
-def given_options(argv: Iterable[str], options: usage.Options) -> set[str]:
+def given_options(argv: list[str], options: usage.Options) -> set[str]:
     """
-    Return the long names of the options C{argv} gives (C{--name},
-    C{--name=value}, or a one-letter synonym such as C{-p}).
+    Return the long names of the options C{argv} gives, read as
+    L{usage.Options} reads them (C{getopt}: abbreviations such as C{--po}
+    and one-letter synonyms such as C{-p} included); none if C{argv} is
+    no valid command line (parsing it will say why).
     """
+    try:
+        pairs, _ = getopt.getopt(argv, options.shortOpt, options.longOpt)
+    except getopt.GetoptError:
+        return set()
     given = set()
-    for word in argv:
-        if word == "--":
-            break
-        if word.startswith("--"):
-            given.add(word[2:].partition("=")[0])
-        elif word.startswith("-") and len(word) > 1:
-            given.add(options.synonyms.get(word[1], word[1]))
+    for option, _ in pairs:
+        name = option.lstrip("-")
+        given.add(options.synonyms.get(name, name))
     return given
 
 
@@ -121,6 +127,9 @@ def config_arguments(
     for key, value in table.items():
         if key == "config":
             raise ConfigError(f"{path}: config: a configuration file cannot name another.")
+        if key == "motd" and isinstance(value, str) and value.startswith("@"):
+            # A file named in the file is found next to it.
+            value = "@" + os.path.join(os.path.dirname(path), value[1:])
         if key in flags:
             if not isinstance(value, bool):
                 raise ConfigError(f"{path}: {key}: true or false, not {value!r}.")

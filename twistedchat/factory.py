@@ -24,6 +24,7 @@ from twisted.logger import Logger
 from zope.interface import Attribute, Interface
 
 from twistedchat.accounts import Accounts, IAccount, make_portal
+from twistedchat.counts import Counts
 from twistedchat.events import (
     Action,
     AwayChanged,
@@ -43,7 +44,6 @@ from twistedchat.events import (
     TopicChanged,
 )
 from twistedchat.history import History
-from twistedchat.metrics import Counts
 from twistedchat.nicknames import (
     InvalidNickname,
     NicknameInUse,
@@ -320,6 +320,12 @@ class ChatFactory(ServerFactory):
             getattr(getattr(participant, "front_end", None), "kind", "other")
             for participant in self._connections
         )
+
+    def user_count(self) -> int:
+        """
+        Return how many registered users are online.
+        """
+        return len(self._participants)
 
     def room_count(self) -> int:
         """

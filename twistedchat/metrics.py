@@ -1,14 +1,16 @@
 """
 What a running server tells its operators (C{--metrics ENDPOINT}):
-Prometheus metrics at C{/metrics}, served by C{prometheus_client}'s
-Twisted resource, and C{/healthz}.
+Prometheus metrics at C{/metrics}, served by C{prometheus_client}'s WSGI
+application in Twisted's C{WSGIResource} (what its C{prometheus_client.twisted}
+resource is, on the reactor given rather than the global one), and
+C{/healthz}.
 
-The chat counts what happens in plain integers (L{Counts}, one addition
-where it happens, nothing more on the broadcast path); L{ChatCollector}
-turns them and the chat's state into metrics when Prometheus scrapes.
-C{prometheus_client} collects in a thread of the reactor's pool, so the
-collector reads the chat on the reactor thread (C{blockingCallFromThread})
-and never sees it half-changed.
+The chat counts what happens in plain integers
+(L{twistedchat.counts.Counts}); L{ChatCollector} turns them and the
+chat's state into metrics when Prometheus scrapes. The WSGI application
+runs in a thread of the reactor's pool, so the collector reads the chat
+on the reactor thread (C{blockingCallFromThread}) and never sees it
+half-changed (L{on_reactor}).
 
 Metric names follow Prometheus' conventions (C{twistedchat_} prefix,
 C{_total} for counters, base units such as seconds); the README's
@@ -17,46 +19,31 @@ operations section has the table.
 
 from __future__ import annotations
 
+import os
+import queue
 import sqlite3
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import make_wsgi_app
 from prometheus_client.registry import Collector
-from prometheus_client.twisted import MetricsResource
 from twisted.internet.defer import Deferred
-from twisted.internet.threads import blockingCallFromThread, deferToThreadPool
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web import http
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
+from twisted.web.wsgi import WSGIResource
+
+from twistedchat.counts import Counts
 
 if TYPE_CHECKING:
     from twistedchat.factory import ChatFactory
-
-
-@dataclass
-class Counts:
-    """
-    What has happened since the server started, counted where it happens.
-
-    @ivar lines_received: lines (and WebSocket messages) users sent.
-    @ivar deliveries: events handed to a connection (one per recipient).
-    @ivar sendq_cutoffs: connections cut off for "SendQ exceeded".
-    @ivar flood_delays: lines that had to wait for flood control.
-    @ivar wrong_passwords: passwords given that were wrong.
-    @ivar registration_timeouts: connections closed for choosing no
-        nickname in time.
-    """
-
-    lines_received: int = 0
-    deliveries: int = 0
-    sendq_cutoffs: int = 0
-    flood_delays: int = 0
-    wrong_passwords: int = 0
-    registration_timeouts: int = 0
 
 
 #: The counters, their help text, by attribute of L{Counts}.
@@ -93,7 +80,7 @@ def snapshot(chat: ChatFactory) -> Snapshot:
     connections = chat.connections_by_front_end()
     waiting, lag = chat.history.backlog() if chat.history is not None else (0, 0.0)
     counts = Counts(**vars(chat.counts))
-    return Snapshot(counts, connections, len(chat.nicknames()), chat.room_count(), waiting, lag)
+    return Snapshot(counts, connections, chat.user_count(), chat.room_count(), waiting, lag)
 
 
 class ChatCollector(Collector):
@@ -188,11 +175,30 @@ def _query(path: str) -> None:
 
     @raise sqlite3.Error: it does not answer.
     """
-    connection = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=5)
+    uri = f"file:{quote(os.path.abspath(path))}?mode=rw"
+    connection = sqlite3.connect(uri, uri=True, timeout=5)
     try:
         connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
     finally:
         connection.close()
+
+
+def on_reactor(reactor: Any, call: Callable[..., Snapshot], *args: Any) -> Snapshot:
+    """
+    Run C{call(*args)} on the reactor thread and return what it returns,
+    from another thread; as C{blockingCallFromThread}, but giving up
+    after L{SCRAPE_TIMEOUT} seconds (a reactor stopping), so that the
+    thread pool can always stop.
+
+    @raise queue.Empty: the reactor did not answer in time.
+    """
+    answers: queue.Queue[Snapshot] = queue.Queue()
+    reactor.callFromThread(lambda: answers.put(call(*args)))
+    return answers.get(timeout=SCRAPE_TIMEOUT)
+
+
+#: Seconds a scrape waits for the reactor thread.
+SCRAPE_TIMEOUT = 5.0
 
 
 def make_metrics_site(chat: ChatFactory, reactor: Any, database: str | None) -> Site:
@@ -202,8 +208,19 @@ def make_metrics_site(chat: ChatFactory, reactor: Any, database: str | None) -> 
     (L{Health}).
     """
     registry = CollectorRegistry()
-    registry.register(ChatCollector(lambda: blockingCallFromThread(reactor, snapshot, chat)))
+    registry.register(ChatCollector(lambda: on_reactor(reactor, snapshot, chat)))
     root = Resource()
-    root.putChild(b"metrics", MetricsResource(registry=registry))
+    metrics = WSGIResource(reactor, reactor.getThreadPool(), make_wsgi_app(registry))
+    root.putChild(b"metrics", metrics)
     root.putChild(b"healthz", Health(reactor, database))
-    return Site(root)
+    return _QuietSite(root)
+
+
+class _QuietSite(Site):
+    """
+    A site that logs no request: Prometheus scrapes, and health checks
+    come, every few seconds.
+    """
+
+    def log(self, request: http.Request) -> None:
+        pass

@@ -7,6 +7,8 @@ L{twistedchat.factory} for the chat and L{twistedchat.protocol} for the wire.
 
 from __future__ import annotations
 
+import os
+import re
 import resource
 import signal
 import socket
@@ -17,7 +19,7 @@ from typing import Any
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
 from twisted.internet.threads import deferToThreadPool
@@ -30,6 +32,7 @@ from zope.interface import implementer
 from twistedchat.accounts import Accounts, load_accounts
 from twistedchat.config import (
     RELOADABLE,
+    ConfigError,
     config_arguments,
     given_options,
     read_config,
@@ -138,7 +141,9 @@ def _read_motd(value: str) -> str:
             with open(path, "rb") as f:
                 raw = f.read()
         except OSError as e:
-            raise usage.UsageError(f"Cannot read the MOTD file {path}: {e.strerror}.") from None
+            raise usage.UsageError(
+                f"--motd {value}: cannot read the MOTD file: {e.strerror}."
+            ) from None
     else:
         raw = value.encode("utf-8", "surrogateescape")
     return "\n".join(clean_line(line) for line in raw.splitlines())
@@ -440,13 +445,29 @@ class Options(usage.Options):
         @raise ConfigError: the file cannot be read, or holds a wrong
             setting.
         """
-        argv = list(sys.argv[1:] if options is None else options)
+        # Absolute paths, so that a reload reads the same files after
+        # twistd changed directory (--rundir).
+        argv = _absolute_paths(list(sys.argv[1:] if options is None else options))
         self["argv"] = argv
         path = _config_path(argv)
-        if path is not None:
-            table = read_config(path)
-            argv = config_arguments(path, table, self, given_options(argv, self)) + argv
-        super().parseOptions(argv)
+        if path is None:
+            super().parseOptions(argv)
+            return
+        if not path:
+            raise usage.UsageError("--config needs a file name.")
+        table = read_config(path)
+        given = given_options(argv, self)
+        try:
+            super().parseOptions(config_arguments(path, table, self, given) + argv)
+        except ConfigError:
+            raise
+        except usage.UsageError as e:
+            # A refusal of a value from the file names the file and key.
+            match = re.match(r"--([a-z-]+)", str(e))
+            key = match.group(1) if match else ""
+            if key in table and key not in given:
+                raise ConfigError(f"{path}: {key}: {e}") from None
+            raise
 
     def postOptions(self) -> None:
         if not self["database"]:
@@ -466,6 +487,11 @@ class Options(usage.Options):
             self["port"] = [endpoint_description(DEFAULT_PORT)]
         if self["metrics"] is not None:
             self["metrics"] = _listener("--metrics", self["metrics"])
+        parent = getattr(self, "parent", None)
+        if self["log-format"] == "json" and parent is not None and parent.get("syslog"):
+            raise usage.UsageError(
+                "--log-format json writes to --logfile or standard output, not to syslog."
+            )
         if self["motd"] is not None:
             self["motd"] = _read_motd(self["motd"])
         try:
@@ -500,6 +526,30 @@ class Options(usage.Options):
                     f"--oper {oper}: no such account in {self['database']}; register the "
                     "nickname (/register) first, then start the server with --oper."
                 )
+
+
+def _absolute_paths(argv: list[str]) -> list[str]:
+    """
+    Return C{argv} with the files of C{--config FILE} and C{--motd @FILE}
+    made absolute.
+    """
+    absolute = []
+    option = ""
+    for word in argv:
+        name, equals, value = word.partition("=")
+        if option == "--config" or (option == "--motd" and word.startswith("@")):
+            word = _absolute(word, option)
+        elif equals and name in ("--config", "--motd"):
+            word = f"{name}={_absolute(value, name)}"
+        option = word if word in ("--config", "--motd") else ""
+        absolute.append(word)
+    return absolute
+
+
+def _absolute(value: str, option: str) -> str:
+    if option == "--motd":
+        return "@" + os.path.abspath(value[1:]) if value.startswith("@") else value
+    return os.path.abspath(value) if value else value
 
 
 def _config_path(argv: list[str]) -> str | None:
@@ -541,8 +591,9 @@ class _LoggingEndpoint:
             address = describe_address(port.getHost())
             if self._scheme in ("irc", "ircs"):
                 self._log.info("IRC at {url}", url=f"{self._scheme}://{address}/")
-            elif self._scheme == "metrics":
-                self._log.info("metrics at {url}", url=f"http://{address}/metrics")
+            elif self._scheme in ("metrics", "metrics-tls"):
+                scheme = "https" if self._scheme == "metrics-tls" else "http"
+                self._log.info("metrics at {url}", url=f"{scheme}://{address}/metrics")
             elif self._scheme:
                 self._log.info("web client at {url}", url=f"{self._scheme}://{address}/")
             else:
@@ -550,12 +601,6 @@ class _LoggingEndpoint:
             return port
 
         return self._endpoint.listen(factory).addCallback(listening)
-
-
-def _global_reactor() -> Any:
-    from twisted.internet import reactor
-
-    return reactor
 
 
 def raise_open_files_limit() -> int:
@@ -597,21 +642,26 @@ class ChatService(Service):
             reloaded configuration with.
         @param run_in_thread: runs a callable in a thread, returning a
             L{Deferred} (C{deferToThreadPool} on the reactor's pool).
-        @param handle_signals: reload on C{SIGHUP} (the real reactor only).
+        @param handle_signals: reload on C{SIGHUP} (the real reactor
+            only; without C{--config}, a C{SIGHUP} is logged and changes
+            nothing, rather than ending the server).
         """
         self.factory = factory
         self.options = options
         self._run_in_thread = run_in_thread or maybeDeferred
         self._handle_signals = handle_signals
+        self._previous_handler: Any = None
+        self._reloading: Deferred[None] | None = None
+        self._reload_again = False
 
     def startService(self) -> None:
         super().startService()
         self._log.info("open files limit: {limit}", limit=raise_open_files_limit())
         if self.factory.history is not None:
             self.factory.history.start()
-        if self._handle_signals and self.options is not None and self.options["config"]:
+        if self._handle_signals:
             reactor = self.factory.clock
-            signal.signal(
+            self._previous_handler = signal.signal(
                 signal.SIGHUP,
                 lambda number, frame: reactor.callFromThread(self.reload),  # type: ignore[attr-defined]
             )
@@ -622,11 +672,19 @@ class ChatService(Service):
         command line over it, and take the settings that may change while
         running (L{RELOADABLE}); log the others that changed as ignored
         until restart. A file that cannot be read or holds a wrong setting
-        changes nothing, and the log says why.
+        changes nothing, and the log says why. One reload at a time: a
+        C{SIGHUP} during one makes it run again once it is done.
 
         @return: fires once the settings are taken or refused.
         """
-        assert self.options is not None
+        if self.options is None or not self.options["config"]:
+            self._log.warn("SIGHUP: there is no --config file to reload")
+            return succeed(None)
+        if not self.running:
+            return succeed(None)
+        if self._reloading is not None:
+            self._reload_again = True
+            return self._reloading
         path, argv = self.options["config"], self.options["argv"]
         self._log.info("reloading {path}", path=path)
 
@@ -635,7 +693,16 @@ class ChatService(Service):
             new.parseOptions(argv)
             return new
 
-        return self._run_in_thread(parse).addCallbacks(self._apply, self._refused)
+        def done(_: object) -> None:
+            self._reloading = None
+            if self._reload_again:
+                self._reload_again = False
+                self.reload()
+
+        d = self._run_in_thread(parse).addCallbacks(self._apply, self._refused)
+        self._reloading = d
+        d.addBoth(done)
+        return d
 
     def _refused(self, failure: Failure) -> None:
         failure.trap(usage.UsageError)
@@ -654,16 +721,18 @@ class ChatService(Service):
                 changed[key] = new[key]
             else:
                 self._log.warn("{key} changed in {path}: ignored until restart", key=key, path=path)
-        accounts = self.factory.accounts
-        for oper in changed.get("oper", []):
-            if accounts is None or not accounts.is_registered(oper):
-                self._log.error(
-                    "not reloaded, the running settings stay: {path}: oper: {oper} is no "
-                    "registered nickname",
-                    path=path,
-                    oper=oper,
-                )
-                return
+        refusal = self._refusal(changed)
+        if refusal:
+            self._log.error(
+                "not reloaded, the running settings stay: {path}: {refusal}",
+                path=path,
+                refusal=refusal,
+            )
+            return
+        if running["irc"] and "reserved-nicknames" in changed:
+            reserved = changed["reserved-nicknames"]
+            if not any(nickname_key(n) == "nickserv" for n in reserved):
+                changed["reserved-nicknames"] = [*reserved, "NickServ"]
         self.factory.reconfigure(
             **{_SETTINGS.get(k, k.replace("-", "_")): _setting(k, v) for k, v in changed.items()}
         )
@@ -672,6 +741,21 @@ class ChatService(Service):
             "reloaded {path}: {changes}", path=path, changes=", ".join(changed) or "nothing changed"
         )
 
+    def _refusal(self, changed: dict[str, Any]) -> str:
+        """
+        Why the C{changed} settings cannot be taken with the settings that
+        stay until restart, or C{""}.
+        """
+        assert self.options is not None
+        accounts = self.factory.accounts
+        for oper in changed.get("oper", []):
+            if accounts is None or not accounts.is_registered(oper):
+                return f"oper: {oper} is no registered nickname"
+        history_max = self.options["history-max"]
+        if changed.get("history-on-join", 0) > history_max:
+            return f"history-on-join: at most history-max ({history_max}) until restart"
+        return ""
+
     async def _stop(self) -> None:
         await self.factory.shutdown()
         if self.factory.history is not None:
@@ -679,6 +763,9 @@ class ChatService(Service):
 
     def stopService(self) -> Deferred[None]:
         super().stopService()
+        if self._previous_handler is not None:
+            signal.signal(signal.SIGHUP, self._previous_handler)
+            self._previous_handler = None
         return Deferred.fromCoroutine(self._stop())
 
 
@@ -699,22 +786,24 @@ class _ChatServices(MultiService):
             parent.setComponent(ILogObserver, self._log_observer)
 
 
-def _log_observer(options: Options) -> ILogObserver | None:
+def _log_observer(options: Options, reactor: Any, real: bool) -> ILogObserver | None:
     """
     The JSON log observer for C{--log-format json} (Twisted's
     C{jsonFileLogObserver}, one object per line, no record separator),
     writing where twistd's own log would go (C{--logfile}, standard
-    output with C{-n}); C{None} for text.
+    output with C{-n}); C{None} for text. As twistd does for its own log
+    file, C{SIGUSR1} rotates the file (with C{real}, the global reactor).
     """
     if options["log-format"] != "json":
         return None
     parent = getattr(options, "parent", None) or {}
     path = parent.get("logfile")
     if path == "-" or (not path and parent.get("nodaemon", True)):
-        output: Any = sys.stdout
-    else:
-        output = LogFile.fromFullPath(path or "twistd.log")
-    return jsonFileLogObserver(output, recordSeparator="")
+        return jsonFileLogObserver(sys.stdout, recordSeparator="")
+    log_file = LogFile.fromFullPath(path or "twistd.log")
+    if real:
+        signal.signal(signal.SIGUSR1, lambda number, frame: reactor.callFromThread(log_file.rotate))
+    return jsonFileLogObserver(log_file, recordSeparator="")
 
 
 #: Options whose ChatFactory setting has another name.
@@ -735,8 +824,13 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     WebSocket), all sharing one L{ChatFactory}.
 
     @param reactor: the reactor to listen with and to take time from;
-        the global reactor if C{None}.
+        the global reactor if C{None}, and then signals are handled
+        (C{SIGHUP} reloads, C{SIGUSR1} reopens a JSON log file) and files
+        are read in its thread pool.
     """
+    # The global reactor: the real server, with signals and threads; a
+    # test passes its own.
+    real = reactor is None
     if reactor is None:
         from twisted.internet import reactor
     database = options["database"]
@@ -784,10 +878,9 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         room_store=RoomStore(pool),
     )
     factory.protocol = ChatTelnetTransport
-    top = _ChatServices(_log_observer(options))
+    top = _ChatServices(_log_observer(options, reactor, real))
     # MultiService stops its children in reverse order: the listeners stop
     # accepting first, then ChatService says goodbye to everyone.
-    real = reactor is _global_reactor()
     ChatService(
         factory,
         options,
@@ -803,7 +896,8 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     )
     if options["metrics"] is not None:
         metrics = make_metrics_site(factory, reactor, None if pool is None else database)
-        listeners.append((options["metrics"], metrics, "metrics"))
+        tls = options["metrics"].startswith("ssl:")
+        listeners.append((options["metrics"], metrics, "metrics-tls" if tls else "metrics"))
     for description, serving, scheme in listeners:
         endpoint = _LoggingEndpoint(serverFromString(reactor, description), scheme)
         listener = StreamServerEndpointService(endpoint, serving)
