@@ -29,7 +29,14 @@ def scrape(factory: ChatFactory) -> dict[str, float]:
     """
     registry = CollectorRegistry()
     registry.register(ChatCollector(lambda: snapshot(factory)))
-    text = generate_latest(registry).decode()
+    return samples(generate_latest(registry).decode())
+
+
+def samples(text: str) -> dict[str, float]:
+    """
+    Parse Prometheus' text format with prometheus_client's own parser:
+    each sample's value by name, with its labels (C{name{k=v}}).
+    """
     values = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:

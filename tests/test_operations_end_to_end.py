@@ -16,8 +16,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from prometheus_client.parser import text_string_to_metric_families
 from realserver import TIMEOUT, ChatServer, LineClient, register
+from test_metrics import samples
 
 ACTIVATE = Path(__file__).parent / "socket_activation.py"
 
@@ -39,13 +39,7 @@ def metrics(server: ChatServer) -> dict[str, float]:
     """
     url = f"http://127.0.0.1:{server.metrics_ports[0]}/metrics"
     with urllib.request.urlopen(url, timeout=TIMEOUT) as response:
-        text = response.read().decode()
-    values = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
-            values[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
-    return values
+        return samples(response.read().decode())
 
 
 def health(server: ChatServer) -> tuple[int, str]:
