@@ -3,6 +3,10 @@ C{twistedchat-client}: a terminal client that prints what arrives while
 the user types, with Twisted's standard I/O and no threads.
 
 Usage: C{twistedchat-client [--nick NAME] [--tls [--cafile CA.pem]] [HOST] [PORT]}.
+
+On a terminal it runs full-screen (L{twistedchat.screen}); when standard
+input or output is not a terminal (a pipe, a script, a bot), it prints
+lines as they come and sends lines as they are typed.
 """
 
 from __future__ import annotations
@@ -198,6 +202,19 @@ class Keyboard(LineReceiver):
         self.writeConnectionLost()
 
 
+def client_endpoint(reactor: Any, options: Options) -> IStreamClientEndpoint:
+    """
+    The endpoint to the server the C{options} name: TCP, or TLS verifying
+    the certificate with C{--tls}.
+    """
+    host, port = options["host"], options["port"]
+    endpoint: IStreamClientEndpoint = HostnameEndpoint(reactor, host, port)
+    if options["tls"]:
+        trust = options["cafile"] if options["cafile"] is not None else platformTrust()
+        endpoint = wrapClientTLS(optionsForClientTLS(host, trustRoot=trust), endpoint)
+    return endpoint
+
+
 async def run(reactor: Any, options: Options) -> None:
     """
     Connect to the server in C{options} and chat until the connection
@@ -209,10 +226,7 @@ async def run(reactor: Any, options: Options) -> None:
     host, port = options["host"], options["port"]
     stdout = sys.stdout.buffer
     server = ServerConnection(stdout, options["nick"])
-    endpoint: IStreamClientEndpoint = HostnameEndpoint(reactor, host, port)
-    if options["tls"]:
-        trust = options["cafile"] if options["cafile"] is not None else platformTrust()
-        endpoint = wrapClientTLS(optionsForClientTLS(host, trustRoot=trust), endpoint)
+    endpoint = client_endpoint(reactor, options)
     try:
         await connectProtocol(endpoint, server)
     except (ConnectError, DNSLookupError) as e:
@@ -244,4 +258,14 @@ def main(argv: list[str] | None = None) -> None:
     except usage.UsageError as e:
         sys.stderr.write(f"twistedchat-client: {e}\n{options}")
         raise SystemExit(2) from None
-    react(lambda reactor: Deferred.fromCoroutine(run(reactor, options)))
+    if sys.stdin.isatty() and sys.stdout.isatty():
+        from twistedchat.screen import run_screen
+
+        def screen(reactor: Any) -> Deferred[None]:
+            endpoint = client_endpoint(reactor, options)
+            server = f"{options['host']}:{options['port']}"
+            return Deferred.fromCoroutine(run_screen(reactor, endpoint, server, options["nick"]))
+
+        react(screen)
+    else:  # a pipe, a script, a bot: plain lines
+        react(lambda reactor: Deferred.fromCoroutine(run(reactor, options)))
