@@ -70,11 +70,12 @@ def join(server: ChatServer, nickname: str, newline: bytes = b"\r\n") -> LineCli
 
 def terminal_client(server: ChatServer, nickname: str) -> pexpect.spawn:
     """
-    Start twistedchat-client on a terminal, registering as C{nickname}.
+    Start twistedchat-client on a terminal in plain line mode (--plain),
+    registering as C{nickname}.
     """
     return pexpect.spawn(
         str(BIN / "twistedchat-client"),
-        ["--nick", nickname, "127.0.0.1", str(server.port)],
+        ["--plain", "--nick", nickname, "127.0.0.1", str(server.port)],
         timeout=TIMEOUT,
         env=environment(),
     )

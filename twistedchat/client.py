@@ -58,6 +58,12 @@ class Options(usage.Options):
     ]
     optFlags = [
         ["tls", None, "Connect over TLS and verify the server's certificate and name."],
+        [
+            "plain",
+            None,
+            "Print lines as they come and send lines as typed, even on a terminal "
+            "(the full-screen client is for terminals; pipes always get plain lines).",
+        ],
     ]
 
     def parseArgs(self, host: str = "127.0.0.1", port: str = "12345") -> None:
@@ -258,14 +264,18 @@ def main(argv: list[str] | None = None) -> None:
     except usage.UsageError as e:
         sys.stderr.write(f"twistedchat-client: {e}\n{options}")
         raise SystemExit(2) from None
-    if sys.stdin.isatty() and sys.stdout.isatty():
+    if sys.stdin.isatty() and sys.stdout.isatty() and not options["plain"]:
         from twistedchat.screen import run_screen
 
-        def screen(reactor: Any) -> Deferred[None]:
+        async def screen(reactor: Any) -> None:
+            host, port = options["host"], options["port"]
             endpoint = client_endpoint(reactor, options)
-            server = f"{options['host']}:{options['port']}"
-            return Deferred.fromCoroutine(run_screen(reactor, endpoint, server, options["nick"]))
+            try:
+                await run_screen(reactor, endpoint, f"{host}:{port}", options["nick"])
+            except (ConnectError, DNSLookupError) as e:
+                sys.stderr.write(f"twistedchat-client: cannot connect to {host} port {port}: {e}\n")
+                raise SystemExit(1) from None
 
-        react(screen)
+        react(lambda reactor: Deferred.fromCoroutine(screen(reactor)))
     else:  # a pipe, a script, a bot: plain lines
         react(lambda reactor: Deferred.fromCoroutine(run(reactor, options)))

@@ -157,6 +157,7 @@ class ChatScreen:
         self._shown: str | None = None
         self._count = 0
         self.connected = False
+        self.started = False
         self.loop: urwid.MainLoop | None = None
 
     def typed(self, text: str) -> None:
@@ -228,7 +229,7 @@ class ChatScreen:
             self.model.bell = False
             sys.stdout.write("\a")
             sys.stdout.flush()
-        if self.loop is not None:
+        if self.loop is not None and self.started:
             # urwid redraws by itself after a key, not after network input.
             self.loop.draw_screen()
 
@@ -301,30 +302,33 @@ async def run_screen(
         handle_mouse=False,
     )
     screen.loop = loop
+    # The first connection before the screen: one that fails is one line
+    # on standard error (ConnectError raised), not a screen.
+    connection = ScreenConnection(screen, [nickname] if nickname else [])
+    await connectProtocol(endpoint, connection)
     loop.start()
+    screen.started = screen.connected = True
+    screen.redraw()
     try:
         delay = RECONNECT_FIRST
-        first = [nickname] if nickname else []
         while True:
-            connection = ScreenConnection(screen, first)
-            try:
-                await connectProtocol(endpoint, connection)
-            except (ConnectError, DNSLookupError) as e:
-                screen.note(
-                    f"!!! Cannot connect to {server}: {e}; trying again in {delay:g} s.", "error"
-                )
-            else:
-                screen.connected = True
-                delay = RECONNECT_FIRST
-                screen.redraw()
-                await connection.closed
-                screen.connected = False
-                if model.history and model.history[-1].lower().startswith("/quit"):
-                    return
-                screen.note(f"*** Disconnected from {server}; reconnecting in {delay:g} s.")
-            await _sleep(reactor, delay)
-            delay = min(delay * 2, RECONNECT_MOST)
-            first = model.rejoin()
+            await connection.closed
+            screen.connected = False
+            if model.history and model.history[-1].lower().startswith("/quit"):
+                return
+            screen.note(f"*** Disconnected from {server}; reconnecting in {delay:g} s.")
+            while not screen.connected:
+                await _sleep(reactor, delay)
+                delay = min(delay * 2, RECONNECT_MOST)
+                connection = ScreenConnection(screen, model.rejoin())
+                try:
+                    await connectProtocol(endpoint, connection)
+                except (ConnectError, DNSLookupError) as e:
+                    screen.note(f"!!! Cannot connect to {server}: {e}; next try in {delay:g} s.")
+                else:
+                    screen.connected = True
+                    delay = RECONNECT_FIRST
+                    screen.note(f"*** Connected to {server} again.")
     finally:
         loop.stop()
 
