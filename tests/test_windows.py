@@ -136,3 +136,20 @@ def test_scrollback_and_colours() -> None:
     assert len(lines) == SCROLLBACK and lines[-1].text == f"<bob> line {SCROLLBACK + 9}"
     assert nick_colour("bob") == nick_colour("Bob") == nick_colour("bob")
     assert model.window(SERVER).lines[0].text.startswith("*** Welcome")
+
+
+def test_already_in_a_room_and_failed_reconnects() -> None:
+    """
+    "You are in #lobby already; your lines go there now." moves where
+    plain lines go; signing in again, however many attempts it takes,
+    keeps the nickname and rooms to come back to.
+    """
+    model = welcomed("*** You joined #dev; your lines go there now. 1 user here: alice.")
+    model.receive(b"*** You are in #lobby already; your lines go there now.")
+    assert model.server_room == "#lobby"
+    model.typed("/nick alice2")
+    model.receive(b"*** You are now known as alice2 (was alice).")
+    model.outbox.clear()
+    assert model.rejoin() == model.rejoin() == ["alice2"]
+    model.receive(b"*** Welcome, alice2! 1 user online: alice2. Type /help for the commands.")
+    assert model.outbox == ["/join #dev", "/join #lobby"]

@@ -324,7 +324,8 @@ async def run_screen(
                 try:
                     await connectProtocol(endpoint, connection)
                 except (ConnectError, DNSLookupError) as e:
-                    screen.note(f"!!! Cannot connect to {server}: {e}; next try in {delay:g} s.")
+                    why = str(e).rstrip(".")
+                    screen.note(f"!!! Cannot connect to {server}: {why}; next try in {delay:g} s.")
                 else:
                     screen.connected = True
                     delay = RECONNECT_FIRST

@@ -45,6 +45,7 @@ _PRIVATE = re.compile(r"^\*([^*\s]+)\* (.*)$")
 _SENT = re.compile(r"^-> \*([^*\s]+)\* (.*)$")
 _NOTICE_LINE = re.compile(r"^-\*?([^*\s-]+)\*?- (.*)$")
 _JOINED = re.compile(r"^\*\*\* You joined (#\S+?); .*?(?:: (.*)\.)?$")
+_ALREADY = re.compile(r"^\*\*\* You are in (#\S+?) already; your lines go there now\.$")
 _LEFT = re.compile(r"^\*\*\* You left (#\S+?)\.$")
 _CURRENT = re.compile(r"^\*\*\* Your lines go to (#\S+) now\.$")
 _WELCOME = re.compile(r"^\*\*\* Welcome, ([^!\s]+)!")
@@ -249,6 +250,10 @@ class ChatModel:
             self.server_room = room.name
             self.show(room.name)
             return False
+        if match := _ALREADY.match(body):
+            self.server_room = self.window(match.group(1)).name
+            self.show(self.server_room)
+            return False
         if match := _LEFT.match(body):
             self.close(match.group(1))
             return False
@@ -376,10 +381,8 @@ class ChatModel:
         every room that was open, the one plain lines went to last.
         """
         nickname = self.nickname or self.wanted
-        self.nickname = None
         rooms = [name for name in self.windows if name.startswith("#")]
         server_room = self.server_room
-        self.server_room = None
         joins = [f"/join {room}" for room in rooms if room != server_room]
         if server_room is not None:
             joins.append(f"/join {server_room}")
