@@ -507,3 +507,28 @@ def test_completion_and_history(server: ChatServer, start: Callable[[int], Termi
         alice.wait_for_input("> bob: ping")
     finally:
         bob.close()
+
+
+def test_scrollback(tmp_path: Path, start: Callable[[int], Terminal]) -> None:
+    """
+    PgUp shows older lines of the window, PgDn comes back to the newest;
+    the input line stays where it is.
+    """
+    server = ChatServer(tmp_path, "--database", ":memory:", "--flood-rate", "0")
+    alice = start(server.port)
+    alice.wait_for_status("[#lobby]")
+    bob = register(server, "bob")
+    try:
+        for number in range(60):
+            bob.send(f"line {number}")
+        alice.wait_for_row("<bob> line 59")
+        alice.type("kept")
+        alice.keys("PageUp")
+        rows = alice.wait_until(lambda rows: "<bob> line 59" not in rows, "an older page")
+        assert any(row.startswith("<bob> line ") for row in rows)
+        alice.keys("PageDown", "PageDown", "PageDown")
+        alice.wait_for_row("<bob> line 59")
+        alice.wait_for_input("> kept")
+    finally:
+        bob.close()
+        server.terminate()

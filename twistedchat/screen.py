@@ -193,13 +193,16 @@ class ChatScreen:
 
     def scroll(self, pages: int) -> None:
         """
-        Scroll the shown window by C{pages} screens.
+        Scroll the shown window back (C{pages} -1) or forth (1) by a
+        screen, as the window itself pages (urwid's ListBox).
         """
-        if not self._walker:
+        if not self._walker or self.loop is None:
             return
-        rows = self.loop.screen.get_cols_rows()[1] - 3 if self.loop is not None else 20
-        position = self._listbox.focus_position + pages * max(rows, 1)
-        self._listbox.set_focus(max(0, min(len(self._walker) - 1, position)))
+        cols, rows = self.loop.screen.get_cols_rows()
+        key = "page up" if pages < 0 else "page down"
+        self._listbox.keypress((cols, max(rows - 2, 1)), key)
+        if self.started:
+            self.loop.draw_screen()
 
     def redraw(self) -> None:
         """
