@@ -53,7 +53,16 @@ def test_tls_chat(tmp_path: Path) -> None:
 
         client = pexpect.spawn(
             str(BIN / "twistedchat-client"),
-            ["--tls", "--cafile", str(cert), "--nick", "tlsclient", "localhost", str(tls_port)],
+            [
+                "--plain",
+                "--tls",
+                "--cafile",
+                str(cert),
+                "--nick",
+                "tlsclient",
+                "localhost",
+                str(tls_port),
+            ],
             timeout=TIMEOUT,
             env=environment(),
         )

@@ -153,3 +153,63 @@ def test_already_in_a_room_and_failed_reconnects() -> None:
     assert model.rejoin() == model.rejoin() == ["alice2"]
     model.receive(b"*** Welcome, alice2! 1 user online: alice2. Type /help for the commands.")
     assert model.outbox == ["/join #dev", "/join #lobby"]
+
+
+def test_password_prompt_and_reconnect() -> None:
+    """
+    Before the welcome, lines go as they are and are not shown as said;
+    the answer to the password prompt is remembered (to sign in again
+    after a reconnect) and kept out of the input history; after a
+    disconnect, lines typed go as they are again until the next welcome.
+    """
+    model = ChatModel("alicia")
+    model.receive(b"*** The nickname alicia is registered. Send its password, or an empty line")
+    assert model.typed("secret-horse") == ["secret-horse"]
+    assert (model.password, model.history) == ("secret-horse", [])
+    model.receive(b"*** Welcome, alicia! 1 user online: alicia. Type /help for the commands.")
+    model.receive(b"*** 1 user in #lobby: alicia")
+    model.disconnected()
+    assert model.rejoin() == ["alicia secret-horse"]
+    assert model.typed("hello everyone") == ["hello everyone"]
+    assert texts(model, "#lobby")[-1:] == ["*** 1 user in #lobby: alicia"]
+
+
+def test_windows_follow_the_rooms() -> None:
+    """
+    /part closes the room's window and shows another; /switch to a room
+    one is not in opens no window; /me in a private window is refused
+    locally; away members complete by nickname; a reconnect rejoins only
+    the rooms the server confirmed, and keeps the window shown.
+    """
+    model = welcomed(
+        "*** You joined #dev; your lines go there now. 1 user here: alice.",
+        "*** 3 users in #dev: @alice, bob (away), carol",
+    )
+    assert model.complete("bo") == ["bob: "]
+    model.typed("/switch #typo")
+    assert "#typo" not in model.windows
+    model.show("bob")
+    assert model.typed("/me nods") == []
+    assert texts(model, "bob")[-1] == "!!! /me works in a room's window."
+    model.show("#dev")
+    model.receive(b"*** You left #dev.")
+    assert "#dev" not in model.windows and model.current in ("#lobby", SERVER)
+    model.receive(b"*** Your lines go to #lobby now.")
+    model.show("bob")
+    model.outbox.clear()
+    model.disconnected()
+    model.rejoin()
+    model.receive(b"*** Welcome, alice! 1 user online: alice. Type /help for the commands.")
+    assert model.outbox == ["/join #lobby"]
+    model.receive(b"*** You are in #lobby already; your lines go there now.")
+    assert model.current == "bob"
+
+
+def test_quit_commands() -> None:
+    """
+    /quit, /exit and .exit mark the model as quitting.
+    """
+    for command in ("/quit bye", "/exit", ".exit"):
+        model = welcomed()
+        model.typed(command)
+        assert model.quitting

@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.stderr.write(f"twistedchat-client: {e}\n{options}")
         raise SystemExit(2) from None
     if sys.stdin.isatty() and sys.stdout.isatty() and not options["plain"]:
-        from twistedchat.screen import run_screen
+        from twistedchat.screen import TLSFailed, run_screen
 
         async def screen(reactor: Any) -> None:
             host, port = options["host"], options["port"]
@@ -274,6 +274,9 @@ def main(argv: list[str] | None = None) -> None:
                 await run_screen(reactor, endpoint, f"{host}:{port}", options["nick"])
             except (ConnectError, DNSLookupError) as e:
                 sys.stderr.write(f"twistedchat-client: cannot connect to {host} port {port}: {e}\n")
+                raise SystemExit(1) from None
+            except TLSFailed as e:
+                sys.stderr.write(f"twistedchat-client: TLS with {host} port {port} failed: {e}\n")
                 raise SystemExit(1) from None
 
         react(lambda reactor: Deferred.fromCoroutine(screen(reactor)))

@@ -28,11 +28,14 @@ from collections.abc import Callable
 from typing import Any
 
 import urwid
-from twisted.internet.defer import Deferred
+from OpenSSL import SSL
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.endpoints import connectProtocol
 from twisted.internet.error import ConnectError, DNSLookupError
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import connectionDone
+from twisted.internet.task import deferLater
+from twisted.logger import globalLogBeginner
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 
@@ -140,8 +143,8 @@ class ChatScreen:
     def __init__(self, model: ChatModel, server: str, send: Callable[[str], None]) -> None:
         """
         @param server: C{HOST:PORT}, for the status line.
-        @param send: sends a line to the server (C{False} if not
-            connected: the line is dropped, and the user told).
+        @param send: sends a line to the server (while not connected,
+            L{typed} drops lines and tells the user).
         """
         self.model = model
         self._server = server
@@ -158,6 +161,8 @@ class ChatScreen:
         self._count = 0
         self.connected = False
         self.started = False
+        #: Fires when the user quits while not connected.
+        self.quit: Deferred[None] = Deferred()
         self.loop: urwid.MainLoop | None = None
 
     def typed(self, text: str) -> None:
@@ -165,6 +170,10 @@ class ChatScreen:
         The user pressed Enter on C{text}.
         """
         lines = self.model.typed(text)
+        if self.model.quitting and not self.connected:
+            if not self.quit.called:
+                self.quit.callback(None)
+            return
         if lines and not self.connected:
             self.model.window(self.model.current).add(
                 Line("!!! Not connected: that was not sent.", "error"), True
@@ -259,12 +268,18 @@ class ScreenConnection(LineReceiver):
         self._screen = screen
         self._first_lines = first_lines
         self.closed: Deferred[None] = Deferred()
+        #: Fires at the first line received (a TLS handshake done), or
+        #: when the connection closes before one.
+        self.first_line: Deferred[None] = Deferred()
+        self.reason: Failure | None = None
 
     def connectionMade(self) -> None:
         for line in self._first_lines:
             self.send_line(line)
 
     def lineReceived(self, line: bytes) -> None:
+        if not self.first_line.called:
+            self.first_line.callback(None)
         self._screen.received(line.rstrip(b"\r"))
 
     def lineLengthExceeded(self, line: bytes) -> None:
@@ -280,6 +295,9 @@ class ScreenConnection(LineReceiver):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self._buffer:
             self.lineReceived(self._buffer)
+        self.reason = reason
+        if not self.first_line.called:
+            self.first_line.callback(None)
         self.closed.callback(None)
 
 
@@ -305,23 +323,45 @@ async def run_screen(
         handle_mouse=False,
     )
     screen.loop = loop
-    # The first connection before the screen: one that fails is one line
-    # on standard error (ConnectError raised), not a screen.
+    # The first connection before the screen: one that cannot be made, or
+    # whose TLS handshake fails, is one line on standard error, not a
+    # screen (ConnectError or TLSFailed raised).
     connection = ScreenConnection(screen, [nickname] if nickname else [])
     await connectProtocol(endpoint, connection)
+    await connection.first_line
+    if connection.reason is not None and connection.reason.check(SSL.Error):
+        raise TLSFailed(str(connection.reason.value))
+    # Twisted's log would write over the screen.
+    globalLogBeginner.beginLoggingTo([], discardBuffer=True, redirectStandardIO=False)
     loop.start()
-    screen.started = screen.connected = True
+    stopped = False
+
+    def stop() -> None:
+        nonlocal stopped
+        if not stopped:
+            stopped = True
+            loop.stop()
+
+    # Ctrl-C stops the reactor: the terminal is given back all the same.
+    reactor.addSystemEventTrigger("before", "shutdown", stop)
+    screen.started = True
+    screen.connected = not connection.closed.called
     screen.redraw()
     try:
         delay = RECONNECT_FIRST
         while True:
             await connection.closed
             screen.connected = False
-            if model.history and model.history[-1].lower().startswith("/quit"):
+            if model.quitting:
                 return
+            if model.signed_in:  # a connection that got as far as a welcome
+                delay = RECONNECT_FIRST
+            model.disconnected()
             screen.note(f"*** Disconnected from {server}; reconnecting in {delay:g} s.")
             while not screen.connected:
-                await _sleep(reactor, delay)
+                await _first(deferLater(reactor, delay), screen.quit)
+                if model.quitting:
+                    return
                 delay = min(delay * 2, RECONNECT_MOST)
                 connection = ScreenConnection(screen, model.rejoin())
                 try:
@@ -331,13 +371,20 @@ async def run_screen(
                     screen.note(f"!!! Cannot connect to {server}: {why}; next try in {delay:g} s.")
                 else:
                     screen.connected = True
-                    delay = RECONNECT_FIRST
                     screen.note(f"*** Connected to {server} again.")
     finally:
-        loop.stop()
+        stop()
 
 
-def _sleep(reactor: Any, seconds: float) -> Deferred[None]:
-    d: Deferred[None] = Deferred()
-    reactor.callLater(seconds, d.callback, None)
-    return d
+class TLSFailed(Exception):
+    """
+    The TLS handshake with the server failed (its certificate did not
+    verify, say); C{str()} says why.
+    """
+
+
+def _first(*waiting: Deferred[Any]) -> Deferred[Any]:
+    """
+    A L{Deferred} that fires when the first of C{waiting} does.
+    """
+    return DeferredList(list(waiting), fireOnOneCallback=True, consumeErrors=True)

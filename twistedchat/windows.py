@@ -51,6 +51,8 @@ _CURRENT = re.compile(r"^\*\*\* Your lines go to (#\S+) now\.$")
 _WELCOME = re.compile(r"^\*\*\* Welcome, ([^!\s]+)!")
 _RENAMED = re.compile(r"^\*\*\* You are now known as (\S+) \(was")
 _NAMES = re.compile(r"^\*\*\* \d+ users? in (#\S+?)(?:: (.*))?\.?$")
+_PASSWORD_PROMPT = re.compile(r"^\*\*\* The nickname \S+ is registered\. Send its password")
+_SOMEONE = re.compile(r"^\*\*\* \S+ (has joined|has left|is now known as) ")
 _SOMEONE_JOINED = re.compile(r"^\*\*\* (\S+) has joined$")
 _SOMEONE_LEFT = re.compile(r"^\*\*\* (\S+) has left")
 _SOMEONE_RENAMED = re.compile(r"^\*\*\* (\S+) is now known as (\S+)$")
@@ -98,6 +100,13 @@ class Window:
             self.mentioned = self.mentioned or line.mentions
 
 
+def _members(names: str) -> set[str]:
+    """
+    The nicknames of a list the server sends (C{@alice, bob (away)}).
+    """
+    return {name.lstrip("@").removesuffix(" (away)") for name in names.split(", ")}
+
+
 def nick_colour(nickname: str, colours: int = 8) -> int:
     """
     A colour for C{nickname}, the same every time (and every run).
@@ -131,9 +140,17 @@ class ChatModel:
         self.server_room: str | None = None
         self.history: list[str] = []
         self._recall = 0
+        self._draft = ""
         self.bell = False
         self.outbox: list[str] = []
         self._after_welcome: list[str] = ["/names"]
+        self.signed_in = False
+        self.awaiting_password = False
+        self.quitting = False
+        #: The rooms the server said the user is in, by lower-case name.
+        self.joined: set[str] = set()
+        # Rejoin answers still to come (they do not change the view).
+        self._rejoining = 0
 
     # Windows
 
@@ -180,6 +197,7 @@ class ChatModel:
                 del self.windows[key]
                 if self.current == key:
                     self.show(self.server_room or SERVER)
+                return
 
     def activity(self) -> list[tuple[int, str, int, bool]]:
         """
@@ -205,8 +223,12 @@ class ChatModel:
             room, text = tagged.group(1), tagged.group(2)
         past = bool(_PAST.match(text))
         body = _PAST.sub("", text)
-        if self._status(body) or past:
-            self._add(room or self.server_room or SERVER, Line(text, "info"))
+        if past:
+            tagged = _ROOM_TAG.match(body)  # /history in several rooms: [time] [#room] ...
+            where = tagged.group(1) if tagged else room
+            self._add(where or self.server_room or SERVER, Line(text, "info"))
+            return
+        if self._status(body, room):
             return
         for pattern, kind in ((_SENT, "own"), (_PRIVATE, "private")):
             match = pattern.match(body)
@@ -227,18 +249,31 @@ class ChatModel:
                       Line(text, "notice-from", match.group(1)))  # fmt: skip
             return
         kind = "error" if body.startswith("!!!") else "notice"
-        self._add(where if room else self.current, Line(text, kind))
+        if room or _SOMEONE.match(body):
+            target = where  # someone came, went or was renamed in that room
+        elif not self.signed_in:
+            target = SERVER  # the greeting, the prompts, the welcome
+        else:
+            target = self.current  # the answer to what the user just typed
+        self._add(target, Line(text, kind))
 
-    def _status(self, body: str) -> bool:
+    def _status(self, body: str, tagged: str | None) -> bool:
         """
-        Follow what the server says about the user's rooms and nickname;
-        return whether the line was one of those (it is shown in the
-        room's window).
+        Follow what the server says about the user's rooms and nickname
+        (C{tagged}: the room the line was tagged with, if any); return
+        whether the line is to be shown nowhere (a password prompt's echo
+        is never shown; every other line is).
         """
         if match := _WELCOME.match(body):
             self.nickname = match.group(1)
+            self.signed_in = True
+            self.awaiting_password = False
             self.outbox += self._after_welcome
+            self._rejoining = len(self._after_welcome) if self._after_welcome[0] != "/names" else 0
             self._after_welcome = ["/names"]
+            return False
+        if _PASSWORD_PROMPT.match(body):
+            self.awaiting_password = True
             return False
         if match := _RENAMED.match(body):
             self.nickname = match.group(1)
@@ -246,15 +281,16 @@ class ChatModel:
         if match := _JOINED.match(body):
             room = self.window(match.group(1))
             if match.group(2):
-                room.members = {n.lstrip("@") for n in match.group(2).split(", ")}
-            self.server_room = room.name
-            self.show(room.name)
+                room.members = _members(match.group(2))
+            self._entered(room.name)
             return False
         if match := _ALREADY.match(body):
-            self.server_room = self.window(match.group(1)).name
-            self.show(self.server_room)
+            self._entered(self.window(match.group(1)).name)
             return False
         if match := _LEFT.match(body):
+            self.joined.discard(match.group(1).lower())
+            if self.server_room and self.server_room.lower() == match.group(1).lower():
+                self.server_room = None
             self.close(match.group(1))
             return False
         if match := _CURRENT.match(body):
@@ -263,27 +299,54 @@ class ChatModel:
         if match := _NAMES.match(body):
             room = self.window(match.group(1))
             if match.group(2):
-                room.members = {n.lstrip("@") for n in match.group(2).rstrip(".").split(", ")}
+                room.members = _members(match.group(2).rstrip("."))
             if self.server_room is None:
-                self.server_room = room.name
-                self.show(room.name)
+                self._entered(room.name)
             return False
+        where = tagged or self.server_room or SERVER
         if match := _SOMEONE_JOINED.match(body):
-            self.window(self.server_room or SERVER).members.add(match.group(1))
+            self.window(where).members.add(match.group(1))
         elif match := _SOMEONE_RENAMED.match(body):
+            old, new = match.group(1), match.group(2)
             for window in self.windows.values():
-                if match.group(1) in window.members:
-                    window.members.discard(match.group(1))
-                    window.members.add(match.group(2))
+                if old in window.members:
+                    window.members.discard(old)
+                    window.members.add(new)
+            if old in self.windows:  # the private conversation follows
+                self.windows[new] = self.windows.pop(old)
+                self.windows[new].name = new
+                if self.current == old:
+                    self.current = new
         elif match := _SOMEONE_LEFT.match(body):
-            self.window(self.server_room or SERVER).members.discard(match.group(1))
+            self.window(where).members.discard(match.group(1))
         return False
+
+    def _entered(self, name: str) -> None:
+        """
+        The server sends plain lines to the room C{name} now: show it,
+        unless it is a rejoin after a reconnect (the view stays).
+        """
+        self.server_room = name
+        self.joined.add(name.lower())
+        if self._rejoining:
+            self._rejoining -= 1
+        else:
+            self.show(name)
 
     def _mentions(self, text: str) -> bool:
         nickname = self.nickname
         if not nickname:
             return False
         return re.search(rf"(?<![\w-]){re.escape(nickname)}(?![\w-])", text, re.I) is not None
+
+    def disconnected(self) -> None:
+        """
+        The connection dropped: until the next welcome, lines typed go to
+        the server as they are (a nickname, a password) and are not shown
+        as said.
+        """
+        self.signed_in = False
+        self.awaiting_password = False
 
     def _add(self, name: str, line: Line) -> None:
         window = self.window(name)
@@ -296,22 +359,37 @@ class ChatModel:
 
     def typed(self, text: str) -> list[str]:
         """
-        The lines to send for C{text}, typed in the window shown: a
-        command as it is (C{/switch #room} also shows that room's window;
-        passwords given are kept to identify again after a reconnect), and
-        plain text to the window's room or nickname.
+        The lines to send for C{text}, typed in the window shown: before
+        the welcome, the line as it is (a nickname; a password, which is
+        remembered to identify again after a reconnect and kept out of the
+        history); a command as it is (C{/switch #room} also shows that
+        room's window; passwords given are remembered); plain text to the
+        window's room or nickname. C{/quit}, C{/exit} and C{.exit} set
+        L{quitting}.
         """
+        command, _, argument = text.partition(" ")
+        command = command.lower()
+        if command in ("/quit", "/exit", ".exit"):
+            self.quitting = True
+        if not self.signed_in:
+            if self.awaiting_password and text:
+                self.password = text  # never shown, never in the history
+                self.awaiting_password = False
+                return [text]
+            return [text] if text else [""]
         if text:
             self.history.append(text)
             del self.history[:-HISTORY]
         self._recall = len(self.history)
         if text.startswith("/") and not text.startswith("//"):
             self._remember_password(text)
-            command, _, argument = text.partition(" ")
-            command = command.lower()
             if command == "/switch" and argument.strip():
-                self.show(argument.strip())
-            elif command == "/me" and argument and self.current.startswith("#"):
+                if argument.strip().lower() in self.joined:
+                    self.show(argument.strip())
+            elif command == "/me" and argument:
+                if not self.current.startswith("#"):
+                    self._add(self.current, Line("!!! /me works in a room's window.", "error"))
+                    return []
                 self._own(f"* {self.nickname} {argument}")
                 if self.current.lower() != (self.server_room or "").lower():
                     return [f"/switch {self.current}", text]
@@ -349,8 +427,10 @@ class ChatModel:
         index = self._recall + step
         if not 0 <= index <= len(self.history):
             return current
+        if self._recall == len(self.history):
+            self._draft = current  # what was being typed, for Down to bring back
         self._recall = index
-        return self.history[index] if index < len(self.history) else ""
+        return self.history[index] if index < len(self.history) else self._draft
 
     def complete(self, text: str) -> list[str]:
         """
@@ -381,10 +461,10 @@ class ChatModel:
         every room that was open, the one plain lines went to last.
         """
         nickname = self.nickname or self.wanted
-        rooms = [name for name in self.windows if name.startswith("#")]
+        rooms = [name for name in self.windows if name.lower() in self.joined]
         server_room = self.server_room
         joins = [f"/join {room}" for room in rooms if room != server_room]
-        if server_room is not None:
+        if server_room is not None and server_room.lower() in self.joined:
             joins.append(f"/join {server_room}")
         self._after_welcome = joins or ["/names"]
         if not nickname:
