@@ -78,6 +78,9 @@ class HandshakingTransport(StringTransportWithDisconnection):
     def setTcpKeepAlive(self, enabled: bool) -> None:
         pass  # INegotiated is an ITCPTransport
 
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        pass
+
     def loseConnection(self) -> None:
         self.disconnecting = True
 
@@ -387,6 +390,7 @@ class TCPStringTransport(StringTransportWithDisconnection):
     """
 
     keepalive = False
+    nodelay = False
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)
@@ -394,6 +398,9 @@ class TCPStringTransport(StringTransportWithDisconnection):
 
     def setTcpKeepAlive(self, enabled: bool) -> None:
         self.keepalive = enabled
+
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        self.nodelay = enabled
 
     def getHandle(self) -> socket.socket:
         return self.socket
@@ -404,12 +411,14 @@ def test_tcp_keepalive() -> None:
     TCP keepalive is turned on for each accepted TCP connection, with
     probes after a minute of silence every 15 seconds, and unacknowledged
     data times out after two minutes (keepalive does not probe while data
-    is unacknowledged), so a vanished peer is noticed within two minutes.
+    is unacknowledged), so a vanished peer is noticed within two minutes;
+    and Nagle's algorithm is off (TCP_NODELAY), so a line is not held back
+    waiting for the acknowledgement of the one before.
     """
     factory = make_factory()
     client = FakeClient(factory, transport=TCPStringTransport)
     transport = client.transport
-    assert transport.keepalive
+    assert transport.keepalive and transport.nodelay
     with transport.socket as sock:
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == KEEPALIVE_IDLE
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == KEEPALIVE_INTERVAL
