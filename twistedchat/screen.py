@@ -161,6 +161,7 @@ class ChatScreen:
         self._count = 0
         self.connected = False
         self.started = False
+        self._draw_pending = False
         #: Fires when the user quits while not connected.
         self.quit: Deferred[None] = Deferred()
         self.loop: urwid.MainLoop | None = None
@@ -241,8 +242,15 @@ class ChatScreen:
             self.model.bell = False
             sys.stdout.write("\a")
             sys.stdout.flush()
+        if self.loop is not None and self.started and not self._draw_pending:
+            # urwid redraws by itself after a key, not after network input;
+            # once per reactor turn, however many lines came in it.
+            self._draw_pending = True
+            self.loop.event_loop.alarm(0, self._draw)
+
+    def _draw(self) -> None:
+        self._draw_pending = False
         if self.loop is not None and self.started:
-            # urwid redraws by itself after a key, not after network input.
             self.loop.draw_screen()
 
     def _status_markup(self) -> Any:
@@ -340,6 +348,7 @@ async def run_screen(
         nonlocal stopped
         if not stopped:
             stopped = True
+            screen.started = False
             loop.stop()
 
     # Ctrl-C stops the reactor: the terminal is given back all the same.
