@@ -247,7 +247,7 @@ def test_history_replayed_as_notices() -> None:
     replies = client.register("alice")
     notices = [p for _, c, p in replies if c == "NOTICE" and p[0] == "#lobby"]
     assert [text for _, text in notices] == [
-        "The last 1 line said here:",
+        "The last line said here:",
         "[1970-01-01 00:00:00 UTC] *** bob has joined",
         "[1970-01-01 00:00:00 UTC] <bob> said before",
         "End of history.",

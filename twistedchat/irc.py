@@ -78,15 +78,17 @@ from twistedchat.events import (
 from twistedchat.factory import ChatFactory, IParticipant, NoSuchNickname
 from twistedchat.flood import InputGate, Reader
 from twistedchat.framing import BoundedLineReceiver
-from twistedchat.history import Record, is_conversation
+from twistedchat.history import Record
 from twistedchat.nicknames import InvalidNickname, nickname_key
 from twistedchat.protocol import (
     CLOSE_TIMEOUT,
     describe_address,
+    history_heading,
     keep_alive,
     peer_host,
     render_history,
     render_line,
+    search_heading,
 )
 from twistedchat.rooms import (
     MAX_BANS,
@@ -948,11 +950,8 @@ class IRCChat(BoundedLineReceiver):
             else:
                 groups[room].append(record)
         if not {"batch", "server-time"} <= self._caps:
-            said = sum(1 for record in groups[room] if is_conversation(record.event))
-            lines = "1 line" if said == 1 else f"{said} lines"
-            start = f"The last {lines} said here:" if said else "Who came and went lately:"
             if groups[room]:
-                self._send(_line(server, "NOTICE", room, start))
+                self._send(_line(server, "NOTICE", room, history_heading(replay.records)))
             for target, records in groups.items():
                 # Private messages go to the user's own nickname, one's
                 # own as "-> *bob* text", as telnet shows them.
@@ -981,13 +980,10 @@ class IRCChat(BoundedLineReceiver):
         What a search found, newest first, as server NOTICEs with the text
         and time telnet shows (not a chathistory: it is not in order).
         """
-        records, found = results.records, f'"{results.query}" in {results.room}'
-        if not records:
-            self._notice(f"No matches for {found}.")
+        self._notice(search_heading(results))
+        if not results.records:
             return
-        matches = "1 match" if len(records) == 1 else f"{len(records)} matches"
-        self._notice(f"{matches} for {found}, newest first:")
-        for record in records:
+        for record in results.records:
             self._notice(render_history(record, results.viewer).decode("utf-8").rstrip("\r\n"))
         self._notice("End of search.")
 

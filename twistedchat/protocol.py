@@ -253,6 +253,31 @@ _RENDER_PAST: dict[Callable[[Event], bytes], Callable[[Record], bytes]] = {
 }
 
 
+def history_heading(records: list[Record], here: str = "here") -> str:
+    """
+    The sentence shown before past events (C{records}) of a room: how many
+    lines were said C{here} (C{"in #dev"} for a user in several rooms), or
+    that only comings and goings follow. Telnet and IRC show the same.
+    """
+    said = sum(1 for record in records if is_conversation(record.event))
+    if said:
+        lines = "line" if said == 1 else f"{said} lines"
+        return f"The last {lines} said {here}:"
+    return f"Nothing has been said {here} lately; who came and went:"
+
+
+def search_heading(results: SearchResults) -> str:
+    """
+    The sentence shown before what a search found, or instead of it when
+    it found nothing. Telnet and IRC show the same.
+    """
+    records, found = results.records, f'"{results.query}" in {results.room}'
+    if not records:
+        return f"No matches for {found}."
+    matches = "1 match" if len(records) == 1 else f"{len(records)} matches"
+    return f"{matches} for {found}, newest first:"
+
+
 def render_history(
     record: Record, viewer: str | None = None, renderer: Callable[[Event], bytes] = render_line
 ) -> bytes:
@@ -580,13 +605,7 @@ class ChatProtocol(BoundedLineReceiver, TelnetProtocol):
             self._notice("Nothing has been said here yet.")
             return
         several = len(self.session.rooms) > 1
-        here = f"in {replay.room}" if several else "here"
-        said = sum(1 for record in records if is_conversation(record.event))
-        if said:
-            lines = "line" if said == 1 else f"{said} lines"
-            self._notice(f"The last {lines} said {here}:")
-        else:
-            self._notice(f"Nothing has been said {here} lately; who came and went:")
+        self._notice(history_heading(records, f"in {replay.room}" if several else "here"))
         renderer = render_room_line if several else render_line
         assert self._output is not None
         for record in records:
@@ -597,15 +616,12 @@ class ChatProtocol(BoundedLineReceiver, TelnetProtocol):
         """
         Show what a search found, newest first, each line with its time.
         """
-        records, found = results.records, f'"{results.query}" in {results.room}'
-        if not records:
-            self._notice(f"No matches for {found}.")
+        self._notice(search_heading(results))
+        if not results.records:
             return
-        matches = "1 match" if len(records) == 1 else f"{len(records)} matches"
-        self._notice(f"{matches} for {found}, newest first:")
         renderer = render_room_line if len(self.session.rooms) > 1 else render_line
         assert self._output is not None
-        for record in records:
+        for record in results.records:
             self._output.write(render_history(record, results.viewer, renderer))
         self._notice("End of search.")
 
