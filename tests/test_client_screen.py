@@ -9,13 +9,9 @@ C{.ci/run} installs tmux.
 
 from __future__ import annotations
 
-import os
 import re
-import secrets
 import shutil
-import signal
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from realserver import BIN, TIMEOUT, ChatServer, register
+from tmuxpane import TmuxPane
 
 WIDTH, HEIGHT = 100, 24
 
@@ -30,17 +27,6 @@ WIDTH, HEIGHT = 100, 24
 # but a leak of anything else should show too).
 _ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|.)")
 _SGR = re.compile(r"\x1b\[[0-9;:]*m")
-
-
-def running(pid: int) -> bool:
-    """
-    Whether process C{pid} is alive: it exists and is not a zombie.
-    """
-    try:
-        status = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return status.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def free_port() -> int:
@@ -53,92 +39,25 @@ def free_port() -> int:
         return port
 
 
-class Terminal:
+class Terminal(TmuxPane):
     """
     C{twistedchat-client --nick NICKNAME 127.0.0.1 PORT} in a
-    C{WIDTH}xC{HEIGHT} tmux session on a tmux server of its own (its own
-    socket name, no configuration file), so it never touches another tmux
-    server. Its screen is the shown window's lines, then the status line,
-    then the input line. L{close} ends both.
+    C{WIDTH}xC{HEIGHT} tmux pane. Its screen is the shown window's lines,
+    then the status line, then the input line.
     """
 
     def __init__(self, port: int, nickname: str = "alice") -> None:
-        self.socket = f"twistedchat-test-{os.getpid()}-{secrets.token_hex(4)}"
-        self.environment = {k: v for k, v in os.environ.items() if k != "TMUX"}
-        self.environment["LC_ALL"] = "C.UTF-8"
-        self.pids: list[int] = []
-        self.socket_path: Path | None = None
-        try:
-            self._start(port, nickname)
-        except BaseException:
-            self.close()
-            raise
-
-    def _start(self, port: int, nickname: str) -> None:
-        self.tmux(
-            "new-session",
-            "-d",
-            "-s",
-            "client",
-            "-x",
-            str(WIDTH),
-            "-y",
-            str(HEIGHT),
-            str(BIN / "twistedchat-client"),
-            "--nick",
-            nickname,
-            "127.0.0.1",
-            str(port),
-        )
-        pids, socket_path = self.tmux(
-            "display-message", "-p", "-t", "client", "#{pid} #{pane_pid}\n#{socket_path}"
-        ).splitlines()
-        self.pids = [int(pid) for pid in pids.split()]
-        self.socket_path = Path(socket_path)
-
-    def tmux(self, *arguments: str, check: bool = True) -> str:
-        """
-        Run a tmux command on this tmux server; return what it printed.
-
-        @raise subprocess.CalledProcessError: with C{check}, it failed.
-        """
-        return subprocess.run(
-            ["tmux", "-L", self.socket, "-f", "/dev/null", *arguments],
-            capture_output=True,
-            text=True,
-            check=check,
-            timeout=TIMEOUT,
-            env=self.environment,
-        ).stdout
-
-    def type(self, text: str) -> None:
-        """
-        Type C{text} literally (no tmux key names), without Enter.
-        """
-        self.tmux("send-keys", "-t", "client", "-l", text)
-
-    def keys(self, *names: str) -> None:
-        """
-        Press the keys tmux calls C{names} (C{Enter}, C{Tab}, C{M-2}...).
-        """
-        self.tmux("send-keys", "-t", "client", *names)
+        command = [str(BIN / "twistedchat-client"), "--nick", nickname, "127.0.0.1", str(port)]
+        super().__init__("client", WIDTH, HEIGHT, command, {"LC_ALL": "C.UTF-8"})
 
     def rows(self, escapes: bool = False) -> list[str]:
         """
         The terminal's C{HEIGHT} rows now, trailing blanks removed; with
-        C{escapes}, with the SGR sequences of their colours
-        (C{capture-pane -e}).
+        C{escapes}, with the SGR sequences of their colours.
         """
-        options = ["-e"] if escapes else []
-        text = self.tmux("capture-pane", "-p", *options, "-t", "client")
+        text = self.capture(escapes)
         rows = [row.rstrip(" ") for row in text.removesuffix("\n").split("\n")]
         return rows + [""] * (HEIGHT - len(rows))
-
-    def display(self, variable: str) -> str:
-        """
-        The pane's tmux format C{variable} (C{pane_title}, C{alternate_on}...).
-        """
-        return self.tmux("display-message", "-p", "-t", "client", f"#{{{variable}}}").rstrip("\n")
 
     def wait_until(self, condition: Callable[[list[str]], bool], what: str) -> list[str]:
         """
@@ -181,22 +100,6 @@ class Terminal:
         return the rows.
         """
         return self.wait_until(lambda rows: rows[-1] == text, f"the input line {text!r}")
-
-    def close(self) -> None:
-        """
-        Kill the tmux server, which hangs up on the client; kill whichever
-        of the two is still running after TIMEOUT seconds; remove the tmux
-        server's socket.
-        """
-        self.tmux("kill-server", check=False)
-        deadline = time.monotonic() + TIMEOUT
-        while any(running(pid) for pid in self.pids) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        for pid in self.pids:
-            if running(pid):
-                os.kill(pid, signal.SIGKILL)
-        if self.socket_path is not None:
-            self.socket_path.unlink(missing_ok=True)
 
 
 @pytest.fixture

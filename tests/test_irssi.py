@@ -8,18 +8,15 @@ a telnet user in #lobby. C{.ci/run} installs both programs.
 
 from __future__ import annotations
 
-import os
 import re
-import secrets
 import shutil
-import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from realserver import TIMEOUT, ChatServer, register
+from tmuxpane import TmuxPane
 
 # A throwaway irssi configuration: no servers or networks to autoconnect
 # to, nothing written back, no logs, no DCC, no lag-check PINGs; and
@@ -71,72 +68,24 @@ ERRORS = (
 )
 
 
-def running(pid: int) -> bool:
-    """
-    Whether process C{pid} is alive: it exists and is not a zombie.
-    """
-    try:
-        status = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return status.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-class Irssi:
+class Irssi(TmuxPane):
     """
     C{irssi} with its home in C{home} (created, with a configuration
-    file), registering as C{nickname}, in a tmux session on a tmux server
-    of its own (its own socket name, no configuration file), so it never
-    touches another tmux server. L{close} ends both.
+    file), registering as C{nickname}, in a 200x50 tmux pane.
     """
 
     def __init__(self, home: Path, nickname: str) -> None:
         home.mkdir()
         (home / "config").write_text(CONFIG.format(nickname=nickname))
-        self.socket = f"twistedchat-test-{os.getpid()}-{secrets.token_hex(4)}"
-        self.environment = {k: v for k, v in os.environ.items() if k != "TMUX"}
-        self.tmux(
-            "new-session",
-            "-d",
-            "-s",
-            "irssi",
-            "-x",
-            "200",
-            "-y",
-            "50",
-            "irssi",
-            f"--home={home}",
-            "--noconnect",
-            "-n",
-            nickname,
-        )
-        pids, socket_path = self.tmux(
-            "display-message", "-p", "#{pid} #{pane_pid}\n#{socket_path}"
-        ).splitlines()
-        self.pids = [int(pid) for pid in pids.split()]
-        self.socket_path = Path(socket_path)
+        command = ["irssi", f"--home={home}", "--noconnect", "-n", nickname]
+        super().__init__("irssi", 200, 50, command)
 
-    def tmux(self, *arguments: str, check: bool = True) -> str:
-        """
-        Run a tmux command on this tmux server; return what it printed.
-
-        @raise subprocess.CalledProcessError: with C{check}, it failed.
-        """
-        return subprocess.run(
-            ["tmux", "-L", self.socket, "-f", "/dev/null", *arguments],
-            capture_output=True,
-            text=True,
-            check=check,
-            timeout=TIMEOUT,
-            env=self.environment,
-        ).stdout
-
-    def type(self, line: str) -> None:
+    def send(self, line: str) -> None:
         """
         Type C{line} (literally, no tmux key names) and Enter.
         """
-        self.tmux("send-keys", "-t", "irssi", "-l", line)
-        self.tmux("send-keys", "-t", "irssi", "Enter")
+        self.type(line)
+        self.keys("Enter")
 
     def screen(self) -> str:
         """
@@ -145,7 +94,7 @@ class Irssi:
         typed after the prompt, so a line typed but not yet handled never
         counts as shown.
         """
-        lines = self.tmux("capture-pane", "-p", "-t", "irssi").rstrip("\n").split("\n")
+        lines = self.capture().rstrip("\n").split("\n")
         prompt = re.match(r"\[[^\]]*\]", lines[-1])
         if prompt:
             lines[-1] = prompt.group()
@@ -164,27 +113,6 @@ class Irssi:
                 raise AssertionError(f"{text!r} never showed in irssi:\n{screen}")
             time.sleep(0.05)
         return screen
-
-    def exited(self) -> bool:
-        """
-        Whether irssi has ended.
-        """
-        return not running(self.pids[1])
-
-    def close(self) -> None:
-        """
-        Kill the tmux server, which hangs up on irssi; kill whichever of
-        the two is still running after TIMEOUT seconds; remove the tmux
-        server's socket.
-        """
-        self.tmux("kill-server", check=False)
-        deadline = time.monotonic() + TIMEOUT
-        while any(running(pid) for pid in self.pids) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        for pid in self.pids:
-            if running(pid):
-                os.kill(pid, signal.SIGKILL)
-        self.socket_path.unlink(missing_ok=True)
 
 
 @pytest.fixture
@@ -244,27 +172,27 @@ def test_irssi_and_telnet_user_talk(server: ChatServer, irssi: Irssi, tmp_path: 
     #lobby window, and C{/quit bye} ends irssi and shows the telnet user
     C{*** alice has left (bye)}.
     """
-    irssi.type(f"/connect 127.0.0.1 {server.irc_ports[0]}")
+    irssi.send(f"/connect 127.0.0.1 {server.irc_ports[0]}")
     irssi.wait_for("Join to #lobby was synced")
     bob = register(server, "bob")
     try:
         irssi.wait_for("bob [bob@twistedchat] has joined #lobby")
 
-        irssi.type("/msg #lobby hello from irssi")
+        irssi.send("/msg #lobby hello from irssi")
         assert bob.expect("<alice>") == "<alice> hello from irssi"
         bob.send("hi irssi")
         lobby = irssi.wait_for("bob> hi irssi")
         assert "[#lobby]" in lobby, lobby
 
-        irssi.type("/window 1")
+        irssi.send("/window 1")
         status = irssi.wait_for("[(status)]")
         assert "Welcome to" in status, status
         for screen in (lobby, status):
             assert not [error for error in ERRORS if error in screen], screen
 
         rawlog = tmp_path / "rawlog"
-        irssi.type(f"/rawlog save {rawlog}")
-        irssi.type("/echo rawlog saved")
+        irssi.send(f"/rawlog save {rawlog}")
+        irssi.send("/echo rawlog saved")
         irssi.wait_for("rawlog saved")
         wire = rawlog.read_text()
         for request, reply in (
@@ -275,7 +203,7 @@ def test_irssi_and_telnet_user_talk(server: ChatServer, irssi: Irssi, tmp_path: 
             assert f"\n{request}\n" in wire and reply in wire, wire
         assert error_replies(wire) == [], wire
 
-        irssi.type("/quit bye")
+        irssi.send("/quit bye")
         assert bob.expect("*** alice") == "*** alice has left (bye)"
         deadline = time.monotonic() + TIMEOUT
         while not irssi.exited():
