@@ -469,6 +469,13 @@ class ChatFactory(ServerFactory):
         except KeyError:
             raise NoSuchNickname(nickname) from None
 
+    def online(self, nickname: str) -> IParticipant | None:
+        """
+        Return the registered participant called C{nickname} (compared
+        case-insensitively), or C{None} if nobody online is called that.
+        """
+        return self._participants.get(nickname_key(nickname))
+
     def is_joined(self, participant: IParticipant) -> bool:
         """
         Return whether C{participant} is in the chat.

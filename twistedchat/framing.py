@@ -60,6 +60,16 @@ class BoundedLineReceiver(LineReceiver):
         else:
             self._after_long_line = line[end + len(self.delimiter) :]
 
+    def hold(self, holding: bool) -> None:
+        """
+        Stop handling the lines already received, or handle them again
+        (L{twistedchat.flood.InputGate}'s C{hold}): they wait in
+        L{LineReceiver}'s buffer meanwhile; handling them may hold again.
+        """
+        self.paused = holding
+        if not holding:
+            self.dataReceived(b"")
+
     def skip_line(self) -> None:
         """
         Throw away what arrives up to the next delimiter.

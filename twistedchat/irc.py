@@ -75,7 +75,7 @@ from twistedchat.events import (
     Welcome,
     WhoIs,
 )
-from twistedchat.factory import ChatFactory, IParticipant, NoSuchNickname
+from twistedchat.factory import ChatFactory, NoSuchNickname
 from twistedchat.flood import InputGate, Reader
 from twistedchat.framing import BoundedLineReceiver
 from twistedchat.history import Record
@@ -515,16 +515,8 @@ class Renderers:
         prefix = ("@" + ";".join(tags) + " ").encode()
         return b"".join(prefix + line + b"\r\n" for line in data.split(b"\r\n")[:-1])
 
-    def _participant(self, nickname: str | None) -> IParticipant | None:
-        if nickname is None:
-            return None
-        try:
-            return self._chat.participant(nickname)
-        except NoSuchNickname:
-            return None
-
     def _account(self, nickname: str | None) -> str:
-        participant = self._participant(nickname)
+        participant = None if nickname is None else self._chat.online(nickname)
         account = None if participant is None else participant.account
         return "" if account is None else account.nickname_key
 
@@ -637,7 +629,7 @@ class IRCChat(BoundedLineReceiver):
             factory.clock,
             cast(Reader, self.transport),
             self.session.flood_wait,
-            self._hold,
+            self.hold,
             factory.flood_bytes,
             factory.flood_byte_burst,
         )
@@ -809,7 +801,7 @@ class IRCChat(BoundedLineReceiver):
         if kind is Joined:
             assert isinstance(event, Joined)
             data = event.render(self._render)
-            joiner = self._online(event.nickname) if self._away_notify else None
+            joiner = self.factory.online(event.nickname) if self._away_notify else None
             if joiner is not None and joiner.away:
                 data += AwayChanged(event.nickname, joiner.away).render(self._render)
             return data
@@ -1114,12 +1106,6 @@ class IRCChat(BoundedLineReceiver):
         self._gate.bytes_received(len(data))
         BoundedLineReceiver.dataReceived(self, data)
 
-    def _hold(self, holding: bool) -> None:
-        self.paused = holding
-        if not holding:
-            # Lines already received wait in LineReceiver's buffer.
-            self.dataReceived(b"")
-
     def lineReceived(self, line: bytes) -> None:
         """
         Handle one IRC line; every line, refused or blank ones included,
@@ -1381,7 +1367,11 @@ class IRCChat(BoundedLineReceiver):
             self._numeric(irc.ERR_ERRONEUSNICKNAME, nickname, str(e))
         except Refused as e:
             accounts = self.factory.accounts
-            if self._online(nickname) is None and accounts and accounts.is_registered(nickname):
+            if (
+                self.factory.online(nickname) is None
+                and accounts
+                and accounts.is_registered(nickname)
+            ):
                 text = f"The nickname {nickname} is registered: /msg {NICKSERV} IDENTIFY "
                 self._numeric(irc.ERR_NICKNAMEINUSE, nickname, text + f"{nickname} PASSWORD")
             else:
@@ -1686,11 +1676,8 @@ class IRCChat(BoundedLineReceiver):
             finally:
                 self._who = False
         elif "*" not in mask and "?" not in mask:
-            try:
-                participant = self.factory.participant(mask)
-            except NoSuchNickname:
-                pass
-            else:
+            participant = self.factory.online(mask)
+            if participant is not None:
                 nickname = participant.nickname or mask
                 flags = "G" if participant.away else "H"
                 server = self._server
@@ -1734,7 +1721,7 @@ class IRCChat(BoundedLineReceiver):
             return
         replies = []
         for nickname in message.params[:5]:
-            participant = self._online(nickname)
+            participant = self.factory.online(nickname)
             if participant is not None and participant.nickname is not None:
                 oper = "*" if self.factory.is_server_operator(participant) else ""
                 away = "-" if participant.away else "+"
@@ -1749,7 +1736,9 @@ class IRCChat(BoundedLineReceiver):
         if not self._needs(message, 1):
             return
         words = " ".join(message.params).split()
-        online = [p.nickname for p in map(self._online, words) if p is not None and p.nickname]
+        online = [
+            p.nickname for p in map(self.factory.online, words) if p is not None and p.nickname
+        ]
         self._numeric(irc.RPL_ISON, " ".join(online))
 
     def _no_room(self, name: str) -> bool:
@@ -1762,12 +1751,6 @@ class IRCChat(BoundedLineReceiver):
         except RoomError:
             return True
         return False
-
-    def _online(self, nickname: str) -> IParticipant | None:
-        try:
-            return self.factory.participant(nickname)
-        except NoSuchNickname:
-            return None
 
     def _lusers(self, message: Message) -> None:
         count, _ = self.factory.online_summary()
@@ -1851,7 +1834,7 @@ class IRCChat(BoundedLineReceiver):
             self._numeric(irc.ERR_NOTONCHANNEL, room, "You're not on that channel")
         else:
             self._numeric(irc.RPL_INVITING, invited, room)
-            away = self._online(invited)
+            away = self.factory.online(invited)
             if away is not None and away.away:  # RFC 2812 section 3.2.7
                 self._numeric(irc.RPL_AWAY, invited, away.away)
 
@@ -1935,7 +1918,7 @@ class IRCChat(BoundedLineReceiver):
         operator, which only an account named with C{--oper} is.
         """
         if nickname_key(target) != nickname_key(self._me):
-            if self._online(target) is None:
+            if self.factory.online(target) is None:
                 self._numeric(irc.ERR_NOSUCHNICK, target, "No such nick/channel")
             else:
                 self._numeric(irc.ERR_USERSDONTMATCH, "Cant change mode for other users")
@@ -1989,7 +1972,7 @@ class IRCChat(BoundedLineReceiver):
         try:
             call()
         except NotInRoom:
-            if nickname and self._online(nickname) is None and "!" not in nickname:
+            if nickname and self.factory.online(nickname) is None and "!" not in nickname:
                 self._numeric(irc.ERR_NOSUCHNICK, nickname, "No such nick/channel")
             elif nickname and room_key(target) in self.session.rooms:
                 self._numeric(

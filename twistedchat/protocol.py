@@ -412,7 +412,7 @@ class ChatProtocol(BoundedLineReceiver, TelnetProtocol):
             factory.clock,
             self.transport,
             self.session.flood_wait,
-            self._hold,
+            self.hold,
             factory.flood_bytes,
             factory.flood_byte_burst,
         )
@@ -688,17 +688,6 @@ class ChatProtocol(BoundedLineReceiver, TelnetProtocol):
         """
         if self._output is not None and not self._closed:
             self._gate.bytes_received(count)
-
-    def _hold(self, holding: bool) -> None:
-        """
-        Stop handling the lines already received, or handle them again
-        (L{InputGate}'s C{hold}).
-        """
-        self.paused = holding
-        if not holding:
-            # Lines already received wait in LineReceiver's buffer; this
-            # may pause reading again.
-            self.dataReceived(b"")
 
     def _stop_input(self) -> None:
         if self._output is not None:

@@ -405,7 +405,7 @@ class ChatSession(TimeoutMixin):
         @raise Refused: it is taken.
         @raise NicknameHeld: it is in use and C{take_over} is false.
         """
-        if not take_over and nickname and self._online(nickname):
+        if not take_over and nickname and self.factory.online(nickname) is not None:
             raise NicknameHeld(f"The nickname {nickname} is in use.")
         if not nickname:
             nickname = self.factory.free_random_nickname()
@@ -421,13 +421,6 @@ class ChatSession(TimeoutMixin):
                 return self.give_password(password)
             self.front_end.reply(PasswordWanted(nickname))
         return None
-
-    def _online(self, nickname: str) -> bool:
-        try:
-            self.factory.participant(nickname)
-        except NoSuchNickname:
-            return False
-        return True
 
     def give_password(self, password: str) -> Deferred[None]:
         """
