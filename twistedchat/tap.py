@@ -308,6 +308,41 @@ class Options(usage.Options):
             "SQLite file for the history and accounts; ':memory:' keeps nothing.",
         ],
         [
+            "cluster",
+            None,
+            None,
+            "Join a cluster of nodes sharing users and rooms through this Redis server: "
+            "redis://[:PASSWORD@]HOST[:PORT][/DB]. See the README's 'Running several nodes'.",
+        ],
+        [
+            "cluster-lease",
+            None,
+            15.0,
+            "Seconds a node's nicknames outlive it when it stops answering (--cluster).",
+            _bounded(float, "cluster-lease", 1, 3600),
+        ],
+        [
+            "cluster-prefix",
+            None,
+            "tc:",
+            "Prefix of this cluster's Redis keys and channels, so that clusters can share "
+            "one Redis server (--cluster).",
+        ],
+        [
+            "node-name",
+            None,
+            None,
+            "This node's name in the cluster, shown when it is lost; the host name if not given.",
+        ],
+        [
+            "workers",
+            None,
+            1,
+            "Processes to run, sharing the listening ports and forming a cluster over "
+            "--cluster's Redis, to use several cores.",
+            _bounded(int, "workers", 1, 256),
+        ],
+        [
             "history-on-join",
             None,
             20,
