@@ -273,7 +273,7 @@ def test_upgrade_from_version_2_keeps_rows(tmp_path: Path) -> None:
     try:
         assert connection.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
         assert connection.execute("SELECT * FROM events").fetchall() == [
-            (1, 5.0, "chat", "al", None, "hi", None, 1)
+            (1, 5.0, "chat", "al", None, "hi", None, 1, None, None)
         ]
         assert connection.execute("SELECT * FROM accounts").fetchall() == [
             ("al", "Al", "$argon2id$...", 7.0)
@@ -296,7 +296,7 @@ def test_new_database_has_event_ids_and_a_search_index(tmp_path: Path) -> None:
     open_database(str(path))
     connection = sqlite3.connect(path)
     try:
-        assert SCHEMA_VERSION == 5
+        assert SCHEMA_VERSION == 6
         assert "event" in columns(connection, "events")
         index = connection.execute("PRAGMA index_info(events_room_event)").fetchall()
         assert [row[2] for row in index] == ["room", "event"]
@@ -422,7 +422,7 @@ def test_upgrade_from_version_4_indexes_the_place_of_each_row(tmp_path: Path) ->
     open_database(str(path))
     connection = sqlite3.connect(path)
     try:
-        assert connection.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (5,)
+        assert connection.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (6,)
         assert connection.execute("SELECT key, since FROM rooms").fetchall() == [("#dev", 0)]
         assert connection.execute("SELECT kind FROM events WHERE id = 5").fetchall() == [("leave",)]
 
@@ -485,3 +485,33 @@ def test_failed_upgrade_changes_nothing(tmp_path: Path, monkeypatch: pytest.Monk
     assert "extra" not in columns
     assert connection.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
     connection.close()
+
+
+def test_version_6_adds_the_cluster_numbering(tmp_path: Path) -> None:
+    """
+    Schema version 6 adds events.seq and events.epoch, empty for the rows
+    already stored (a single server never fills them): a database of
+    version 5 is upgraded, its rows kept.
+    """
+    path = tmp_path / "v5.sqlite3"
+    connection = sqlite3.connect(path)
+    with connection:
+        for step in range(1, 6):
+            for statement in _MIGRATIONS[step]:
+                connection.execute(statement)
+        connection.execute("PRAGMA user_version = 5")
+        connection.execute(
+            "INSERT INTO events (at, kind, nickname, text, room, event)"
+            " VALUES (5, 'chat', 'al', 'hi', '#dev', 9)"
+        )
+    connection.close()
+    open_database(str(path))
+    connection = sqlite3.connect(path)
+    try:
+        assert connection.execute("PRAGMA user_version").fetchone() == (6,)
+        assert {"seq", "epoch"} <= set(columns(connection, "events"))
+        assert connection.execute("SELECT event, seq, epoch FROM events").fetchall() == [
+            (9, None, None)
+        ]
+    finally:
+        connection.close()

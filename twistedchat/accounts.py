@@ -9,7 +9,11 @@ can plug in later.
 
 The hashes are read at start-up (L{load_accounts}) and kept in memory, so
 "is this nickname registered?" never waits; changes are written through
-the database's C{adbapi} pool.
+the database's C{adbapi} pool (SQLite or PostgreSQL). In a cluster, where
+another node may register a nickname or change its password, that one
+account is read again (L{Accounts.refresh}) when it says so; if two nodes
+register the same nickname at once, the database's primary key decides,
+and the loser's registration is refused as taken.
 
 Argon2id with argon2-cffi's defaults takes 64 MiB and about 0.1 s per
 hash, so at most L{CONCURRENT_HASHES} run at once; more wait their turn,
@@ -29,11 +33,13 @@ from twisted.cred.credentials import IUsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.portal import IRealm, Portal
 from twisted.enterprise.adbapi import ConnectionPool
-from twisted.internet.defer import Deferred, DeferredSemaphore
+from twisted.internet.defer import Deferred, DeferredSemaphore, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.threads import deferToThread
 from zope.interface import Attribute, Interface, implementer
 
+from twistedchat import postgres
+from twistedchat.database import Dialect, Query, dialect_of, is_duplicate
 from twistedchat.nicknames import nickname_key, nickname_skeleton
 
 #: Shortest password accepted, in characters.
@@ -97,14 +103,30 @@ class StoredAccount:
     created_at: float
 
 
+_LOAD_ACCOUNTS = Query(
+    "SELECT nickname_key, password_hash, created_at FROM accounts", postgres.LOAD_ACCOUNTS
+)
+_LOAD_ACCOUNT = Query(
+    "SELECT password_hash, created_at FROM accounts WHERE nickname_key = ?", postgres.LOAD_ACCOUNT
+)
+_INSERT_ACCOUNT = Query(
+    "INSERT INTO accounts (nickname_key, nickname, password_hash, created_at) VALUES (?, ?, ?, ?)",
+    postgres.INSERT_ACCOUNT,
+)
+_UPDATE_PASSWORD = Query(
+    "UPDATE accounts SET password_hash = ? WHERE nickname_key = ?", postgres.UPDATE_PASSWORD
+)
+
+
 def load_accounts(connection: Any) -> dict[str, StoredAccount]:
     """
-    Read every account, by nickname key (at start-up).
+    Read every account, by nickname key (at start-up), from an open
+    C{sqlite3} or psycopg connection.
     """
     return {
         key: StoredAccount(password_hash, created_at)
         for key, password_hash, created_at in connection.execute(
-            "SELECT nickname_key, password_hash, created_at FROM accounts"
+            _LOAD_ACCOUNTS.text(dialect_of(connection))
         )
     }
 
@@ -133,6 +155,7 @@ class Accounts:
             L{CONCURRENT_HASHES} calls run at once.
         """
         self._pool = pool
+        self._dialect = dialect_of(pool) if pool is not None else Dialect.SQLITE
         self._clock = clock
         self._accounts = dict(accounts or {})
         # Nickname keys of the accounts, by nickname skeleton (a set: a
@@ -198,14 +221,62 @@ class Accounts:
         hashed = await self._hash(self._hasher.hash, password)
         self._check_free(nickname)  # again: another may have won the race
         account = StoredAccount(hashed, self._clock.seconds())
-        self._accounts[key] = account
-        self._skeletons.setdefault(nickname_skeleton(key), set()).add(key)
+        self._set(key, account)
         if self._pool is not None:
-            await self._pool.runOperation(
-                "INSERT INTO accounts (nickname_key, nickname, password_hash, created_at)"
-                " VALUES (?, ?, ?, ?)",
-                (key, nickname, hashed, account.created_at),
-            )
+            try:
+                await self._pool.runOperation(
+                    _INSERT_ACCOUNT.text(self._dialect),
+                    (key, nickname, hashed, account.created_at),
+                )
+            except Exception as e:
+                if not is_duplicate(e):
+                    raise
+                # Another node registered it first: theirs stands.
+                self._set(key, None)
+                raise AccountError(f"The nickname {nickname} is registered already.") from None
+
+    def _set(self, key: str, account: StoredAccount | None) -> None:
+        """
+        Keep C{account} as the account with nickname key C{key}, or, for
+        C{None}, forget that account.
+        """
+        skeleton = nickname_skeleton(key)
+        if account is not None:
+            self._accounts[key] = account
+            self._skeletons.setdefault(skeleton, set()).add(key)
+            return
+        self._accounts.pop(key, None)
+        keys = self._skeletons.get(skeleton)
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del self._skeletons[skeleton]
+
+    def refresh(self, key: str) -> Deferred[None]:
+        """
+        Read the account with nickname key C{key} again from the database,
+        and keep what it holds now: added, with a changed password, or
+        gone. In a cluster, for an account another node registered or
+        changed (docs/cluster.md, section 12). Without a database, nothing
+        changes.
+
+        @return: fires once it is read; fails if the database cannot be
+            read (what is kept is then unchanged).
+        """
+        if self._pool is None:
+            return succeed(None)
+        d: Deferred[list[tuple[str, float]]] = self._pool.runQuery(
+            _LOAD_ACCOUNT.text(self._dialect), (key,)
+        )
+
+        def keep(rows: list[tuple[str, float]]) -> None:
+            if rows:
+                password_hash, created_at = rows[0]
+                self._set(key, StoredAccount(password_hash, created_at))
+            else:
+                self._set(key, None)
+
+        return d.addCallback(keep)
 
     def _check_free(self, nickname: str) -> None:
         """
@@ -241,9 +312,7 @@ class Accounts:
         hashed = await self._hash(self._hasher.hash, password)
         self._accounts[key] = StoredAccount(hashed, self._accounts[key].created_at)
         if self._pool is not None:
-            await self._pool.runOperation(
-                "UPDATE accounts SET password_hash = ? WHERE nickname_key = ?", (hashed, key)
-            )
+            await self._pool.runOperation(_UPDATE_PASSWORD.text(self._dialect), (hashed, key))
 
 
 def _check_strength(password: str) -> None:

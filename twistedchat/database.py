@@ -1,6 +1,12 @@
 """
-The SQLite database: schema and its upgrades, the start-up check, and the
-C{adbapi} pool that every later access goes through.
+The database: SQLite's schema and its upgrades, the start-up check, and
+the C{adbapi} pool that every later access goes through; and, for a
+C{--database} that is a URL (C{postgresql://...}), the same through
+L{twistedchat.postgres}. L{open_database} and L{make_pool} take either.
+
+Each query has two texts, SQLite's and PostgreSQL's (a L{Query}); the code
+that runs it picks the one of the L{Dialect} of its connection or pool
+(L{dialect_of}), so one code path serves both.
 
 Start-up opens the database synchronously (L{open_database}), before the
 reactor runs: it checks the file, upgrades the schema and reads what the
@@ -24,9 +30,12 @@ C{adbapi}'s pool threads ever wait, never the reactor.
 
 from __future__ import annotations
 
+import enum
 import os
+import re
 import sqlite3
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from twisted.enterprise.adbapi import ConnectionPool
@@ -34,7 +43,7 @@ from twisted.logger import Logger
 
 #: The schema this code writes; older databases are upgraded on start-up
 #: (C{PRAGMA user_version} holds the version of a database).
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 #: Seconds a connection waits for another writer's lock before a query
 #: fails with "database is locked" (C{sqlite3.connect}'s C{timeout}, that
@@ -204,7 +213,89 @@ _MIGRATIONS: dict[int, list[str]] = {
             SELECT id, text, {_PLACE.format(row="events")} FROM events
             WHERE kind IN ('chat', 'action', 'private')""",
     ],
+    6: [
+        # Where a cluster numbered the row (docs/cluster.md, section 11.2):
+        # its room's sequence number and the epoch it was numbered in.
+        # A single server never fills them; they are here so that a
+        # version number names one schema in SQLite and PostgreSQL.
+        "ALTER TABLE events ADD COLUMN seq INTEGER",
+        "ALTER TABLE events ADD COLUMN epoch TEXT",
+    ],
 }
+
+
+class Dialect(enum.Enum):
+    """
+    The SQL a connection speaks: SQLite's (C{?} and C{:name} parameters)
+    or PostgreSQL's through psycopg (C{%s} and C{%(name)s}).
+    """
+
+    SQLITE = "sqlite"
+    POSTGRESQL = "postgresql"
+
+
+@dataclass(frozen=True)
+class Query:
+    """
+    One query in both dialects: the same columns, and the same parameters
+    in the same order (or by the same names).
+    """
+
+    sqlite: str
+    postgresql: str
+
+    def text(self, dialect: Dialect) -> str:
+        """
+        Return the text of the query in C{dialect}.
+        """
+        return self.sqlite if dialect is Dialect.SQLITE else self.postgresql
+
+
+def dialect_of(database: Any) -> Dialect:
+    """
+    Return the dialect of C{database}: an C{adbapi} pool from L{make_pool},
+    or a connection a start-up reader is given (C{sqlite3}'s, or
+    psycopg's).
+    """
+    if isinstance(database, ConnectionPool):
+        return Dialect.SQLITE if database.dbapiName == "sqlite3" else Dialect.POSTGRESQL
+    return Dialect.SQLITE if isinstance(database, sqlite3.Connection) else Dialect.POSTGRESQL
+
+
+def is_url(database: str) -> bool:
+    """
+    Return whether C{database} (the C{--database} value) is a PostgreSQL
+    URL (C{postgresql://} or C{postgres://}) rather than a SQLite file.
+    """
+    return re.match(r"postgres(ql)?://", database) is not None
+
+
+def describe(database: str) -> str:
+    """
+    Return how messages name C{database}: a SQLite file as given, a
+    PostgreSQL URL as C{postgresql://HOST:PORT/DB}, without its user or
+    password.
+    """
+    if not is_url(database):
+        return database
+    from twistedchat import postgres
+
+    return postgres.describe(database)
+
+
+def is_duplicate(error: BaseException) -> bool:
+    """
+    Return whether C{error} is a database's refusal of a row whose key is
+    taken (an integrity error, in SQLite or PostgreSQL).
+    """
+    if isinstance(error, sqlite3.IntegrityError):
+        return True
+    module = type(error).__module__ or ""
+    if module.startswith("psycopg"):
+        import psycopg
+
+        return isinstance(error, psycopg.IntegrityError)
+    return False
 
 
 class DatabaseError(Exception):
@@ -286,17 +377,29 @@ def protect(path: str) -> None:
                 )
 
 
-def open_database(path: str, *readers: Callable[[sqlite3.Connection], Any]) -> list[Any]:
+def open_database(path: str, *readers: Callable[[Any], Any]) -> list[Any]:
     """
     Check and upgrade the database at C{path}, synchronously (at start-up,
     before the reactor runs), and return what each of C{readers} reads from
     it. The file is created, or its mode tightened, by L{protect} first.
 
+    A PostgreSQL URL (L{is_url}) is opened by
+    L{twistedchat.postgres.open_database} instead, under an advisory lock.
+
+    @param path: a SQLite file, C{:memory:}, or a URL
+        C{postgresql://[USER[:PASSWORD]@]HOST[:PORT]/DB}.
     @param readers: functions that read what the server keeps in memory
-        (recent history, accounts) from an open connection.
+        (recent history, accounts) from an open connection (C{sqlite3}'s
+        or psycopg's: both have C{execute}; see L{dialect_of}).
     @raise DatabaseError: the file cannot be opened, is not a database, is
-        corrupt or is too new; the message is one line naming the file.
+        corrupt or is too new; PostgreSQL cannot be reached, the database
+        does not exist or is too new; the message is one line naming the
+        file, or the server and database (never the password).
     """
+    if is_url(path):
+        from twistedchat import postgres
+
+        return postgres.open_database(path, *readers)
     try:
         protect(path)
     except OSError as e:
@@ -331,11 +434,19 @@ def make_pool(path: str, reactor: Any = None, busy_timeout: float = BUSY_TIMEOUT
     the database at C{path}, in WAL mode. The file is created, or its mode
     tightened, by L{protect} first.
 
+    For a PostgreSQL URL (L{is_url}), the pool of
+    L{twistedchat.postgres.make_pool}: two connections that reconnect
+    after a failure; C{busy_timeout} does not apply.
+
     @param busy_timeout: seconds the pool's thread waits for another
         writer's lock before a query fails with "database is locked".
     @raise DatabaseError: the file cannot be created or opened; the message
         is one line naming the file.
     """
+    if is_url(path):
+        from twistedchat import postgres
+
+        return postgres.make_pool(path, reactor)
     try:
         protect(path)
     except OSError as e:

@@ -1,8 +1,8 @@
 """
 History: every chat line, action, join, leave, nickname change, topic
 change, kick, mode change and private message, with a UTC timestamp, in
-SQLite; the most recent ones of each room, and of the private messages,
-also in memory for replay.
+SQLite or PostgreSQL (L{twistedchat.database}); the most recent ones of
+each room, and of the private messages, also in memory for replay.
 
 Each event belongs to one room, named by its key
 (L{twistedchat.nicknames.nickname_key} of the room's name), or, for a
@@ -40,8 +40,17 @@ searches start after the last event id before it was created
 Older events are read from disk, in a pool thread too, a page at a time
 (L{History.page}: those before an event id, for scrolling up), and found
 by searching what was said (L{History.search}, SQLite's FTS5 full-text
-index). Both first hand the pool the events not yet written, so that they
-see everything recorded before they were asked.
+index, or PostgreSQL's C{tsvector} one). Both first hand the pool the
+events not yet written, so that they see everything recorded before they
+were asked.
+
+In a cluster (docs/cluster.md, section 7.3), the node an event started
+on records it with its room's sequence number and epoch
+(L{History.record}'s C{seq} and C{epoch}); the others only keep it in
+memory (L{History.observe}), and read back what they missed from the
+database (L{History.gap}). PostgreSQL ignores a row whose room and event
+it holds already, so a batch written twice (its commit's reply lost) adds
+nothing.
 
 Private messages are stored for their two participants' own replay: they
 are shown only to a viewer who proved (with a password) that they own the
@@ -64,7 +73,8 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from twistedchat.database import PRIVATE_PLACE, place_token
+from twistedchat import postgres
+from twistedchat.database import PRIVATE_PLACE, Dialect, Query, dialect_of, place_token
 from twistedchat.events import (
     Action,
     ChatLine,
@@ -108,8 +118,11 @@ def is_conversation(event: Event) -> bool:
 
 
 #: A row of the events table: at, kind, nickname, target, text, room (the
-#: room key, or C{None} for a private message), event (the event's id).
-Row: TypeAlias = tuple[float, str, str, str | None, str | None, str | None, int]
+#: room key, or C{None} for a private message), event (the event's id),
+#: seq and epoch (where a cluster numbered it, or C{None}).
+Row: TypeAlias = tuple[
+    float, str, str, str | None, str | None, str | None, int, int | None, str | None
+]
 
 
 @dataclass
@@ -124,20 +137,37 @@ class Record(Renderable):
     from disk too. A quit (L{Left} with no room) is recorded in each room
     its participant was in: its record's room is that room, its event's
     room stays C{""}, live and read back alike.
+
+    @ivar seq: the room's sequence number a cluster gave the event (read
+        back by L{History.gap}); C{None} otherwise.
     """
 
     at: float
     event: Event
     room: str | None = None
+    seq: int | None = None
 
 
 #: An event kept in memory: its number in the order of events, and it.
 _Kept: TypeAlias = tuple[int, Record]
 
 
-def _row(record: Record) -> Row:
+def _row(record: Record, seq: int | None = None, epoch: str | None = None) -> Row:
     """
-    Turn C{record} into a row of the events table.
+    Turn C{record} into a row of the events table, numbered C{seq} in
+    the epoch C{epoch} by a cluster (or not: C{None}).
+
+    @raise TypeError: events of this type are not stored.
+    """
+    return (*_columns(record), seq, epoch)
+
+
+def _columns(
+    record: Record,
+) -> tuple[float, str, str, str | None, str | None, str | None, int]:
+    """
+    Return the columns of C{record}'s row in the events table, but seq
+    and epoch.
 
     @raise TypeError: events of this type are not stored.
     """
@@ -174,10 +204,12 @@ def _record(
     text: str | None,
     room: str | None,
     event_id: int | None = None,
+    seq: int | None = None,
 ) -> Record:
     """
     Turn a row of the events table back into a L{Record}, whose event
-    carries the row's event id (C{0} if it has none) and time. A room
+    carries the row's event id (C{0} if it has none) and time, and which
+    carries its C{seq}. A room
     event gets the room key as its room's name (the name as created is not
     stored with it); a quit (kind C{quit}) gets none, as it had live, and
     its record keeps the room. A quit stored before schema version 5 is a
@@ -213,14 +245,14 @@ def _record(
             raise ValueError(f"unknown event kind {kind!r}")
     event.id = event_id or 0
     event.at = at
-    return Record(at, event, room)
+    return Record(at, event, room, seq)
 
 
 #: What L{load_recent} reads: by room (C{NULL} for private messages; rows
 #: stored before rooms, with no room, are the default room's), the last
 #: C{:keep} conversation events and, of the notices after the oldest of
 #: them (after none if fewer than C{:keep}), the last C{:keep}.
-_LOAD_RECENT = """
+_LOAD_RECENT_SQLITE = """
 WITH placed AS (
     SELECT id, at, kind, nickname, target, text, event,
         CASE WHEN kind = 'private' THEN NULL ELSE coalesce(room, :default_room) END AS room,
@@ -251,6 +283,8 @@ SELECT at, kind, nickname, target, text, room, event FROM (
 ORDER BY id
 """
 
+_LOAD_RECENT = Query(_LOAD_RECENT_SQLITE, postgres.LOAD_RECENT)
+
 
 def load_recent(connection: Any, keep: int, default_room: str) -> list[Record]:
     """
@@ -266,14 +300,15 @@ def load_recent(connection: Any, keep: int, default_room: str) -> list[Record]:
     however many rooms there are. It ranks every row, so it takes time in
     proportion to the table (a few seconds for a million events).
 
-    @param connection: an open C{sqlite3} connection.
+    @param connection: an open C{sqlite3} or psycopg connection.
     @param keep: how many of each to read (C{--history-max}).
     @param default_room: the key of the room that events stored before
         rooms existed (schema version 3) happened in.
     """
     if keep <= 0:
         return []
-    rows = connection.execute(_LOAD_RECENT, {"keep": keep, "default_room": default_room})
+    query = _LOAD_RECENT.text(dialect_of(connection))
+    rows = connection.execute(query, {"keep": keep, "default_room": default_room})
     return [_record(*row) for row in rows]
 
 
@@ -307,6 +342,9 @@ def first_id(stored: int, clock: IReactorTime, unwritten: int | None) -> int:
     return max(after, int(clock.seconds() * 1_000_000)) + 1
 
 
+_LAST_EVENT_ID = Query("SELECT max(id) FROM last_event", postgres.LAST_EVENT_ID)
+
+
 def last_event_id(connection: Any) -> int:
     """
     Read, at start-up, the largest event id ever stored (schema version 4's
@@ -314,10 +352,11 @@ def last_event_id(connection: Any) -> int:
     L{History} as C{last_id}, so that event ids go on growing even if every
     event was pruned.
 
-    @param connection: an open C{sqlite3} connection to a database of the
-        current schema (see L{twistedchat.database.open_database}).
+    @param connection: an open C{sqlite3} or psycopg connection to a
+        database of the current schema (see
+        L{twistedchat.database.open_database}).
     """
-    row = connection.execute("SELECT max(id) FROM last_event").fetchone()
+    row = connection.execute(_LAST_EVENT_ID.text(dialect_of(connection))).fetchone()
     return int(row[0] or 0)
 
 
@@ -384,6 +423,7 @@ class History:
         self.cap = cap
         self.default_room = default_room
         self._pool = pool
+        self._dialect = dialect_of(pool) if pool is not None else Dialect.SQLITE
         self._clock = clock
         self._sequence = 0
         self._rooms: dict[str, _RoomEvents] = {}
@@ -471,7 +511,13 @@ class History:
             d.addCallback(close)
         return d
 
-    def record(self, event: Event, room: str | None = None) -> None:
+    def record(
+        self,
+        event: Event,
+        room: str | None = None,
+        seq: int | None = None,
+        epoch: str | None = None,
+    ) -> None:
         """
         Remember C{event} as happening now in the room C{room}; it reaches
         the disk with the next batch.
@@ -490,18 +536,21 @@ class History:
         @param room: the key of the room it happened in
             (L{twistedchat.nicknames.nickname_key} of its name); C{None}
             for a private message, and only for one.
+        @param seq: in a cluster, the room's sequence number of the event
+            (docs/cluster.md, section 11.2), stored for L{gap}; C{None}
+            otherwise.
+        @param epoch: in a cluster, the epoch C{seq} was numbered in;
+            C{None} otherwise.
         @raise ValueError: C{event} is a private message and C{room} is not
             C{None}, or the other way round.
         """
-        if isinstance(event, PrivateMessage) != (room is None):
-            where = "in no room" if room is None else f"in the room {room!r}"
-            raise ValueError(f"{event!r} cannot be recorded {where}")
+        _check_room(event, room, "recorded")
         self.stamp(event)
-        record = Record(event.at, event, room)
+        record = Record(event.at, event, room, seq)
         self._remember(record)
         if self._pool is None:
             return
-        self._unwritten.append(_row(record))
+        self._unwritten.append(_row(record, seq, epoch))
         if len(self._unwritten) + len(self._batch) > self._max_unwritten:
             self._unwritten.popleft()
             if not self._dropped:
@@ -511,6 +560,41 @@ class History:
                     limit=self._max_unwritten,
                 )
             self._dropped += 1
+
+    def observe(self, event: Event, room: str | None) -> None:
+        """
+        Remember C{event}, which happened in the room C{room} on another
+        node of a cluster, in memory for replay, as L{record} does, but do
+        not write it: the node it started on does. It keeps the id and
+        time it came with; later events this history numbers get larger
+        ids.
+
+        @param room: as for L{record}.
+        @raise ValueError: C{event} is a private message and C{room} is not
+            C{None}, or the other way round.
+        """
+        _check_room(event, room, "observed")
+        self._remember(Record(event.at, event, room))
+        self._last_id = max(self._last_id, event.id)
+
+    def gap(self, room: str, epoch: str, after: int, before: int | None) -> Deferred[list[Record]]:
+        """
+        Return the stored events of the room whose key is C{room} that a
+        cluster numbered in C{epoch} with a sequence number above C{after}
+        and below C{before}, in the order of their numbers, each
+        L{Record} carrying its number (L{Record.seq}): what a node missed
+        (docs/cluster.md, section 11.2). Read after everything recorded
+        here so far is written (see L{_read}).
+
+        @param after: the last sequence number the node delivered.
+        @param before: the first it holds, or C{None} for no upper bound.
+        @return: fires with the records (none without a database); fails
+            if the database cannot be read.
+        """
+        if self._pool is None:
+            return succeed([])
+        parameters = {"room": room, "epoch": epoch, "after": after, "before": before}
+        return self._read(_gap, self._dialect, parameters)
 
     def stamp(self, event: Event) -> None:
         """
@@ -697,7 +781,7 @@ class History:
             "count": count,
             "oldest": oldest,
         }
-        return self._read(_page, parameters)
+        return self._read(_page, self._dialect, parameters)
 
     def search(
         self,
@@ -740,6 +824,7 @@ class History:
         """
         if self._pool is None:
             raise NoSearch("Search needs a database; this server keeps its history in memory only.")
+        plain = _words(text)
         words = search_words(text)
         if count <= 0:
             return succeed([])
@@ -756,8 +841,14 @@ class History:
         # typed are looked for in the text only, never in the place.
         where = " OR ".join(f'place : "{place}"' for place in places)
         in_text = " AND ".join(f"text : {word}" for word in words)
+        query = f"({where}) AND {in_text}"
+        if self._dialect is Dialect.POSTGRESQL:
+            # The words as they are: plainto_tsquery and phraseto_tsquery
+            # read no syntax, and the query says where (see postgres.SEARCH).
+            query = " ".join(plain)
         parameters = {
-            "query": f"({where}) AND {in_text}",
+            "query": query,
+            "words": plain,
             "room": room,
             "default_room": self.default_room,
             "after": after,
@@ -765,17 +856,18 @@ class History:
             "since": since,
             "oldest": self._oldest(),
         }
-        return self._read(_search, parameters, viewer, count)
+        return self._read(_search, self._dialect, parameters, viewer, count)
 
     def _read(self, read: Callable[..., _T], *args: Any) -> Deferred[_T]:
         """
         Run C{read(cursor, *args)} in the pool's thread once every event
         recorded so far has been handed to it to write, so that it sees
         them: after a write under way ends, start one of what waits, then
-        queue the read. The pool has one connection, whose thread runs
-        what it is given in order, so the read runs after that write. A
-        write that fails keeps its events for later, and the read does not
-        see them.
+        queue the read. SQLite's pool has one connection, whose thread runs
+        what it is given in order, so the read runs after that write;
+        PostgreSQL's has two, so there the read waits for that write to
+        end. A write that fails keeps its events for later, and the read
+        does not see them.
 
         @return: fires with what C{read} returns, or fails with its error.
         """
@@ -783,7 +875,9 @@ class History:
         assert pool is not None
 
         def run(_: object = None) -> Deferred[_T]:
-            self.flush()
+            written = self.flush()
+            if self._dialect is Dialect.POSTGRESQL:
+                return written.addCallback(lambda _: pool.runInteraction(read, *args))
             d: Deferred[_T] = pool.runInteraction(read, *args)
             return d
 
@@ -828,7 +922,7 @@ class History:
         batch = self._batch = list(self._unwritten)
         self._unwritten.clear()
         self._writing = True
-        d: Deferred[None] = self._pool.runInteraction(_insert, batch)
+        d: Deferred[None] = self._pool.runInteraction(_insert, self._dialect, batch)
         d.addCallbacks(self._written, self._not_written)
         d.addBoth(self._idle_now)
         return d
@@ -894,7 +988,7 @@ class History:
         if self._pool is None:
             return succeed(None)
         cutoff = self._clock.seconds() - self._retention * 86400
-        d: Deferred[None] = self._pool.runOperation("DELETE FROM events WHERE at < ?", (cutoff,))
+        d: Deferred[None] = self._pool.runOperation(_PRUNE.text(self._dialect), (cutoff,))
         d.addErrback(self._failed, "prune history")
         return d
 
@@ -902,15 +996,35 @@ class History:
         self._log.failure("could not {what}", failure, what=what)
 
 
-def _insert(cursor: Any, rows: list[Row]) -> None:
+def _check_room(event: Event, room: str | None, what: str) -> None:
     """
-    Insert C{rows} into the events table (runs in a pool thread).
+    @raise ValueError: C{event} is a private message and C{room} is not
+        C{None}, or the other way round.
     """
-    cursor.executemany(
-        "INSERT INTO events (at, kind, nickname, target, text, room, event)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        rows,
-    )
+    if isinstance(event, PrivateMessage) != (room is None):
+        where = "in no room" if room is None else f"in the room {room!r}"
+        raise ValueError(f"{event!r} cannot be {what} {where}")
+
+
+_PRUNE = Query("DELETE FROM events WHERE at < ?", postgres.PRUNE)
+
+_INSERT = Query(
+    "INSERT INTO events (at, kind, nickname, target, text, room, event, seq, epoch)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    postgres.INSERT_EVENTS,
+)
+
+
+def _insert(cursor: Any, dialect: Dialect, rows: list[Row]) -> None:
+    """
+    Insert C{rows} into the events table (runs in a pool thread, in the
+    transaction C{runInteraction} commits). In PostgreSQL, a row whose
+    room and event are stored already is left out, and C{last_event} is
+    raised here (SQLite's trigger does it).
+    """
+    cursor.executemany(_INSERT.text(dialect), rows)
+    if dialect is Dialect.POSTGRESQL and rows:
+        cursor.execute(postgres.UPDATE_LAST_EVENT, (max(row[6] for row in rows),))
 
 
 class NoSearch(ValueError):
@@ -937,17 +1051,27 @@ def search_words(text: str) -> list[str]:
 
     @raise ValueError: C{text} holds no word.
     """
+    return ['"' + word.replace('"', '""') + '"' for word in _words(text)]
+
+
+def _words(text: str) -> list[str]:
+    """
+    Return the words of C{text}, split on white space and on NUL
+    characters, what is not valid Unicode replaced (see L{search_words}).
+
+    @raise ValueError: C{text} holds no word.
+    """
     text = text.encode("utf-8", "replace").decode("utf-8").replace("\0", " ")
     words = text.split()
     if not words:
         raise ValueError("Search for what? Give a word or more.")
-    return ['"' + word.replace('"', '""') + '"' for word in words]
+    return words
 
 
 #: The rows of a page (L{History.page}): the room's newest before an id,
 #: and those stored before rooms for the default room; then the newest
 #: of both. Each part uses the index on (room, event).
-_PAGE = """
+_PAGE_SQLITE = """
 SELECT at, kind, nickname, target, text, :room, event FROM (
     SELECT * FROM (
         SELECT at, kind, nickname, target, text, event FROM events
@@ -966,13 +1090,16 @@ SELECT at, kind, nickname, target, text, :room, event FROM (
 ORDER BY event DESC LIMIT :count
 """
 
+_PAGE = Query(_PAGE_SQLITE, postgres.PAGE)
 
-def _page(cursor: Any, parameters: dict[str, Any]) -> list[Record]:
+
+def _page(cursor: Any, dialect: Dialect, parameters: dict[str, Any]) -> list[Record]:
     """
     Read a page of a room's events (runs in a pool thread); see
     L{History.page}.
     """
-    rows = cursor.execute(_PAGE, parameters).fetchall()
+    cursor.execute(_PAGE.text(dialect), parameters)
+    rows = cursor.fetchall()
     return [_record(*row) for row in reversed(rows)]
 
 
@@ -983,7 +1110,7 @@ def _page(cursor: Any, parameters: dict[str, Any]) -> list[Record]:
 #: filters by viewer. The query itself finds only the rows of the room,
 #: and private messages if asked for, in the index; the conditions here
 #: say so again, and add the times and ids.
-_SEARCH = """
+_SEARCH_SQLITE = """
 SELECT e.at, e.kind, e.nickname, e.target, e.text,
     CASE WHEN e.kind = 'private' THEN NULL ELSE coalesce(e.room, :default_room) END,
     e.event
@@ -998,9 +1125,11 @@ WHERE events_text MATCH :query
 ORDER BY events_text.rowid DESC
 """
 
+_SEARCH = Query(_SEARCH_SQLITE, postgres.SEARCH)
+
 
 def _search(
-    cursor: Any, parameters: dict[str, Any], viewer: str | None, count: int
+    cursor: Any, dialect: Dialect, parameters: dict[str, Any], viewer: str | None, count: int
 ) -> list[Record]:
     """
     Find what matches a search (runs in a pool thread); see
@@ -1008,7 +1137,8 @@ def _search(
     ones are found.
     """
     found: list[Record] = []
-    for row in cursor.execute(_SEARCH, parameters):
+    cursor.execute(_SEARCH.text(dialect), parameters)
+    for row in iter(cursor.fetchone, None):
         record = _record(*row)
         event = record.event
         if isinstance(event, PrivateMessage) and viewer not in (
@@ -1020,3 +1150,23 @@ def _search(
         if len(found) >= count:
             break
     return found
+
+
+#: The rows of a gap (L{History.gap}), in the order of their numbers.
+_GAP = Query(
+    """
+SELECT at, kind, nickname, target, text, room, event, seq FROM events
+WHERE room = :room AND epoch = :epoch AND seq > :after
+    AND (:before IS NULL OR seq < :before)
+ORDER BY seq
+""",
+    postgres.GAP,
+)
+
+
+def _gap(cursor: Any, dialect: Dialect, parameters: dict[str, Any]) -> list[Record]:
+    """
+    Read the rows of a gap (runs in a pool thread); see L{History.gap}.
+    """
+    cursor.execute(_GAP.text(dialect), parameters)
+    return [_record(*row) for row in cursor.fetchall()]

@@ -41,6 +41,7 @@ from twisted.web.server import NOT_DONE_YET, Request, Site
 from twisted.web.wsgi import WSGIResource
 
 from twistedchat.counts import Counts
+from twistedchat.database import is_url
 
 if TYPE_CHECKING:
     from twistedchat.factory import ChatFactory
@@ -126,7 +127,9 @@ class ChatCollector(Collector):
 class Health(Resource):
     """
     C{/healthz}: C{200 ok} while the server runs and its database answers
-    (a query on a new connection, in a thread), C{503} and why otherwise.
+    (a query on a new connection, in a thread: SQLite's file read, or
+    PostgreSQL's C{SELECT 1} within its connection timeout), C{503} and why
+    otherwise.
     """
 
     isLeaf = True
@@ -134,8 +137,8 @@ class Health(Resource):
 
     def __init__(self, reactor: Any, database: str | None) -> None:
         """
-        @param database: the SQLite file, or C{None} for none
-            (C{:memory:}).
+        @param database: the SQLite file, a PostgreSQL URL
+            (C{postgresql://...}), or C{None} for none (C{:memory:}).
         """
         super().__init__()
         self._reactor = reactor
@@ -147,7 +150,8 @@ class Health(Resource):
         gone: list[bool] = []
         request.notifyFinish().addErrback(lambda _: gone.append(True))
         pool = self._reactor.getThreadPool()
-        d: Deferred[None] = deferToThreadPool(self._reactor, pool, _query, self._database)
+        query = _query_postgres if is_url(self._database) else _query
+        d: Deferred[None] = deferToThreadPool(self._reactor, pool, query, self._database)
 
         def answer(result: object) -> None:
             if not gone:
@@ -181,6 +185,19 @@ def _query(path: str) -> None:
         connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
     finally:
         connection.close()
+
+
+def _query_postgres(url: str) -> None:
+    """
+    Connect to the PostgreSQL database at C{url} on a new connection and
+    run C{SELECT 1}.
+
+    @raise twistedchat.database.DatabaseError: it does not answer (one
+        line, without the password).
+    """
+    from twistedchat import postgres
+
+    postgres.check(url)
 
 
 def on_reactor(reactor: Any, call: Callable[..., Snapshot], *args: Any) -> Snapshot:

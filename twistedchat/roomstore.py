@@ -5,10 +5,10 @@ keep their topic, operators and bans across restarts.
 They are read at start-up (L{load_rooms}, through
 L{twistedchat.database.open_database}), like the accounts. While the
 server runs, L{RoomStore} writes each change through the database's
-C{adbapi} pool, so the reactor never waits for the disk. That pool has
-one connection, and so one thread, which runs what it is given in the
-order it was given: writes reach the database in the order they were
-asked for, and the last one asked for is the one that stays.
+C{adbapi} pool, so the reactor never waits for the disk. Each write
+starts once the one before has ended (SQLite's pool has one connection
+anyway; PostgreSQL's has two): writes reach the database in the order they
+were asked for, and the last one asked for is the one that stays.
 
 A write that fails (the database locked by another process for longer
 than L{twistedchat.database.BUSY_TIMEOUT}, a full disk) is logged and not
@@ -18,13 +18,41 @@ writes all of it again.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
 from twisted.enterprise.adbapi import ConnectionPool
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, DeferredLock, succeed
 from twisted.logger import Logger
+
+from twistedchat import postgres
+from twistedchat.database import Dialect, Query, dialect_of
+
+_LOAD_OPERATORS = Query(
+    "SELECT room_key, account_key FROM room_operators", postgres.LOAD_ROOM_OPERATORS
+)
+_LOAD_BANS = Query("SELECT room_key, kind, key FROM room_bans", postgres.LOAD_ROOM_BANS)
+_LOAD_ROOMS = Query(
+    "SELECT key, name, topic, topic_by, topic_at, topic_locked, since FROM rooms",
+    postgres.LOAD_ROOMS,
+)
+_DELETE_ROOM = Query("DELETE FROM rooms WHERE key = ?", postgres.DELETE_ROOM)
+_DELETE_OPERATORS = Query(
+    "DELETE FROM room_operators WHERE room_key = ?", postgres.DELETE_ROOM_OPERATORS
+)
+_DELETE_BANS = Query("DELETE FROM room_bans WHERE room_key = ?", postgres.DELETE_ROOM_BANS)
+_INSERT_ROOM = Query(
+    "INSERT INTO rooms (key, name, topic, topic_by, topic_at, topic_locked, since)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+    postgres.INSERT_ROOM,
+)
+_INSERT_OPERATOR = Query(
+    "INSERT INTO room_operators (room_key, account_key) VALUES (?, ?)",
+    postgres.INSERT_ROOM_OPERATOR,
+)
+_INSERT_BAN = Query(
+    "INSERT INTO room_bans (room_key, kind, key) VALUES (?, ?, ?)", postgres.INSERT_ROOM_BAN
+)
 
 
 @dataclass(frozen=True)
@@ -61,20 +89,20 @@ class StoredRoom:
     since: int = 0
 
 
-def load_rooms(connection: sqlite3.Connection) -> dict[str, StoredRoom]:
+def load_rooms(connection: Any) -> dict[str, StoredRoom]:
     """
     Read every persistent room, by key (at start-up).
 
-    @param connection: an open connection to a database of the current
-        schema (see L{twistedchat.database.open_database}).
+    @param connection: an open C{sqlite3} or psycopg connection to a
+        database of the current schema (see
+        L{twistedchat.database.open_database}).
     """
+    dialect = dialect_of(connection)
     operators: dict[str, set[str]] = {}
-    for room_key, account_key in connection.execute(
-        "SELECT room_key, account_key FROM room_operators"
-    ):
+    for room_key, account_key in connection.execute(_LOAD_OPERATORS.text(dialect)):
         operators.setdefault(room_key, set()).add(account_key)
     bans: dict[str, set[tuple[str, str]]] = {}
-    for room_key, kind, key in connection.execute("SELECT room_key, kind, key FROM room_bans"):
+    for room_key, kind, key in connection.execute(_LOAD_BANS.text(dialect)):
         bans.setdefault(room_key, set()).add((kind, key))
     return {
         key: StoredRoom(
@@ -89,7 +117,7 @@ def load_rooms(connection: sqlite3.Connection) -> dict[str, StoredRoom]:
             since=since,
         )
         for key, name, topic, topic_by, topic_at, topic_locked, since in connection.execute(
-            "SELECT key, name, topic, topic_by, topic_at, topic_locked, since FROM rooms"
+            _LOAD_ROOMS.text(dialect)
         )
     }
 
@@ -110,6 +138,9 @@ class RoomStore:
             C{None} to keep nothing (C{--database :memory:}).
         """
         self._pool = pool
+        self._dialect = dialect_of(pool) if pool is not None else Dialect.SQLITE
+        # One write at a time, in the order asked for.
+        self._writing = DeferredLock()
 
     def save(self, room: StoredRoom) -> Deferred[None]:
         """
@@ -121,7 +152,7 @@ class RoomStore:
         """
         if self._pool is None:
             return succeed(None)
-        d: Deferred[None] = self._pool.runInteraction(_save, room)
+        d: Deferred[None] = self._writing.run(self._pool.runInteraction, _save, self._dialect, room)
         d.addErrback(self._failed, "save", room.key)
         return d
 
@@ -136,7 +167,9 @@ class RoomStore:
         """
         if self._pool is None:
             return succeed(None)
-        d: Deferred[None] = self._pool.runInteraction(_forget, key)
+        d: Deferred[None] = self._writing.run(
+            self._pool.runInteraction, _forget, self._dialect, key
+        )
         d.addErrback(self._failed, "forget", key)
         return d
 
@@ -144,40 +177,40 @@ class RoomStore:
         self._log.failure("Could not {what} the room {key}", failure, what=what, key=key)
 
 
-def _forget(cursor: Any, key: str) -> None:
+def _forget(cursor: Any, dialect: Dialect, key: str) -> None:
     """
     Delete the room whose key is C{key}, its operators and its bans (runs in
     a pool thread, in the transaction C{runInteraction} commits).
     """
-    cursor.execute("DELETE FROM rooms WHERE key = ?", (key,))
-    cursor.execute("DELETE FROM room_operators WHERE room_key = ?", (key,))
-    cursor.execute("DELETE FROM room_bans WHERE room_key = ?", (key,))
+    cursor.execute(_DELETE_ROOM.text(dialect), (key,))
+    cursor.execute(_DELETE_OPERATORS.text(dialect), (key,))
+    cursor.execute(_DELETE_BANS.text(dialect), (key,))
 
 
-def _save(cursor: Any, room: StoredRoom) -> None:
+def _save(cursor: Any, dialect: Dialect, room: StoredRoom) -> None:
     """
     Replace the stored room C{room}, its operators and its bans (runs in a
     pool thread, in the transaction C{runInteraction} commits).
     """
-    _forget(cursor, room.key)
+    _forget(cursor, dialect, room.key)
     cursor.execute(
-        "INSERT INTO rooms (key, name, topic, topic_by, topic_at, topic_locked, since)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        _INSERT_ROOM.text(dialect),
         (
             room.key,
             room.name,
             room.topic,
             room.topic_by,
             room.topic_at,
-            int(room.topic_locked),
+            # An integer for SQLite, as ever; a boolean for PostgreSQL.
+            int(room.topic_locked) if dialect is Dialect.SQLITE else room.topic_locked,
             room.since,
         ),
     )
     cursor.executemany(
-        "INSERT INTO room_operators (room_key, account_key) VALUES (?, ?)",
+        _INSERT_OPERATOR.text(dialect),
         [(room.key, account) for account in sorted(room.operators)],
     )
     cursor.executemany(
-        "INSERT INTO room_bans (room_key, kind, key) VALUES (?, ?, ?)",
+        _INSERT_BAN.text(dialect),
         [(room.key, kind, key) for kind, key in sorted(room.bans)],
     )
