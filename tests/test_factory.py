@@ -19,6 +19,7 @@ from twistedchat.events import (
     Joined,
     Left,
     NicknameChanged,
+    Notice,
     PrivateMessage,
     ServerShutdown,
 )
@@ -45,6 +46,9 @@ class Participant:
 
     def deliver(self, event: Event) -> None:
         self.events.append(event)
+
+    def notify(self, text: str) -> None:
+        self.events.append(Notice(text))
 
     def disconnect(self) -> None:
         self.disconnected = True

@@ -166,6 +166,10 @@ class Accounts:
         self._hasher = hasher or PasswordHasher()
         self._run_in_thread = run_in_thread
         self._hashing = DeferredSemaphore(CONCURRENT_HASHES)
+        #: Called with an account's nickname key once it was registered or
+        #: its password changed and written; a cluster tells the other
+        #: nodes, which L{refresh} it.
+        self.changed: Callable[[str], None] | None = None
 
     def __contains__(self, key: object) -> bool:
         return key in self._accounts
@@ -234,6 +238,8 @@ class Accounts:
                 # Another node registered it first: theirs stands.
                 self._set(key, None)
                 raise AccountError(f"The nickname {nickname} is registered already.") from None
+        if self.changed is not None:
+            self.changed(key)
 
     def _set(self, key: str, account: StoredAccount | None) -> None:
         """
@@ -313,6 +319,8 @@ class Accounts:
         self._accounts[key] = StoredAccount(hashed, self._accounts[key].created_at)
         if self._pool is not None:
             await self._pool.runOperation(_UPDATE_PASSWORD.text(self._dialect), (hashed, key))
+        if self.changed is not None:
+            self.changed(key)
 
 
 def _check_strength(password: str) -> None:

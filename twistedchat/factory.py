@@ -14,14 +14,14 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
-from zope.interface import Attribute, Interface
+from zope.interface import Attribute, Interface, implementer
 
 from twistedchat.accounts import Accounts, IAccount, make_portal
 from twistedchat.counts import Counts
@@ -132,10 +132,162 @@ class IParticipant(Interface):
         Show C{event} to this participant. Must not raise.
         """
 
+    def notify(text: str) -> None:
+        """
+        Tell this participant only C{text}, from the server (a
+        L{twistedchat.events.Notice}): that the cluster's link is down, or
+        that it lost its nickname. Must not raise.
+        """
+
     def disconnect() -> None:
         """
         Close the connection once what was delivered so far has been sent.
         """
+
+
+class ICluster(Interface):
+    """
+    How a node shares the chat with the other nodes of a cluster: the seam
+    between L{ChatFactory}, which checks every rule against what it knows,
+    and the way events reach other nodes (docs/cluster.md, section 10).
+    L{LocalCluster} is a single server; L{twistedchat.cluster.RedisCluster}
+    shares the chat through Redis.
+    """
+
+    detached = Attribute(
+        "Whether this node cannot reach the other nodes now (C{bool});"
+        " always C{False} for a single server."
+    )
+
+    def start() -> Deferred[None]:
+        """
+        Join the cluster; fires once joined (or at once, alone).
+        """
+
+    def stop() -> Deferred[None]:
+        """
+        Leave the cluster, after L{ChatFactory.shutdown}.
+        """
+
+    def publish(
+        event: Event,
+        rooms: tuple[Room, ...],
+        exclude: IParticipant | None,
+        quiet: Collection[str],
+        store: bool,
+    ) -> None:
+        """
+        Store C{event} in the history of C{rooms} (if C{store}), and deliver
+        it once to each of their members but C{exclude}, on every node;
+        rooms whose keys are in C{quiet} only learn of it (membership).
+        """
+
+    def private_message(
+        message: PrivateMessage, sender: IParticipant, recipient: IParticipant
+    ) -> None:
+        """
+        Store C{message} and deliver it to C{recipient}, and to C{sender}
+        too if it asked for its own (C{echo}).
+        """
+
+    def registered(participant: IParticipant) -> None:
+        """
+        C{participant}, on this node, has just taken its nickname.
+        """
+
+    def renamed(participant: IParticipant, old: str) -> None:
+        """
+        C{participant}, on this node, has just changed nickname from C{old}.
+        """
+
+    def left(participant: IParticipant) -> None:
+        """
+        C{participant}, on this node, has just left the chat.
+        """
+
+    def entered(participant: IParticipant, room: Room) -> None:
+        """
+        C{participant} has just entered C{room}.
+        """
+
+    def exited(participant: IParticipant, room: Room) -> None:
+        """
+        C{participant} has just left C{room}.
+        """
+
+
+@implementer(ICluster)
+class LocalCluster:
+    """
+    A single server: every event is stored and delivered at once, here.
+    """
+
+    detached = False
+
+    def __init__(self, factory: ChatFactory) -> None:
+        self._factory = factory
+
+    def start(self) -> Deferred[None]:
+        return succeed(None)
+
+    def stop(self) -> Deferred[None]:
+        return succeed(None)
+
+    def publish(
+        self,
+        event: Event,
+        rooms: tuple[Room, ...],
+        exclude: IParticipant | None,
+        quiet: Collection[str],
+        store: bool,
+    ) -> None:
+        if quiet:
+            rooms = tuple(room for room in rooms if room.key not in quiet)
+        history = self._factory.history
+        if store and history is not None:
+            for room in rooms:
+                history.record(event, room.key)
+        self._factory._fan_out(event, everyone_in(rooms), exclude)
+
+    def private_message(
+        self, message: PrivateMessage, sender: IParticipant, recipient: IParticipant
+    ) -> None:
+        history = self._factory.history
+        if history is not None:
+            history.record(message)
+        if sender.echo and sender is not recipient:
+            self._factory._fan_out(message, (recipient, sender))
+        else:
+            self._factory._fan_out(message, (recipient,))
+
+    def registered(self, participant: IParticipant) -> None:
+        pass
+
+    def renamed(self, participant: IParticipant, old: str) -> None:
+        pass
+
+    def left(self, participant: IParticipant) -> None:
+        pass
+
+    def entered(self, participant: IParticipant, room: Room) -> None:
+        pass
+
+    def exited(self, participant: IParticipant, room: Room) -> None:
+        pass
+
+
+def everyone_in(rooms: tuple[Room, ...]) -> Iterable[IParticipant]:
+    """
+    Return the members of C{rooms}, each once.
+    """
+    if len(rooms) == 1:
+        return rooms[0].members
+    if not rooms:
+        return ()
+    members: dict[IParticipant, None] = {}
+    for room in rooms:
+        members.update(room.members)
+    return members
 
 
 class ChatFactory(ServerFactory):
@@ -287,6 +439,9 @@ class ChatFactory(ServerFactory):
         self._skeletons: dict[str, str] = {}
         self._closing: Deferred[None] | None = None
         self.flusher = Flusher(clock)
+        #: How this node shares the chat with others: L{LocalCluster} alone,
+        #: or a L{twistedchat.cluster.RedisCluster} (C{--cluster}).
+        self.cluster: ICluster = LocalCluster(self)
         #: What has happened since the start, for --metrics.
         self.counts = Counts()
         self.quiet_joins_above = quiet_joins_above
@@ -595,6 +750,7 @@ class ChatFactory(ServerFactory):
         self._claim(participant, nickname, account)
         participant.account = account
         self._add(participant, nickname)
+        self.cluster.registered(participant)
         room = self.default_room
         if room.is_banned(nickname, _key(account)) and not self.is_server_operator(participant):
             return None
@@ -630,6 +786,7 @@ class ChatFactory(ServerFactory):
             return
         self._remove(participant)
         self._add(participant, new)
+        self.cluster.renamed(participant, old)
         self._log.info("{old} is now known as {new}", old=old, new=new)
         event = NicknameChanged(old, new)
         self._publish(event, *participant.rooms.values(), exclude=participant)
@@ -651,14 +808,15 @@ class ChatFactory(ServerFactory):
         nickname = participant.nickname
         assert nickname is not None
         self._remove(participant)
+        self.cluster.left(participant)
         self._log.info("{nickname} quit ({reason})", nickname=nickname, reason=reason)
         rooms = list(participant.rooms.values())
-        announced = [room for room in rooms if not self._quiet(room)]
+        quiet = {room.key for room in rooms if self._quiet(room)}
         for room in rooms:
             self._exit(participant, room)
-        if self._closing is None:
-            # Not in a room that vanished as it left.
-            self._publish(Left(nickname, reason), *(r for r in announced if r.key in self._rooms))
+        # Not in a room that vanished as it left; nowhere while shutting down.
+        quiet.update(r.key for r in rooms if self._closing is not None or r.key not in self._rooms)
+        self._publish(Left(nickname, reason), *rooms, quiet=quiet)
 
     # Rooms
 
@@ -729,8 +887,11 @@ class ChatFactory(ServerFactory):
         """
         room.members[participant] = None
         participant.rooms[room.key] = room
-        if not self._quiet(room):
-            self._publish(Joined(participant.nickname, room.name), room, exclude=participant)
+        self.cluster.entered(participant, room)
+        quiet = {room.key} if self._quiet(room) else set()
+        self._publish(
+            Joined(participant.nickname, room.name), room, exclude=participant, quiet=quiet
+        )
 
     def _exit(self, participant: IParticipant, room: Room) -> None:
         """
@@ -742,9 +903,11 @@ class ChatFactory(ServerFactory):
         room.operators.discard(participant)
         participant.rooms.pop(room.key, None)
         if not room.members and not room.permanent and not room.persistent:
-            del self._rooms[room.key]
+            if self._rooms.get(room.key) is room:
+                del self._rooms[room.key]
             if self.history is not None:
                 self.history.forget(room.key)
+        self.cluster.exited(participant, room)
 
     def join(self, participant: IParticipant, name: str) -> Room:
         """
@@ -799,8 +962,9 @@ class ChatFactory(ServerFactory):
         @raise twistedchat.rooms.NotInRoom: it is not in that room.
         """
         room = self.room_of(participant, name)
-        if not self._quiet(room):
-            self._publish(Left(participant.nickname, reason, room.name), room, exclude=participant)
+        quiet = {room.key} if self._quiet(room) else set()
+        event = Left(participant.nickname, reason, room.name)
+        self._publish(event, room, exclude=participant, quiet=quiet)
         self._exit(participant, room)
         return room
 
@@ -1111,12 +1275,7 @@ class ChatFactory(ServerFactory):
             length=len(text),
         )
         message = PrivateMessage(sender.nickname, target.nickname, text, notice, action)
-        if self.history is not None:
-            self.history.record(message)
-        if sender.echo and sender is not target:
-            self._fan_out(message, (target, sender))
-        else:
-            self._fan_out(message, (target,))
+        self.cluster.private_message(message, sender, target)
         nickname: str = target.nickname
         return nickname
 
@@ -1168,17 +1327,27 @@ class ChatFactory(ServerFactory):
         nickname = participant.nickname
         assert nickname is not None
         rooms = tuple(participant.rooms.values())
-        self._fan_out(AwayChanged(nickname, text), _everyone_in(rooms), exclude=participant)
+        self._publish(AwayChanged(nickname, text), *rooms, exclude=participant, store=False)
 
-    def _publish(self, event: Event, *rooms: Room, exclude: IParticipant | None = None) -> None:
+    def _publish(
+        self,
+        event: Event,
+        *rooms: Room,
+        exclude: IParticipant | None = None,
+        quiet: Collection[str] = (),
+        store: bool = True,
+    ) -> None:
         """
         Store C{event} in the history of each of C{rooms}, if any, and
-        deliver it once to each of their members but C{exclude}.
+        deliver it once to each of their members but C{exclude}, through
+        the cluster (L{ICluster.publish}).
+
+        @param quiet: keys of those of C{rooms} where it is neither stored
+            nor shown (a join in a crowded room), only known to the cluster.
+        @param store: whether it goes into the history (an away change
+            does not).
         """
-        if self.history is not None:
-            for room in rooms:
-                self.history.record(event, room.key)
-        self._fan_out(event, _everyone_in(rooms), exclude)
+        self.cluster.publish(event, rooms, exclude, quiet, store)
 
     def _fan_out(
         self, event: Event, recipients: Iterable[IParticipant], exclude: IParticipant | None = None
@@ -1265,17 +1434,3 @@ _RECONFIGURABLE = frozenset(
         "exemptions",
     }
 )
-
-
-def _everyone_in(rooms: tuple[Room, ...]) -> Iterable[IParticipant]:
-    """
-    Return the members of C{rooms}, each once.
-    """
-    if len(rooms) == 1:
-        return rooms[0].members
-    if not rooms:
-        return ()
-    members: dict[IParticipant, None] = {}
-    for room in rooms:
-        members.update(room.members)
-    return members

@@ -380,6 +380,12 @@ class ChatSession(TimeoutMixin):
     def _notice(self, text: str) -> None:
         self.front_end.reply(Notice(text))
 
+    def notify(self, text: str) -> None:
+        """
+        Tell this user C{text}, from the server (see L{IParticipant.notify}).
+        """
+        self._notice(text)
+
     def _error(self, text: str) -> None:
         self.front_end.reply(Error(text))
 

@@ -37,7 +37,7 @@ from twistedchat.config import (
     given_options,
     read_config,
 )
-from twistedchat.database import DatabaseError, make_pool, open_database
+from twistedchat.database import DatabaseError, describe, make_pool, open_database
 from twistedchat.factory import DEFAULT_RESERVED_NICKNAMES, ChatFactory
 from twistedchat.history import History, last_event_id, load_recent
 from twistedchat.irc import IRCFactory
@@ -54,6 +54,14 @@ from twistedchat.roomstore import RoomStore, load_rooms
 from twistedchat.sanitize import clean_line
 from twistedchat.throttles import Exemptions
 from twistedchat.web import make_site
+from twistedchat.workers import (
+    Supervisor,
+    check_inherited,
+    inherited_endpoint,
+    metrics_description,
+    parse_inherit,
+    worker_arguments,
+)
 
 DEFAULT_PORT = "12345"
 
@@ -305,7 +313,8 @@ class Options(usage.Options):
             "database",
             None,
             "twistedchat.sqlite3",
-            "SQLite file for the history and accounts; ':memory:' keeps nothing.",
+            "SQLite file for the history and accounts, or postgresql://[USER[:PASSWORD]@]HOST"
+            "[:PORT]/DB; ':memory:' keeps nothing.",
         ],
         [
             "cluster",
@@ -430,6 +439,18 @@ class Options(usage.Options):
         self["web-origin"] = []
         self["exempt"] = []
         self["oper"] = []
+        # A tuple, not a list: a --config file cannot give it (REPEATABLE).
+        self["inherit"] = ()
+
+    def opt_inherit(self, value: str) -> None:
+        """Internal, given by --workers to its worker processes: FD:DESCRIPTION, the inherited listening socket FD serves the listener DESCRIPTION; may be given several times."""  # noqa: E501
+        try:
+            fd, description = parse_inherit(value)
+            if not self.reloading:  # the descriptor is closed once adopted
+                check_inherited(fd)
+        except ValueError as e:
+            raise usage.UsageError(f"--inherit {value}: {e}; --workers sets it.") from None
+        self["inherit"] = (*self["inherit"], (fd, description))
 
     def opt_web(self, value: str) -> None:
         """Also serve the browser client and its WebSocket here: a port number (tcp:PORT) or a Twisted server endpoint description such as tcp:8080:interface=127.0.0.1 or ssl:8443:privateKey=key.pem:certKey=cert.pem; may be given several times."""  # noqa: E501
@@ -504,6 +525,42 @@ class Options(usage.Options):
                 raise ConfigError(f"{path}: {key}: {e}") from None
             raise
 
+    def _check_cluster(self) -> None:
+        """
+        Check C{--cluster} and what goes with it, and that Redis answers
+        (unless only reloading); C{--cluster} becomes a
+        L{twistedchat.cluster.RedisAddress}.
+        """
+        if self["node-name"] is None:
+            self["node-name"] = re.sub(r"[^A-Za-z0-9._]", "", socket.gethostname())[:40] or "node"
+        elif not re.fullmatch(r"[A-Za-z0-9._]{1,40}", self["node-name"]):
+            raise usage.UsageError("--node-name: 1 to 40 letters, digits, dots or underscores.")
+        if not self["cluster-prefix"] or any(c.isspace() for c in self["cluster-prefix"]):
+            raise usage.UsageError("--cluster-prefix cannot be empty or hold spaces.")
+        if self["cluster"] is None:
+            if self["workers"] > 1:
+                raise usage.UsageError(
+                    "--workers shares the chat between processes through Redis: "
+                    "give --cluster redis://HOST:PORT too."
+                )
+            return
+        from twistedchat.cluster import parse_redis_url, probe_redis
+
+        try:
+            self["cluster"] = parse_redis_url(self["cluster"])
+        except ValueError as e:
+            raise usage.UsageError(f"--cluster {e}") from None
+        if self["database"] == ":memory:":
+            raise usage.UsageError(
+                "--cluster keeps history: give --database a file, or better, "
+                "postgresql://... for a history every node shares."
+            )
+        if not self.reloading and self["workers"] <= 1:
+            try:
+                probe_redis(self["cluster"])
+            except OSError as e:
+                raise usage.UsageError(f"--cluster: {e}.") from None
+
     def postOptions(self) -> None:
         if not self["database"]:
             raise usage.UsageError(
@@ -522,6 +579,11 @@ class Options(usage.Options):
             self["port"] = [endpoint_description(DEFAULT_PORT)]
         if self["metrics"] is not None:
             self["metrics"] = _listener("--metrics", self["metrics"])
+            if self["workers"] > 1:
+                try:
+                    metrics_description(self["metrics"], self["workers"] - 1)
+                except ValueError as e:
+                    raise usage.UsageError(f"{e}.") from None
         parent = getattr(self, "parent", None)
         if self["log-format"] == "json" and parent is not None and parent.get("syslog"):
             raise usage.UsageError(
@@ -533,6 +595,7 @@ class Options(usage.Options):
             validate_room_name(self["default-room"])
         except InvalidRoomName as e:
             raise usage.UsageError(f"--default-room {e}") from None
+        self._check_cluster()
         if self["history-on-join"] > self["history-max"]:
             raise usage.UsageError("--history-on-join cannot be more than --history-max.")
         if self.reloading:
@@ -558,7 +621,7 @@ class Options(usage.Options):
             # Else the first to register the nickname would be an operator.
             if nickname_key(oper) not in self["accounts"]:
                 raise usage.UsageError(
-                    f"--oper {oper}: no such account in {self['database']}; register the "
+                    f"--oper {oper}: no such account in {describe(self['database'])}; register the "
                     "nickname (/register) first, then start the server with --oper."
                 )
 
@@ -694,6 +757,7 @@ class ChatService(Service):
         self._log.info("open files limit: {limit}", limit=raise_open_files_limit())
         if self.factory.history is not None:
             self.factory.history.start()
+        self.factory.cluster.start()
         if self._handle_signals:
             reactor = self.factory.clock
             self._previous_handler = signal.signal(
@@ -793,6 +857,7 @@ class ChatService(Service):
 
     async def _stop(self) -> None:
         await self.factory.shutdown()
+        await self.factory.cluster.stop()
         if self.factory.history is not None:
             await self.factory.history.stop()
 
@@ -868,6 +933,18 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     real = reactor is None
     if reactor is None:
         from twisted.internet import reactor
+    if options["workers"] > 1:
+        # twistedchat.workers: this process only binds the listeners and
+        # runs the workers, each a twistd chat of its own.
+        supervisor_only = _ChatServices(_log_observer(options, reactor, real))
+        Supervisor(
+            reactor,
+            options["port"] + options["web"] + options["irc"],
+            options["workers"],
+            partial(worker_arguments, options),
+            handle_signals=real,
+        ).setServiceParent(supervisor_only)
+        return supervisor_only
     database = options["database"]
     pool = None if database == ":memory:" else make_pool(database, reactor)
     history = History(
@@ -913,6 +990,18 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         room_store=RoomStore(pool),
     )
     factory.protocol = ChatTelnetTransport
+    if options["cluster"] is not None:
+        from twistedchat.cluster import RedisCluster
+
+        factory.cluster = RedisCluster(
+            factory,
+            options["cluster"],
+            options["node-name"],
+            prefix=options["cluster-prefix"],
+            lease=options["cluster-lease"],
+            shared_history=database.startswith("postgresql:"),
+            reactor=None if real else reactor,
+        )
     top = _ChatServices(_log_observer(options, reactor, real))
     # MultiService stops its children in reverse order: the listeners stop
     # accepting first, then ChatService says goodbye to everyone.
@@ -933,8 +1022,15 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         metrics = make_metrics_site(factory, reactor, None if pool is None else database)
         tls = options["metrics"].startswith("ssl:")
         listeners.append((options["metrics"], metrics, "metrics-tls" if tls else "metrics"))
+    inherited = {description: fd for fd, description in options["inherit"]}
     for description, serving, scheme in listeners:
-        endpoint = _LoggingEndpoint(serverFromString(reactor, description), scheme)
+        fd = inherited.pop(description, None)
+        endpoint = _LoggingEndpoint(
+            serverFromString(reactor, description)
+            if fd is None
+            else inherited_endpoint(reactor, description, fd),
+            scheme,
+        )
         listener = StreamServerEndpointService(endpoint, serving)
         # As twisted.application.strports.service does: a port that cannot
         # be bound stops twistd at start-up instead of being logged later.

@@ -1,0 +1,563 @@
+"""
+Tests for twistedchat.cluster: several nodes, each a L{ChatFactory} with a
+L{RedisCluster}, in this process, sharing the chat through a real
+C{redis-server} (tests/servers.py). txredisapi runs on the global reactor,
+so these tests run on it too (pytest-twisted) and wait for what crosses
+Redis by polling with a deadline.
+
+The end-to-end tests with real twistd nodes are in
+test_cluster_end_to_end.py.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_twisted
+from fakeclients import make_factory
+from hypothesis import given
+from hypothesis import strategies as st
+from servers import Postgres, Redis, postgres_server, redis_server
+from test_session import Recorder, connect
+from twisted.internet import reactor
+from twisted.internet.task import deferLater
+
+from twistedchat.cluster import (
+    RedisAddress,
+    RedisCluster,
+    RemoteParticipant,
+    decode_event,
+    encode_event,
+    parse_redis_url,
+    probe_redis,
+)
+from twistedchat.events import (
+    Action,
+    ChatLine,
+    Error,
+    Joined,
+    Kicked,
+    Killed,
+    Left,
+    NicknameChanged,
+    Notice,
+    PrivateMessage,
+    TopicChanged,
+)
+from twistedchat.database import make_pool, open_database
+from twistedchat.factory import ChatFactory
+from twistedchat.history import History
+from twistedchat.session import Refused
+
+#: Seconds anything may take to cross Redis in these tests.
+DEADLINE = 10.0
+
+
+@pytest.fixture(scope="module")
+def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Redis]:
+    with redis_server(Path(tmp_path_factory.mktemp("redis"))) as server:
+        yield server
+
+
+async def until(
+    condition: Callable[[], object], what: str = "", deadline: float = DEADLINE
+) -> None:
+    """
+    Wait, on the real reactor, until C{condition()} is true.
+    """
+    end = reactor.seconds() + deadline
+    while not condition():
+        if reactor.seconds() > end:
+            raise AssertionError(f"timed out waiting for {what or condition}")
+        await deferLater(reactor, 0.01, lambda: None)
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[Postgres]:
+    with postgres_server() as server:
+        yield server
+
+
+def shared_database(postgres: Postgres) -> str:
+    """
+    A new PostgreSQL database on C{postgres}, with twistedchat's schema;
+    its URL.
+    """
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres.url(), autocommit=True) as connection:
+        connection.execute(f"CREATE DATABASE {name}")
+    open_database(postgres.url(name))
+    return postgres.url(name)
+
+
+class Cluster:
+    """
+    Nodes of one cluster (their own key prefix in the shared Redis), and
+    the users connected to them; L{close} ends them all.
+    """
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self.prefix = f"t{uuid.uuid4().hex[:8]}:"
+        self.nodes: list[ChatFactory] = []
+        self.users: list[Recorder] = []
+        self.histories: list[History] = []
+
+    async def node(self, name: str, database: str = "", **options: Any) -> ChatFactory:
+        """
+        Start a node called C{name}, with its history in the PostgreSQL
+        C{database} if given, and wait until it joined.
+        """
+        history = History(make_pool(database, reactor) if database else None, reactor)
+        if database:
+            history.start()
+            self.histories.append(history)
+        factory = make_factory(reactor, history=history, flood_rate=0, **options)
+        cluster = RedisCluster(
+            factory,
+            RedisAddress(port=self.redis.port),
+            name,
+            prefix=self.prefix,
+            lease=2.0,
+            shared_history=bool(database),
+        )
+        factory.cluster = cluster
+        cluster.start()
+        self.nodes.append(factory)
+        await until(lambda: not cluster.detached, f"{name} to join")
+        return factory
+
+    def user(self, factory: ChatFactory, nickname: str) -> Recorder:
+        """
+        Connect C{nickname} to C{factory}'s node.
+        """
+        user = connect(factory)
+        user.session.choose_nickname(nickname)
+        self.users.append(user)
+        return user
+
+    async def close(self) -> None:
+        for user in self.users:
+            if not user.closed:
+                user.session.connection_lost()
+        for factory in self.nodes:
+            cluster = factory.cluster
+            assert isinstance(cluster, RedisCluster)
+            await cluster.stop()
+        for history in self.histories:
+            await history.stop()
+
+
+def cluster_of(factory: ChatFactory) -> RedisCluster:
+    cluster = factory.cluster
+    assert isinstance(cluster, RedisCluster)
+    return cluster
+
+
+def said(user: Recorder, kind: type[Any] = ChatLine) -> list[Any]:
+    return [event for event in user.delivered if isinstance(event, kind)]
+
+
+def texts(user: Recorder) -> list[str]:
+    return [event.text for event in said(user)]
+
+
+def knows(factory: ChatFactory, nickname: str) -> bool:
+    return factory.online(nickname) is not None
+
+
+@pytest_twisted.ensureDeferred
+async def test_line_crosses_nodes_once_with_one_id(redis: Redis) -> None:
+    """
+    A line said on node A reaches the room's members on node B and on A
+    itself once each, with the same id; the sender does not get it back.
+    """
+    cluster = Cluster(redis)
+    try:
+        a, b = await cluster.node("a"), await cluster.node("b")
+        alice, carol = cluster.user(a, "alice"), cluster.user(a, "carol")
+        bob = cluster.user(b, "bob")
+        await until(lambda: knows(a, "bob") and knows(b, "alice") and knows(b, "carol"))
+        alice.session.line("hello everyone")
+        await until(lambda: texts(bob) and texts(carol), "the line")
+        (to_bob,), (to_carol,) = said(bob), said(carol)
+        assert to_bob.text == "hello everyone" and to_bob.sender == "alice"
+        assert to_bob.id == to_carol.id != 0
+        assert texts(alice) == []
+    finally:
+        await cluster.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_order_of_lines_is_the_same_on_every_node(redis: Redis) -> None:
+    """
+    Lines said at once on two nodes reach every member in one order, the
+    same on both nodes, numbered with growing ids.
+    """
+    cluster = Cluster(redis)
+    try:
+        a, b = await cluster.node("a"), await cluster.node("b")
+        alice, bob = cluster.user(a, "alice"), cluster.user(b, "bob")
+        watch_a, watch_b = cluster.user(a, "watcha"), cluster.user(b, "watchb")
+        await until(lambda: all(knows(f, n) for f in (a, b) for n in ("alice", "bob", "watcha")))
+        for i in range(30):
+            alice.session.line(f"a{i}")
+            bob.session.line(f"b{i}")
+        await until(lambda: len(said(watch_a)) == 60 and len(said(watch_b)) == 60, "60 lines")
+        assert texts(watch_a) == texts(watch_b)
+        ids = [event.id for event in said(watch_a)]
+        assert ids == sorted(ids) and len(set(ids)) == 60
+        assert [t for t in texts(watch_a) if t.startswith("a")] == [f"a{i}" for i in range(30)]
+    finally:
+        await cluster.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_nickname_held_on_one_node_is_refused_on_another(redis: Redis) -> None:
+    """
+    A nickname online on node A, or one that looks like it, cannot be
+    taken on node B; once its holder quits, it can.
+    """
+    cluster = Cluster(redis)
+    try:
+        a, b = await cluster.node("a"), await cluster.node("b")
+        alice = cluster.user(a, "alice")
+        await until(lambda: knows(b, "alice"))
+        other = connect(b)
+        cluster.users.append(other)
+        with pytest.raises(Refused, match="alice is taken"):
+            other.session.choose_nickname("alice")
+        with pytest.raises(Refused, match="looks too much like alice"):
+            other.session.choose_nickname("aIice")
+        alice.session.quit()
+        alice.session.connection_lost()
+        await until(lambda: not knows(b, "alice"))
+        other.session.choose_nickname("alice")
+        assert b.online("alice") is other.session
+    finally:
+        await cluster.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_nickname_race_is_settled_in_redis(redis: Redis) -> None:
+    """
+    Two nodes handing out one nickname in the same instant (before either
+    heard of the other's): Redis's claim decides, and the loser is renamed
+    to a free nickname and told why.
+    """
+    cluster = Cluster(redis)
+    try:
+        a, b = await cluster.node("a"), await cluster.node("b")
+        first, second = cluster.user(a, "dave"), cluster.user(b, "dave")
+        await until(
+            lambda: first.session.nickname != second.session.nickname,
+            "one of them to be renamed",
+        )
+        loser = first if first.session.nickname != "dave" else second
+        notices = [e.text for e in loser.replies_of(Notice)]
+        assert any("took dave first" in text for text in notices), loser.replies
+        winner = second if loser is first else first
+        await until(lambda: a.online("dave") is not None and b.online("dave") is not None)
+        await until(lambda: knows(a, loser.session.nickname) and knows(b, loser.session.nickname))
+        assert winner.session.nickname == "dave"
+    finally:
+        await cluster.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_rooms_members_topics_and_names_are_shared(redis: Redis) -> None:
+    """
+    A room created on node A, with its topic, shows on node B; a user on
+    B who joins it is seen joining on A and is in /names on both; /rooms
+    on B counts members on both nodes.
+    """
+    cluster = Cluster(redis)
+    try:
+        a, b = await cluster.node("a"), await cluster.node("b")
+        alice, bob = cluster.user(a, "alice"), cluster.user(b, "bob")
+        await until(lambda: knows(a, "bob") and knows(b, "alice"))
+        alice.session.line("/join #tea")
+        alice.session.line("/topic #tea Earl Grey only")
+        await until(lambda: "#tea" in [r.name for r in b.rooms()] and b.room("#tea").topic)
+        bob.session.line("/join #tea")
+        await until(lambda: any(e.room == "#tea" for e in said(alice, Joined)), "bob's join")
+        assert sorted(m.nickname for m in a.room("#tea").members) == ["alice", "bob"]
+        assert sorted(m.nickname for m in b.room("#tea").members) == ["alice", "bob"]
+        assert b.room("#tea").topic == "Earl Grey only"
+        # The creator is its operator on both nodes.
+        assert b.is_operator(b.online("alice"), b.room("#tea"))
+        bob.session.line("in the tea room")
+        await until(lambda: "in the tea room" in texts(alice))
+    finally:
+        await cluster.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_private_messages_kicks_and_kills_reach_other_nodes(redis: Redis) -> None:
+    """
+    A private message, a kick and a /kill by an operator on node A reach
+    their target on node B; the others see the kick and the quit.
+    """
+    cluster = Cluster(redis)
+    try:
+        a, b = await cluster.node("a"), await cluster.node("b")
+        alice, bob = cluster.user(a, "alice"), cluster.user(b, "bob")
+        await until(lambda: knows(a, "bob") and knows(b, "alice"))
+        alice.session.line("/msg bob psst")
+        await until(lambda: said(bob, PrivateMessage), "the private message")
+        (message,) = said(bob, PrivateMessage)
+        assert (message.sender, message.text) == ("alice", "psst") and message.id
+        alice.session.line("/join #den")
+        await until(lambda: "#den" in [room.name for room in b.rooms()])
+        bob.session.line("/join #den")
+        await until(lambda: a.online("bob") in a.room("#den").members)
+        alice.session.line("/kick #den bob out")
+        await until(lambda: said(bob, Kicked), "the kick")
+        await until(lambda: "#den" not in bob.session.rooms)
+        assert said(bob, Kicked)[0].reason == "out"
+        # A server operator's /kill, through the factory (accounts aside).
+        a.server_operators = frozenset({"alice"})
+        a.is_server_operator = lambda participant: participant.nickname == "alice"  # type: ignore[method-assign]
+        a.kill(a.online("alice"), "bob", "enough")
+        await until(lambda: said(bob, Killed), "bob killed")
+        await until(lambda: bob.closed, "bob's connection closed")
+        await until(lambda: not knows(b, "bob") and not knows(a, "bob"))
+        assert any(e.nickname == "bob" and "killed" in e.reason for e in said(alice, Left))
+    finally:
+        await cluster.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_lost_node_users_leave_within_the_lease(redis: Redis) -> None:
+    """
+    A node that stops answering (its process killed) is announced lost
+    by the others within its lease: its users leave with "node lost", and
+    their nicknames are free again.
+    """
+    cluster = Cluster(redis)
+    try:
+        a, b = await cluster.node("a"), await cluster.node("b")
+        alice = cluster.user(a, "alice")
+        cluster.user(b, "bob")
+        await until(lambda: knows(a, "bob") and knows(b, "alice"))
+        # As a kill -9 does: no goodbye, no more lease renewals.
+        lost = cluster_of(b)
+        lost._stopping = True
+        lost._renewal.stop()
+        assert lost._link is not None
+        await lost._link.close()
+        cluster.nodes.remove(b)
+        await until(lambda: not knows(a, "bob"), "bob's node to be lost", deadline=10)
+        (left,) = [e for e in said(alice, Left) if e.nickname == "bob"]
+        assert left.reason == "node lost: b"
+        again = cluster.user(a, "bob")
+        assert a.online("bob") is again.session
+    finally:
+        await cluster.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_redis_restart_detaches_and_rejoins(redis: Redis) -> None:
+    """
+    When Redis restarts (its data lost), each node tells its users the
+    link is down, keeps serving them, then says it is back; nicknames
+    are claimed again and lines cross again.
+    """
+    cluster = Cluster(redis)
+    try:
+        a, b = await cluster.node("a"), await cluster.node("b")
+        alice, bob = cluster.user(a, "alice"), cluster.user(b, "bob")
+        carol = cluster.user(a, "carol")
+        await until(lambda: knows(a, "bob") and knows(b, "alice"))
+        redis.restart()
+        await until(lambda: cluster_of(a).detached and cluster_of(b).detached, "detached")
+        alice.session.line("still here")
+        assert "still here" in texts(carol)
+        await until(lambda: not cluster_of(a).detached and not cluster_of(b).detached, "back")
+        for user in (alice, bob):
+            notices = [e.text for e in user.replies_of(Notice)]
+            assert any("link to the other servers is down" in n for n in notices)
+            assert any("link to the other servers is back" in n for n in notices)
+        bob.session.line("after the restart")
+        await until(lambda: "after the restart" in texts(alice))
+        held = await cluster_of(a)._link.commands.execute_command(  # type: ignore[union-attr]
+            "HKEYS", cluster.prefix + "nicks"
+        )
+        assert sorted(held) == ["alice", "bob", "carol"]
+    finally:
+        await cluster.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_away_and_nickname_changes_reach_other_nodes(redis: Redis) -> None:
+    """
+    A user going away and changing nickname on one node is seen so by
+    the members of their rooms on the other.
+    """
+    cluster = Cluster(redis)
+    try:
+        a, b = await cluster.node("a"), await cluster.node("b")
+        alice, bob = cluster.user(a, "alice"), cluster.user(b, "bob")
+        await until(lambda: knows(a, "bob") and knows(b, "alice"))
+        alice.session.line("/away lunch")
+        await until(lambda: b.online("alice").away == "lunch")  # type: ignore[union-attr]
+        alice.session.line("/nick alicia")
+        await until(lambda: said(bob, NicknameChanged), "the nickname change")
+        assert knows(b, "alicia") and not knows(b, "alice")
+        assert isinstance(b.online("alicia"), RemoteParticipant)
+    finally:
+        await cluster.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_topic_and_operator_changes_apply_on_every_node(redis: Redis) -> None:
+    """
+    +t and /op on one node bind on the other: a member on node B who is
+    no operator cannot set a +t topic until made one on node A.
+    """
+    cluster = Cluster(redis)
+    try:
+        a, b = await cluster.node("a"), await cluster.node("b")
+        alice, bob = cluster.user(a, "alice"), cluster.user(b, "bob")
+        await until(lambda: knows(a, "bob") and knows(b, "alice"))
+        alice.session.line("/join #ops")
+        await until(lambda: "#ops" in [room.name for room in b.rooms()])
+        bob.session.line("/join #ops")
+        await until(lambda: a.online("bob") in a.room("#ops").members)
+        alice.session.line("/mode #ops +t")
+        await until(lambda: b.room("#ops").topic_locked)
+        bob.session.line("/topic #ops mine")
+        assert any("operators" in error for error in bob.errors())
+        alice.session.line("/op #ops bob")
+        await until(lambda: b.is_operator(b.online("bob"), b.room("#ops")))
+        bob.session.line("/topic #ops mine now")
+        await until(lambda: any(e.topic == "mine now" for e in said(alice, TopicChanged)))
+    finally:
+        await cluster.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_lines_missed_while_the_link_was_down_are_filled_from_the_history(
+    redis: Redis, postgres: Postgres
+) -> None:
+    """
+    Lines said on node A while node B's subscription to Redis was cut
+    reach B's users once B is back, from the shared history, in order,
+    none twice, before the lines said after.
+    """
+    database = shared_database(postgres)
+    cluster = Cluster(redis)
+    try:
+        a, b = await cluster.node("a", database), await cluster.node("b", database)
+        alice, bob = cluster.user(a, "alice"), cluster.user(b, "bob")
+        await until(lambda: knows(a, "bob") and knows(b, "alice"))
+        alice.session.line("before")
+        await until(lambda: texts(bob) == ["before"])
+        link = cluster_of(b)._link
+        assert link is not None and link.subscriber is not None
+        link.subscriber.transport.abortConnection()
+        await until(lambda: cluster_of(b).detached, "b to detach")
+        for i in range(20):
+            alice.session.line(f"missed {i}")
+        await until(lambda: not cluster_of(b).detached, "b to come back")
+        alice.session.line("after")
+        expected = ["before"] + [f"missed {i}" for i in range(20)] + ["after"]
+        await until(lambda: texts(bob) == expected, f"all lines, got {texts(bob)}")
+    finally:
+        await cluster.close()
+
+
+def test_events_round_trip() -> None:
+    """
+    Every event that crosses the cluster comes back equal from its
+    encoding.
+    """
+    for event in (
+        ChatLine("alice", "hi", "#a", True),
+        Action("alice", "waves", "#a"),
+        PrivateMessage("alice", "bob", "psst", False, True),
+        Joined("bob", "#a"),
+        Left("bob", "bye", ""),
+        Kicked("#a", "alice", "bob", "out"),
+        Error("no"),
+    ):
+        kind, fields = encode_event(event)
+        assert decode_event(kind, json.loads(json.dumps(fields))) == event
+
+
+@given(
+    st.one_of(st.text(), st.sampled_from(["ChatLine", "Joined", "Welcome", "Room", "Left"])),
+    st.dictionaries(
+        st.sampled_from(["sender", "text", "room", "notice", "nickname", "x", "_rendered"]),
+        st.one_of(st.text(), st.booleans(), st.integers(), st.none(), st.lists(st.text())),
+    ),
+)
+def test_decoding_accepts_only_the_events_it_knows(name: str, fields: dict[str, Any]) -> None:
+    """
+    Decoding builds nothing but the allowed events with text and flag
+    fields: anything else is a ValueError, never another exception.
+    """
+    try:
+        event = decode_event(name, fields)
+    except ValueError:
+        return
+    assert type(event).__name__ == name
+    assert name in ("ChatLine", "Joined", "Left")
+
+
+@given(
+    st.one_of(
+        st.binary(),
+        st.text(),
+        st.recursive(
+            st.one_of(st.none(), st.booleans(), st.integers(), st.text()),
+            lambda children: st.one_of(st.lists(children), st.dictionaries(st.text(), children)),
+        ).map(json.dumps),
+    )
+)
+def test_received_never_raises(message: Any) -> None:
+    """
+    Whatever arrives on a channel, the node logs and drops what it cannot
+    use, and never raises.
+    """
+    factory = make_factory(history=History(None, reactor))
+    cluster = RedisCluster(factory, RedisAddress(port=1), "x")
+    cluster.received(message)
+    if isinstance(message, str):
+        cluster.received(json.dumps({"v": 1, "type": "ChatLine", "e": message, "rooms": 3}))
+
+
+def test_redis_urls() -> None:
+    """
+    C{--cluster} takes redis://[:PASSWORD@]HOST[:PORT][/DB] and
+    unix:/PATH; anything else is refused with a sentence.
+    """
+    assert parse_redis_url("redis://127.0.0.1:7000/2") == RedisAddress("127.0.0.1", 7000, "", 2)
+    assert parse_redis_url("redis://:s%40cret@h") == RedisAddress("h", 6379, "", 0, "s@cret")
+    assert parse_redis_url("unix:/run/redis.sock").path == "/run/redis.sock"
+    for bad in ("http://x", "redis://", "redis://h:x", "redis://h/db", "unix:relative"):
+        with pytest.raises(ValueError):
+            parse_redis_url(bad)
+
+
+def test_probe_names_the_address_when_redis_is_not_there() -> None:
+    """
+    The start-up check fails with one line naming the address and why.
+    """
+    with pytest.raises(OSError) as raised:
+        probe_redis(RedisAddress(port=1), timeout=2)
+    assert str(raised.value) == "cannot reach Redis at 127.0.0.1:1: Connection refused"
+
+
+def test_probe_passes_when_redis_answers(redis: Redis) -> None:
+    """
+    The start-up check passes against a real Redis.
+    """
+    probe_redis(RedisAddress(port=redis.port))
