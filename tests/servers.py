@@ -65,9 +65,12 @@ class Redis:
         """
         Start it and wait until it accepts connections.
         """
+        server = shutil.which("redis-server")
+        if server is None:
+            raise AssertionError("redis-server is not installed (Debian: redis-server)")
         self.process = subprocess.Popen(
             [
-                shutil.which("redis-server") or "redis-server",
+                server,
                 "--port",
                 str(self.port),
                 "--bind",

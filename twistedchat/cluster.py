@@ -34,7 +34,7 @@ Channels, and what crosses them (one JSON object per message)::
                   NicknameChanged, TopicChanged, ModeChanged, Kicked,
                   AwayChanged, Hello, NodeLost, NodeStopped, AccountChanged
     P node:ID     to one node: PrivateMessage, Deliver (any other event
-                  for one of its users), Disconnect, State
+                  for one of its users), Disconnect, NicknameLost, State
 
 A message::
 
@@ -1057,22 +1057,15 @@ class RedisCluster:
         old_skeleton = nickname_skeleton(old) if old else ""
 
         def claimed(result: list[Any]) -> None:
-            outcome = result[0]
+            outcome, other = result[0], str(result[1])
             if outcome == "ok":
+                if other and other != self.node:
+                    # Taken over by its account's owner from someone on
+                    # another node, who may not know yet (after a split).
+                    message = self._message("NicknameLost", to=nickname)
+                    self._publish_raw(self._node_channel(other), message)
                 return
-            if participant.nickname != nickname or not self._factory.is_joined(participant):
-                return
-            # Another node handed out this nickname first (at the same
-            # moment, or while the two could not talk).
-            self._log.info("cluster: {nickname} was taken on another node first", nickname=nickname)
-            new = self._factory.free_random_nickname()
-            participant.notify(
-                f"Someone on another server took {nickname} first; you are now {new}. "
-                "/nick picks another nickname."
-            )
-            self._factory.rename(participant, new)
-            # Learn who holds it: every node says who its users are.
-            self._publish_raw(self._global, self._message("Hello", **self._state()))
+            self._lose(participant, nickname)
 
         def claim() -> None:
             if self.detached or link.commands is None:
@@ -1099,6 +1092,24 @@ class RedisCluster:
             ).addCallback(claimed).addErrback(self._failed, "claim a nickname")
 
         self._send(claim)
+
+    def _lose(self, participant: IParticipant, nickname: str) -> None:
+        """
+        Another node handed out C{nickname} first (at the same moment, or
+        while the two could not talk), or its account's owner took it
+        back: rename C{participant}, who had it here, and tell them.
+        """
+        if participant.nickname != nickname or not self._factory.is_joined(participant):
+            return
+        self._log.info("cluster: {nickname} was taken on another node", nickname=nickname)
+        new = self._factory.free_random_nickname()
+        participant.notify(
+            f"Someone on another server took {nickname} first; you are now {new}. "
+            "/nick picks another nickname."
+        )
+        self._factory.rename(participant, new)
+        # Learn who holds it: every node says who its users are.
+        self._publish_raw(self._global, self._message("Hello", **self._state()))
 
     def _release(self, nickname: str | None) -> None:
         link = self._link
@@ -1246,6 +1257,12 @@ class RedisCluster:
                     target.notify(event.text)
                 else:
                     target.deliver(event)
+        elif kind == "NicknameLost":
+            nickname = envelope.get("to")
+            if isinstance(nickname, str):
+                holder = self._factory._participants.get(nickname_key(nickname))
+                if holder is not None and is_local(holder):
+                    self._lose(holder, holder.nickname or nickname)
         elif kind == "Disconnect":
             target = self._local(envelope.get("to"))
             if target is not None:
