@@ -561,3 +561,47 @@ def test_probe_passes_when_redis_answers(redis: Redis) -> None:
     The start-up check passes against a real Redis.
     """
     probe_redis(RedisAddress(port=redis.port))
+
+
+@pytest_twisted.ensureDeferred
+async def test_private_message_to_another_node_while_detached_is_refused(redis: Redis) -> None:
+    """
+    While Redis cannot be reached, a private message to someone on another
+    node is refused with a sentence saying so; one to someone on the same
+    node still arrives.
+    """
+    cluster = Cluster(redis)
+    try:
+        a, b = await cluster.node("a"), await cluster.node("b")
+        alice, carol = cluster.user(a, "alice"), cluster.user(a, "carol")
+        cluster.user(b, "bob")
+        await until(lambda: knows(a, "bob"))
+        redis.kill()
+        await until(lambda: cluster_of(a).detached, "a to detach")
+        alice.session.line("/msg bob are you there")
+        assert alice.errors()[-1] == "bob is on another server, which cannot be reached now."
+        alice.session.line("/msg carol still here")
+        assert [m.text for m in said(carol, PrivateMessage)] == ["still here"]
+    finally:
+        redis.start()
+        await cluster.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_metrics_show_the_link_to_redis(redis: Redis) -> None:
+    """
+    twistedchat_cluster_detached is 0 while the node reaches Redis and 1
+    while it cannot.
+    """
+    from test_metrics import scrape
+
+    cluster = Cluster(redis)
+    try:
+        a = await cluster.node("a")
+        assert scrape(a)["twistedchat_cluster_detached"] == 0
+        redis.kill()
+        await until(lambda: cluster_of(a).detached, "a to detach")
+        assert scrape(a)["twistedchat_cluster_detached"] == 1
+    finally:
+        redis.start()
+        await cluster.close()

@@ -65,6 +65,7 @@ def test_connections_users_rooms_lines_and_deliveries() -> None:
     assert after[received] == before[received] + 1
     deliveries = "twistedchat_deliveries_total"
     assert after[deliveries] == before[deliveries] + 2  # bob and carol
+    assert after["twistedchat_cluster_detached"] == 0  # a single server never is
 
 
 def test_limits_and_passwords_counted() -> None:

@@ -98,6 +98,7 @@ from twistedchat.events import (
 from twistedchat.factory import ChatFactory, ICluster, IParticipant, everyone_in
 from twistedchat.nicknames import nickname_key, nickname_skeleton
 from twistedchat.rooms import Room
+from twistedchat.session import Refused
 
 #: The wire format's version (C{"v"}).
 VERSION = 1
@@ -256,7 +257,7 @@ return redis.call('INCRBY', KEYS[1], ARGV[2])
 """
 
 
-class Unreachable(LookupError):
+class Unreachable(Refused):
     """
     The user named is on another node, which this node cannot reach now.
     C{str()} is a sentence fit to show the user.
@@ -630,6 +631,11 @@ class RedisCluster:
             node=self.node,
             address=str(self._address),
         )
+        if not self._shared_history:
+            self._log.warn(
+                "cluster: this node keeps its own history and accounts; "
+                "--database postgresql://... shares them between nodes"
+            )
         self._link = _Link(self, self._address, self._reactor)
         self._renewal.start(self.lease / 3, now=False)
         accounts = self._factory.accounts

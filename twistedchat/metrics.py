@@ -70,6 +70,7 @@ class Snapshot:
     rooms: int
     history_waiting: int
     history_lag: float
+    detached: bool = False
 
 
 def snapshot(chat: ChatFactory) -> Snapshot:
@@ -81,7 +82,15 @@ def snapshot(chat: ChatFactory) -> Snapshot:
     connections = chat.connections_by_front_end()
     waiting, lag = chat.history.backlog() if chat.history is not None else (0, 0.0)
     counts = Counts(**vars(chat.counts))
-    return Snapshot(counts, connections, chat.user_count(), chat.room_count(), waiting, lag)
+    return Snapshot(
+        counts,
+        connections,
+        chat.user_count(),
+        chat.room_count(),
+        waiting,
+        lag,
+        bool(chat.cluster.detached),
+    )
 
 
 class ChatCollector(Collector):
@@ -117,6 +126,11 @@ class ChatCollector(Collector):
             "twistedchat_history_lag_seconds",
             "How long the oldest history event waiting to be written has waited.",
             value=state.history_lag,
+        )
+        yield GaugeMetricFamily(
+            "twistedchat_cluster_detached",
+            "1 while this node of a cluster (--cluster) cannot reach Redis, else 0.",
+            value=int(state.detached),
         )
         for name, help_text in _COUNTERS.items():
             yield CounterMetricFamily(
