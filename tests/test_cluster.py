@@ -605,3 +605,40 @@ async def test_metrics_show_the_link_to_redis(redis: Redis) -> None:
     finally:
         redis.start()
         await cluster.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_joining_a_room_heard_only_elsewhere_replays_its_history(
+    redis: Redis, postgres: Postgres
+) -> None:
+    """
+    A user who joins a room where nobody on their node was (so the node
+    did not hear its lines) gets its recent lines replayed from the shared
+    history, as on a single server; /history shows them too.
+    """
+    from twistedchat.events import HistoryReplay
+
+    database = shared_database(postgres)
+    cluster = Cluster(redis)
+    try:
+        a, b = await cluster.node("a", database), await cluster.node("b", database)
+        alice, bob = cluster.user(a, "alice"), cluster.user(b, "bob")
+        await until(lambda: knows(a, "bob") and knows(b, "alice"))
+        alice.session.line("/join #tea")
+        for i in range(3):
+            alice.session.line(f"tea {i}")
+        await until(lambda: "#tea" in [room.name for room in b.rooms()])
+        bob.session.line("/join #tea")
+        await until(lambda: bob.replies_of(HistoryReplay), "the replay")
+        (replay,) = bob.replies_of(HistoryReplay)
+        shown = [r.event.text for r in replay.records if isinstance(r.event, ChatLine)]
+        assert shown == ["tea 0", "tea 1", "tea 2"]
+        alice.session.line("tea 3")
+        await until(lambda: "tea 3" in texts(bob))
+        bob.session.line("/history")
+        await until(lambda: len(bob.replies_of(HistoryReplay)) == 2)
+        last = bob.replies_of(HistoryReplay)[-1]
+        shown = [r.event.text for r in last.records if isinstance(r.event, ChatLine)]
+        assert shown == ["tea 0", "tea 1", "tea 2", "tea 3"]
+    finally:
+        await cluster.close()

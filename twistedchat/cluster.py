@@ -75,7 +75,7 @@ from urllib.parse import unquote, urlsplit
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import TCP4ClientEndpoint, UNIXClientEndpoint
-from twisted.internet.task import LoopingCall
+from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -600,6 +600,13 @@ class RedisCluster:
         self._subscribed: set[str] = set()
         self._seq: dict[str, int] = {}
         self._held: dict[str, list[dict[str, Any]]] = {}
+        # Rooms whose recent history this node holds in memory: it has
+        # heard their lines since they were created, or read them again.
+        self._complete: set[str] = set()
+        # Rooms whose history is being read again: what was heard
+        # meanwhile, to keep once it is read.
+        self._loading: dict[str, list[Event]] = {}
+        self._loads: dict[str, Deferred[None]] = {}
         self._next_id = 0
         self._last_reserved = 0
         self._unconfirmed: set[str] = set()
@@ -758,7 +765,16 @@ class RedisCluster:
             # One channel per SUBSCRIBE: txredisapi matches one reply per
             # command (docs/cluster.md, 11.1).
             await self._timed(subscriber.subscribe(channel))
-        rooms = [key for key, room in self._factory._rooms.items() if local_members((room,))]
+        # The default room is always heard: nearly every node has users in
+        # it, and they find its recent history there at once.
+        default = self._factory.default_room.key
+        rooms = [
+            key
+            for key, room in self._factory._rooms.items()
+            if key == default or local_members((room,))
+        ]
+        if not self._attached_before:
+            self._complete.add(default)
         for key in rooms:
             await self._timed(subscriber.subscribe(self._room_channel(key)))
             self._subscribed.add(key)
@@ -1162,10 +1178,86 @@ class RedisCluster:
 
     def entered(self, participant: IParticipant, room: Room) -> None:
         if is_local(participant) and room.key not in self._subscribed and not self.detached:
+            if len(room.members) == 1:
+                self._complete.add(room.key)  # a new room: nothing said yet
             self._subscribe(room.key)
 
+    async def _written(self, history: Any, room: str) -> None:
+        """
+        Wait, at most L{GAP_PATIENCE} seconds, until the last line said in
+        C{room} is in the shared database (its node writes every half
+        second).
+        """
+        link = self._link
+        if self.detached or link is None or link.commands is None:
+            return
+        last = int(
+            await self._timed(link.commands.execute_command("GET", self._key(f"room:{room}:seq")))
+            or 0
+        )
+        deadline = self._reactor.seconds() + GAP_PATIENCE
+        while last and self._reactor.seconds() < deadline:
+            if await history.gap(room, self._epoch, last - 1, last + 1):
+                return
+            await deferLater(self._reactor, GAP_RETRY, lambda: None)
+
+    def remembers(self, room: str) -> bool:
+        return not self._shared_history or room in self._complete
+
+    def load_history(self, room: str) -> Deferred[None]:
+        """
+        Read the last events of C{room} from the shared database, and keep
+        them in memory in place of what this node heard of them.
+        """
+        history = self._factory.history
+        mirrored = self._factory._rooms.get(room)
+        if history is None or mirrored is None:
+            return succeed(None)
+        loading = self._loads.get(room)
+        if loading is None:
+            self._loading[room] = []
+            loading = self._loads[room] = Deferred.fromCoroutine(
+                self._load(history, room, mirrored.since)
+            )
+        done: Deferred[None] = Deferred()
+
+        def finished(result: object) -> object:
+            done.callback(None)
+            return result
+
+        loading.addBoth(finished)
+        return done
+
+    async def _load(self, history: Any, room: str, since: int) -> None:
+        try:
+            await self._written(history, room)
+            records = await history.page(room, 2**63, history.cap, since)
+        except Exception as e:
+            self._log.warn(
+                "cluster: could not read the history of {room}: {why}", room=room, why=str(e)
+            )
+            records = None
+        heard = self._loading.pop(room, [])
+        self._loads.pop(room, None)
+        if records is None:
+            return
+        history.forget(room)
+        newest = 0
+        for record in records:
+            history.observe(record.event, room)
+            newest = max(newest, record.event.id)
+        for event in heard:
+            if event.id > newest:
+                history.observe(event, room)
+        if room in self._subscribed:
+            self._complete.add(room)
+
     def exited(self, participant: IParticipant, room: Room) -> None:
-        if room.key in self._subscribed and not local_members((room,)):
+        key = room.key
+        if key == self._factory.default_room.key:
+            return
+        if key in self._subscribed and not local_members((room,)):
+            self._complete.discard(key)
             self._subscribed.discard(room.key)
             self._seq.pop(room.key, None)
             self._held.pop(room.key, None)
@@ -1404,6 +1496,9 @@ class RedisCluster:
                         history.record(event, key, seq=seq, epoch=self._epoch)
                     else:
                         history.record(event, key)
+                    heard = self._loading.get(key)
+                    if heard is not None:
+                        heard.append(event)
             self._factory._fan_out(event, recipients)
             return
         event = decode_event(envelope.get("type"), envelope.get("e"))
@@ -1419,6 +1514,9 @@ class RedisCluster:
         if history is not None:
             for key in stored:
                 history.observe(event, key)
+                heard = self._loading.get(key)
+                if heard is not None:
+                    heard.append(event)
 
     def _private(self, envelope: dict[str, Any], ident: int, at: float) -> None:
         token = envelope.get("k")

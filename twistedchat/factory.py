@@ -190,6 +190,19 @@ class ICluster(Interface):
         too if it asked for its own (C{echo}).
         """
 
+    def remembers(room: str) -> bool:
+        """
+        Whether this node's history in memory holds what was said lately
+        in the room with key C{room} (a node that had nobody there did not
+        hear it).
+        """
+
+    def load_history(room: str) -> Deferred[None]:
+        """
+        Read the room C{room}'s recent history again from the shared
+        database into memory, after which L{remembers} it.
+        """
+
     def registered(participant: IParticipant) -> None:
         """
         C{participant}, on this node, has just taken its nickname.
@@ -259,6 +272,12 @@ class LocalCluster:
             self._factory._fan_out(message, (recipient, sender))
         else:
             self._factory._fan_out(message, (recipient,))
+
+    def remembers(self, room: str) -> bool:
+        return True
+
+    def load_history(self, room: str) -> Deferred[None]:
+        return succeed(None)
 
     def registered(self, participant: IParticipant) -> None:
         pass

@@ -1002,15 +1002,28 @@ class ChatSession(TimeoutMixin):
         @raise twistedchat.rooms.InvalidRoomName: C{name} is no room name.
         @raise twistedchat.rooms.BannedFromRoom: the user is banned there.
         """
-        already = room_key(name) in self.rooms
+        key = room_key(name)
+        already = key in self.rooms
+        remembered = self.factory.cluster.remembers(key)
         past: list[Record] = []
-        if not already:
-            past = self._recent(self.factory.history_on_join, room_key(name))
+        if not already and remembered:
+            past = self._recent(self.factory.history_on_join, key)
         room = self.factory.join(self, name)
         self._current = room
         self.front_end.reply(self._joined(room, already))
-        if not already:
+        if already:
+            return
+        if remembered:
             self._replay(room.name, past, asked=False)
+            return
+
+        def loaded(_: object) -> None:
+            # What others said there before anyone here was in it.
+            if room.key in self.rooms:
+                past = self._recent(self.factory.history_on_join, room.key)
+                self._replay(room.name, past, asked=False)
+
+        self.factory.cluster.load_history(room.key).addCallback(loaded)
 
     def _joined(self, room: Room, already: bool) -> RoomJoined:
         """
@@ -1193,8 +1206,15 @@ class ChatSession(TimeoutMixin):
         """
         history = self._history()
         found = self.factory.room_of(self, self._room_name(room))
-        records = self._recent(min(count, history.cap), found.key, private=True)
-        self._replay(found.name, records, asked=True)
+
+        def reply(_: object = None) -> None:
+            records = self._recent(min(count, history.cap), found.key, private=True)
+            self._replay(found.name, records, asked=True)
+
+        if self.factory.cluster.remembers(found.key):
+            reply()
+        else:
+            self.factory.cluster.load_history(found.key).addCallback(reply)
 
     def _recent(self, count: int, room: str, private: bool = False) -> list[Record]:
         """
