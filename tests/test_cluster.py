@@ -642,3 +642,186 @@ async def test_joining_a_room_heard_only_elsewhere_replays_its_history(
         assert shown == ["tea 0", "tea 1", "tea 2", "tea 3"]
     finally:
         await cluster.close()
+
+
+# --- review findings ---
+# Tests added by the review of the cluster feature: each states the
+# behaviour a correct cluster shows and fails while the bug it names is
+# there.
+
+
+@pytest_twisted.ensureDeferred
+async def test_review_concurrent_topic_changes_converge(redis: Redis) -> None:
+    """
+    Two members on two nodes setting a room's topic at the same moment:
+    afterwards both nodes show one and the same topic (whichever Redis
+    ordered last), not each the other's.
+    """
+    cluster = Cluster(redis)
+    try:
+        a, b = await cluster.node("a"), await cluster.node("b")
+        alice, bob = cluster.user(a, "alice"), cluster.user(b, "bob")
+        await until(lambda: knows(a, "bob") and knows(b, "alice"))
+        alice.session.line("/join #t")
+        await until(lambda: "#t" in [r.name for r in b.rooms()])
+        bob.session.line("/join #t")
+        await until(lambda: a.online("bob") in a.room("#t").members)
+        alice.session.line("/topic #t one")
+        bob.session.line("/topic #t two")
+        await until(
+            lambda: len(said(alice, TopicChanged)) >= 2 and len(said(bob, TopicChanged)) >= 2,
+            "both topic changes",
+        )
+        await deferLater(reactor, 0.5, lambda: None)
+        assert a.room("#t").topic == b.room("#t").topic
+    finally:
+        await cluster.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_review_rename_race_leaves_no_ghost_member(redis: Redis) -> None:
+    """
+    Two users on two nodes taking one new nickname at the same moment:
+    once the claims settle, every room member in each node's mirror is
+    someone that node knows as online (no one left behind in a room under
+    a name nobody has).
+    """
+    cluster = Cluster(redis)
+    try:
+        a, b = await cluster.node("a"), await cluster.node("b")
+        alice, bob = cluster.user(a, "alice"), cluster.user(b, "bob")
+        await until(lambda: knows(a, "bob") and knows(b, "alice"))
+        alice.session.line("/nick zed")
+        bob.session.line("/nick zed")
+        await until(lambda: alice.session.nickname != bob.session.nickname, "one renamed")
+        loser = alice if alice.session.nickname != "zed" else bob
+        await until(
+            lambda: knows(a, loser.session.nickname) and knows(b, loser.session.nickname)
+            and knows(a, "zed") and knows(b, "zed"),
+            "the mirrors to settle",
+        )
+        await deferLater(reactor, 0.5, lambda: None)
+        for factory in (a, b):
+            for room in factory.rooms():
+                for member in room.members:
+                    assert factory.is_joined(member), (factory, room.name, member)
+    finally:
+        await cluster.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_review_remote_quit_does_not_remove_a_local_namesake(redis: Redis) -> None:
+    """
+    Two nodes hand out one nickname at the same moment and the one on node
+    B quits at once: the user holding it on node A stays in the chat (or
+    is renamed), never left connected but out of the chat and its rooms.
+    """
+    cluster = Cluster(redis)
+    try:
+        a, b = await cluster.node("a"), await cluster.node("b")
+        watcher = cluster.user(b, "watcher")
+        await until(lambda: knows(a, "watcher"))
+        here = cluster.user(a, "dave")
+        there = cluster.user(b, "dave")
+        there.session.quit()
+        there.session.connection_lost()
+        await deferLater(reactor, 1.0, lambda: None)
+        assert not here.closed
+        assert a.is_joined(here.session), "dave on node A is connected but out of the chat"
+        assert here.session.rooms, "dave on node A was taken out of every room"
+    finally:
+        await cluster.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_review_line_said_just_before_parting_comes_back(redis: Redis) -> None:
+    """
+    A line said in a room by its last member on a node, just before they
+    part, while that node waits for another subscription: it reaches the
+    other node, and the origin is left with nothing pending (it records
+    it in the history when it comes back).
+    """
+    cluster = Cluster(redis)
+    try:
+        a, b = await cluster.node("a"), await cluster.node("b")
+        alice, bob = cluster.user(a, "alice"), cluster.user(b, "bob")
+        await until(lambda: knows(a, "bob") and knows(b, "alice"))
+        alice.session.line("/join #x")
+        await until(lambda: "#x" in [r.name for r in b.rooms()])
+        bob.session.line("/join #x")
+        await until(lambda: a.online("bob") in a.room("#x").members)
+        # Joining a new room makes node A wait for its subscription.
+        alice.session.line("/join #y")
+        a.say(alice.session, a.room("#x"), "bye")
+        alice.session.line("/part #x")
+        await until(lambda: "bye" in texts(bob), "the line on node B")
+        await deferLater(reactor, 1.0, lambda: None)
+        assert cluster_of(a)._pending == {}, "the line never came back to node A"
+    finally:
+        await cluster.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_review_room_left_while_detached_has_no_false_gap(redis: Redis) -> None:
+    """
+    A node's last member of a room leaves it while the node is detached;
+    later, with the link back, someone there joins it again: the lines
+    said after they joined reach them with no "could not be recovered"
+    notice for lines said while nobody there was in the room.
+    """
+    cluster = Cluster(redis)
+    try:
+        a, b = await cluster.node("a"), await cluster.node("b")
+        alice, bob = cluster.user(a, "alice"), cluster.user(b, "bob")
+        await until(lambda: knows(a, "bob") and knows(b, "alice"))
+        alice.session.line("/join #x")
+        await until(lambda: "#x" in [r.name for r in b.rooms()])
+        bob.session.line("/join #x")
+        await until(lambda: a.online("bob") in a.room("#x").members)
+        bob.session.line("one")
+        await until(lambda: "one" in texts(alice))
+        link = cluster_of(a)._link
+        assert link is not None and link.subscriber is not None
+        link.subscriber.transport.abortConnection()
+        await until(lambda: cluster_of(a).detached, "a to detach")
+        alice.session.line("/part #x")
+        await until(lambda: not cluster_of(a).detached, "a to come back")
+        await until(lambda: a.online("bob") is not None and b.online("alice") is not None)
+        bob.session.line("two")
+        bob.session.line("three")
+        await deferLater(reactor, 0.5, lambda: None)
+        alice.session.line("/join #x")
+        await until(lambda: b.online("alice") in b.room("#x").members)
+        bob.session.line("four")
+        await until(lambda: "four" in texts(alice), "the line after the join")
+        notices = [e.text for e in alice.replies_of(Notice)]
+        assert not [n for n in notices if "could not be recovered" in n], notices
+    finally:
+        await cluster.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_review_nickname_freed_while_detached_is_free_again(redis: Redis) -> None:
+    """
+    A user quits on node A while A is detached; once A is back, the
+    nickname can be taken on node B (Redis no longer holds it for A).
+    """
+    cluster = Cluster(redis)
+    try:
+        a, b = await cluster.node("a"), await cluster.node("b")
+        alice = cluster.user(a, "alice")
+        cluster.user(b, "bob")
+        await until(lambda: knows(a, "bob") and knows(b, "alice"))
+        link = cluster_of(a)._link
+        assert link is not None and link.subscriber is not None
+        link.subscriber.transport.abortConnection()
+        await until(lambda: cluster_of(a).detached, "a to detach")
+        alice.session.quit()
+        alice.session.connection_lost()
+        await until(lambda: not cluster_of(a).detached, "a to come back")
+        await until(lambda: not knows(b, "alice"), "b to forget alice")
+        again = cluster.user(b, "alice")
+        await deferLater(reactor, 1.0, lambda: None)
+        assert again.session.nickname == "alice", [e.text for e in again.replies_of(Notice)]
+    finally:
+        await cluster.close()
