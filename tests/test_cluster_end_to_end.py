@@ -7,6 +7,7 @@ nodes and Redis come and go.
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import time
@@ -261,3 +262,78 @@ def test_unreachable_redis_stops_start_up_with_one_line(tmp_path: Path) -> None:
     assert result.returncode == 1
     last = result.stdout.strip().splitlines()[-1]
     assert last.endswith("--cluster: cannot reach Redis at 127.0.0.1:1: Connection refused."), last
+
+
+def redis_command(redis: Redis, *words: str) -> str:
+    """
+    Run one Redis command with redis-cli; its output.
+    """
+    return subprocess.run(
+        ["redis-cli", "-p", str(redis.port), *words],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=10,
+    ).stdout
+
+
+def test_lines_a_node_missed_are_filled_from_postgresql(nodes: Nodes) -> None:
+    """
+    When Redis drops one node's subscription (CLIENT KILL, as it does to a
+    subscriber whose output buffer overflows), the lines said meanwhile on
+    another node still reach that node's users, in order, none twice,
+    from the shared history.
+    """
+    one, two = nodes.start("one"), nodes.start("two")
+    alice, bob = register(one, "alice"), register(two, "bob")
+    alice.expect("bob has joined")
+    alice.send("before")
+    bob.expect("<alice> before")
+    node = re.search(r"cluster: node (two-[0-9a-f]+) joined", two.log)
+    assert node is not None, two.log
+    clients = redis_command(nodes.redis, "CLIENT", "LIST")
+    (ident,) = re.findall(rf"id=(\d+) .*name=tc-{node.group(1)}-sub ", clients)
+    redis_command(nodes.redis, "CLIENT", "KILL", "ID", ident)
+    for i in range(20):
+        alice.send(f"line {i}")
+    alice.send("after")
+    lines = [bob.expect("<alice> ") for _ in range(21)]
+    assert lines == [f"<alice> line {i}" for i in range(20)] + ["<alice> after"]
+    alice.close()
+    bob.close()
+
+
+def test_postgresql_restart_loses_no_history(nodes: Nodes, postgres: Postgres) -> None:
+    """
+    PostgreSQL stops while users chat on two nodes: chat goes on, and once
+    it is back, what was said meanwhile is in the shared history.
+    """
+    one, two = nodes.start("one"), nodes.start("two")
+    alice, bob = register(one, "alice"), register(two, "bob")
+    alice.expect("bob has joined")
+    postgres.stop()
+    try:
+        alice.send("while the database was down")
+        bob.expect("<alice> while the database was down")
+        bob.send("me too")
+        alice.expect("<bob> me too")
+    finally:
+        postgres.start()
+    deadline = time.monotonic() + 30
+    wanted = {"while the database was down", "me too"}
+    while True:
+        try:
+            with psycopg.connect(nodes.database) as connection:
+                rows = connection.execute(
+                    "SELECT text, count(*) FROM events WHERE kind = 'chat' GROUP BY text"
+                ).fetchall()
+        except psycopg.OperationalError:
+            rows = []
+        stored = dict(rows)
+        if wanted <= set(stored):
+            break
+        assert time.monotonic() < deadline, rows
+        time.sleep(0.2)
+    assert all(stored[text] == 1 for text in wanted), stored  # written once
+    for client in (alice, bob):
+        client.close()

@@ -735,6 +735,11 @@ class RedisCluster:
         link = self._link
         assert link is not None
         commands, subscriber = link.commands, link.subscriber
+        # Named, for an operator's CLIENT LIST (and the tests' CLIENT KILL).
+        for connection, role in ((commands, "cmd"), (subscriber, "sub")):
+            await self._timed(
+                connection.execute_command("CLIENT", "SETNAME", f"tc-{self.node}-{role}")
+            )
         await self._timed(
             commands.execute_command("SET", self._key("epoch"), secrets.token_hex(16), "NX")
         )
