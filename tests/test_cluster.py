@@ -36,6 +36,7 @@ from twistedchat.cluster import (
     parse_redis_url,
     probe_redis,
 )
+from twistedchat.database import make_pool, open_database
 from twistedchat.events import (
     Action,
     ChatLine,
@@ -49,7 +50,6 @@ from twistedchat.events import (
     PrivateMessage,
     TopicChanged,
 )
-from twistedchat.database import make_pool, open_database
 from twistedchat.factory import ChatFactory
 from twistedchat.history import History
 from twistedchat.session import Refused
@@ -644,14 +644,12 @@ async def test_joining_a_room_heard_only_elsewhere_replays_its_history(
         await cluster.close()
 
 
-# --- review findings ---
-# Tests added by the review of the cluster feature: each states the
-# behaviour a correct cluster shows and fails while the bug it names is
-# there.
+# Races and faults found by reviewing the cluster: each test states the
+# behaviour a correct cluster shows.
 
 
 @pytest_twisted.ensureDeferred
-async def test_review_concurrent_topic_changes_converge(redis: Redis) -> None:
+async def test_concurrent_topic_changes_converge(redis: Redis) -> None:
     """
     Two members on two nodes setting a room's topic at the same moment:
     afterwards both nodes show one and the same topic (whichever Redis
@@ -672,14 +670,14 @@ async def test_review_concurrent_topic_changes_converge(redis: Redis) -> None:
             lambda: len(said(alice, TopicChanged)) >= 2 and len(said(bob, TopicChanged)) >= 2,
             "both topic changes",
         )
-        await deferLater(reactor, 0.5, lambda: None)
+        # Each node applies a change as it delivers it: now, both have.
         assert a.room("#t").topic == b.room("#t").topic
     finally:
         await cluster.close()
 
 
 @pytest_twisted.ensureDeferred
-async def test_review_rename_race_leaves_no_ghost_member(redis: Redis) -> None:
+async def test_rename_race_leaves_no_ghost_member(redis: Redis) -> None:
     """
     Two users on two nodes taking one new nickname at the same moment:
     once the claims settle, every room member in each node's mirror is
@@ -696,21 +694,29 @@ async def test_review_rename_race_leaves_no_ghost_member(redis: Redis) -> None:
         await until(lambda: alice.session.nickname != bob.session.nickname, "one renamed")
         loser = alice if alice.session.nickname != "zed" else bob
         await until(
-            lambda: knows(a, loser.session.nickname) and knows(b, loser.session.nickname)
-            and knows(a, "zed") and knows(b, "zed"),
+            lambda: (
+                knows(a, loser.session.nickname)
+                and knows(b, loser.session.nickname)
+                and knows(a, "zed")
+                and knows(b, "zed")
+            ),
             "the mirrors to settle",
         )
-        await deferLater(reactor, 0.5, lambda: None)
-        for factory in (a, b):
-            for room in factory.rooms():
-                for member in room.members:
-                    assert factory.is_joined(member), (factory, room.name, member)
+        await until(
+            lambda: all(
+                factory.is_joined(member)
+                for factory in (a, b)
+                for room in factory.rooms()
+                for member in room.members
+            ),
+            "every member of every room to be online",
+        )
     finally:
         await cluster.close()
 
 
 @pytest_twisted.ensureDeferred
-async def test_review_remote_quit_does_not_remove_a_local_namesake(redis: Redis) -> None:
+async def test_remote_quit_does_not_remove_a_local_namesake(redis: Redis) -> None:
     """
     Two nodes hand out one nickname at the same moment and the one on node
     B quits at once: the user holding it on node A stays in the chat (or
@@ -725,7 +731,9 @@ async def test_review_remote_quit_does_not_remove_a_local_namesake(redis: Redis)
         there = cluster.user(b, "dave")
         there.session.quit()
         there.session.connection_lost()
-        await deferLater(reactor, 1.0, lambda: None)
+        # Node B's quit crosses before the line it publishes next.
+        watcher.session.line("after the quit")
+        await until(lambda: "after the quit" in texts(here), "the line after the quit")
         assert not here.closed
         assert a.is_joined(here.session), "dave on node A is connected but out of the chat"
         assert here.session.rooms, "dave on node A was taken out of every room"
@@ -734,7 +742,7 @@ async def test_review_remote_quit_does_not_remove_a_local_namesake(redis: Redis)
 
 
 @pytest_twisted.ensureDeferred
-async def test_review_line_said_just_before_parting_comes_back(redis: Redis) -> None:
+async def test_line_said_just_before_parting_comes_back(redis: Redis) -> None:
     """
     A line said in a room by its last member on a node, just before they
     part, while that node waits for another subscription: it reaches the
@@ -755,14 +763,13 @@ async def test_review_line_said_just_before_parting_comes_back(redis: Redis) -> 
         a.say(alice.session, a.room("#x"), "bye")
         alice.session.line("/part #x")
         await until(lambda: "bye" in texts(bob), "the line on node B")
-        await deferLater(reactor, 1.0, lambda: None)
-        assert cluster_of(a)._pending == {}, "the line never came back to node A"
+        await until(lambda: cluster_of(a)._pending == {}, "the line to come back to node A")
     finally:
         await cluster.close()
 
 
 @pytest_twisted.ensureDeferred
-async def test_review_room_left_while_detached_has_no_false_gap(redis: Redis) -> None:
+async def test_room_left_while_detached_has_no_false_gap(redis: Redis) -> None:
     """
     A node's last member of a room leaves it while the node is detached;
     later, with the link back, someone there joins it again: the lines
@@ -789,7 +796,7 @@ async def test_review_room_left_while_detached_has_no_false_gap(redis: Redis) ->
         await until(lambda: a.online("bob") is not None and b.online("alice") is not None)
         bob.session.line("two")
         bob.session.line("three")
-        await deferLater(reactor, 0.5, lambda: None)
+        await until(lambda: cluster_of(b)._pending == {}, "two and three to be published")
         alice.session.line("/join #x")
         await until(lambda: b.online("alice") in b.room("#x").members)
         bob.session.line("four")
@@ -801,7 +808,7 @@ async def test_review_room_left_while_detached_has_no_false_gap(redis: Redis) ->
 
 
 @pytest_twisted.ensureDeferred
-async def test_review_nickname_freed_while_detached_is_free_again(redis: Redis) -> None:
+async def test_nickname_freed_while_detached_is_free_again(redis: Redis) -> None:
     """
     A user quits on node A while A is detached; once A is back, the
     nickname can be taken on node B (Redis no longer holds it for A).
@@ -821,7 +828,16 @@ async def test_review_nickname_freed_while_detached_is_free_again(redis: Redis) 
         await until(lambda: not cluster_of(a).detached, "a to come back")
         await until(lambda: not knows(b, "alice"), "b to forget alice")
         again = cluster.user(b, "alice")
-        await deferLater(reactor, 1.0, lambda: None)
+        commands = cluster_of(b)._link.commands  # type: ignore[union-attr]
+
+        async def holder() -> object:
+            return await commands.execute_command("HGET", cluster.prefix + "nicks", "alice")
+
+        node = cluster_of(b).node
+        end = reactor.seconds() + DEADLINE
+        while await holder() != node:
+            assert reactor.seconds() < end, "node B never got alice in Redis"
+            assert again.session.nickname == "alice", again.replies_of(Notice)
         assert again.session.nickname == "alice", [e.text for e in again.replies_of(Notice)]
     finally:
         await cluster.close()

@@ -96,12 +96,17 @@ from twistedchat.events import (
     TopicChanged,
 )
 from twistedchat.factory import ChatFactory, ICluster, IParticipant, everyone_in
-from twistedchat.nicknames import nickname_key, nickname_skeleton
-from twistedchat.rooms import Room
+from twistedchat.nicknames import nickname_key, nickname_skeleton, validate_nickname
+from twistedchat.rooms import Room, room_key, validate_room_name
 from twistedchat.session import Refused
 
 #: The wire format's version (C{"v"}).
 VERSION = 1
+
+#: The longest nickname any node may hand out (C{--max-nick-length}'s
+#: upper bound): what another node says someone is called is checked
+#: against the nickname rules with it.
+MAX_NICKNAME = 64
 
 #: Ids a node sets aside for numbering events itself while it cannot reach
 #: Redis (docs/cluster.md, section 9).
@@ -140,7 +145,6 @@ _EVENTS: dict[str, type[Event]] = {
 }
 
 _CONVERSATION = (ChatLine, Action)
-_WITH_STATE = (Joined, TopicChanged, ModeChanged)
 
 # Scripts. Each runs atomically in Redis. Ids are spliced in as text,
 # never decoded and encoded again: Redis's cjson would turn large ids
@@ -163,8 +167,10 @@ return {id, seq}
 """
 
 #: KEYS: nicks, skels, nodes, my node's nicks; ARGV: nickname key,
-#: skeleton, my node id, "1" to take it over from a live holder, the key
-#: and skeleton of the nickname it replaces ("" for none).
+#: skeleton, my node id, "1" to take it over from a live holder, unused,
+#: the key and skeleton of the nickname it replaces ("" for none).
+#: Returns {"ok", the node that held it or ""}, or {"in_use" or "like",
+#: the live node that holds it or one like it}.
 _CLAIM = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -187,7 +193,7 @@ local like = redis.call('HGET', KEYS[2], ARGV[2])
 if like and like ~= ARGV[1] then
   local other = redis.call('HGET', KEYS[1], like)
   if other and alive(other) then
-    return {'like', like}
+    return {'like', other}
   end
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
@@ -449,6 +455,20 @@ def _room_state(room: Room) -> dict[str, Any]:
     }
 
 
+@dataclass
+class _Pending:
+    """
+    An event this node published that has not come back from Redis yet:
+    whom to deliver it to here, which rooms' history to store it in, and
+    the rooms it was said in.
+    """
+
+    event: Event
+    recipients: list[IParticipant]
+    stored: list[str]
+    rooms: list[str]
+
+
 class _Link:
     """
     The node's two connections to Redis, through txredisapi (imported
@@ -591,11 +611,15 @@ class RedisCluster:
         self._token = 0
         # Events published and not yet back: token -> (event, recipients,
         # room keys to store it in).
-        self._pending: dict[int, tuple[Event, list[IParticipant], list[str]]] = {}
+        self._pending: dict[int, _Pending] = {}
         # Commands waiting for a subscription to be confirmed first, so
         # that nothing this node says in a room is published before it
-        # listens there.
-        self._queue: deque[Callable[[], None]] = deque()
+        # listens there; each with what to do if it is never sent.
+        self._queue: deque[tuple[Callable[[], None], Callable[[], None] | None]] = deque()
+        # Rooms this node no longer has members in, whose channel it still
+        # listens to until its own last lines there come back.
+        self._leaving: set[str] = set()
+        self._unconfirmed_call: Any = None
         self._gates = 0
         self._subscribed: set[str] = set()
         self._seq: dict[str, int] = {}
@@ -658,6 +682,7 @@ class RedisCluster:
 
     async def _stop(self) -> None:
         self._stopping = True
+        self._cancel_unconfirmed()
         if self._renewal.running:
             self._renewal.stop()
         link = self._link
@@ -783,16 +808,26 @@ class RedisCluster:
         for key in rooms:
             await self._timed(subscriber.subscribe(self._room_channel(key)))
             self._subscribed.add(key)
+        # Nicknames this node held for users who left while it was cut off.
+        held = await self._timed(
+            commands.execute_command("HGETALL", self._key(f"node:{self.node}:nicks"))
+        )
         if link.commands is not commands or link.subscriber is not subscriber:
             raise ConnectionError("the link dropped while joining")
         # Claims are checked again: another node may have handed out one
         # of this node's nicknames while they could not talk.
         locals_ = [p for p in self._factory._participants.values() if is_local(p)]
+        here = {nickname_key(p.nickname) for p in locals_ if p.nickname is not None}
+        held = held if isinstance(held, list) else []
+        stale = dict(zip(held[::2], held[1::2], strict=True))
         self.detached = False
         self._attaching = False
         for key, room in list(self._factory._rooms.items()):
             if key not in self._subscribed and local_members((room,)):
                 self._subscribe(key)  # joined while this node was joining
+        for key, skeleton in stale.items():
+            if key not in here:
+                self._release_key(str(key), str(skeleton))
         for participant in locals_:
             self._claim(participant, "")
         self._publish_raw(self._global, self._message("Hello", **self._state()))
@@ -802,10 +837,13 @@ class RedisCluster:
         self._unconfirmed = {
             p.node for p in self._factory._participants.values() if isinstance(p, RemoteParticipant)
         }
+        self._cancel_unconfirmed()
         if self._unconfirmed:
             # Time for the others to come back too (they reconnect within
             # the link's 5 s backoff) before taking them for lost.
-            self._reactor.callLater(2 * self.lease + 5, self._drop_unconfirmed)
+            self._unconfirmed_call = self._reactor.callLater(
+                2 * self.lease + 5, self._drop_unconfirmed
+            )
         if self._attached_before:
             self._log.info("cluster: link to Redis back")
             self._tell_everyone(
@@ -819,14 +857,28 @@ class RedisCluster:
     def _detach(self) -> None:
         self.detached = True
         self._attaching = False
-        self._queue.clear()
+        self._cancel_unconfirmed()
+        queue, self._queue = self._queue, deque()
         self._gates = 0
         self._subscribed.clear()
+        self._leaving.clear()
+        # Both connections start again, so no subscription outlives this.
+        if self._link is not None:
+            self._link.drop()
+        # Rooms nobody here is in any more: nothing to catch up on.
+        for key in list(self._seq):
+            room = self._factory._rooms.get(key)
+            if room is None or not local_members((room,)):
+                self._seq.pop(key, None)
+                self._held.pop(key, None)
         self._log.warn("cluster: link to Redis lost; serving this node's users alone")
+        for _, dropped in queue:
+            if dropped is not None:
+                dropped()
         # What was published and has not come back: shown here at least.
         pending, self._pending = self._pending, {}
-        for event, recipients, stored in pending.values():
-            self._here(event, recipients, stored)
+        for unsent in pending.values():
+            self._here(unsent.event, unsent.recipients, unsent.stored)
         self._tell_everyone(
             "The link to the other servers is down: until it is back you see only the "
             f"people on this server ({self.name})."
@@ -878,15 +930,21 @@ class RedisCluster:
 
     # Sending
 
-    def _send(self, action: Callable[[], None]) -> None:
+    def _send(self, action: Callable[[], None], dropped: Callable[[], None] | None = None) -> None:
+        """
+        Run C{action} (which sends a command) now, or after the commands
+        waiting for a subscription; C{dropped} is called instead if the
+        link goes down first.
+        """
         if self._gates or self._queue:
-            self._queue.append(action)
+            self._queue.append((action, dropped))
         else:
             action()
 
     def _pump(self) -> None:
         while self._queue and not self._gates and not self.detached:
-            self._queue.popleft()()
+            action, _ = self._queue.popleft()
+            action()
 
     def _message(self, kind: str, **fields: Any) -> str:
         return json.dumps(
@@ -917,6 +975,7 @@ class RedisCluster:
         def publish() -> None:
             link = self._link
             if self.detached or link is None or link.commands is None:
+                dropped()
                 return
             seq_key = self._key(f"room:{room}:seq") if room is not None else self._key("event-id")
             self._timed(
@@ -927,7 +986,11 @@ class RedisCluster:
                 )
             ).chainDeferred(done)
 
-        self._send(publish)
+        def dropped() -> None:
+            if not done.called:
+                done.errback(ConnectionError("the link to Redis went down"))
+
+        self._send(publish, dropped)
         return done
 
     def _stamp_here(self, event: Event) -> None:
@@ -951,9 +1014,14 @@ class RedisCluster:
         self._stamp_here(event)
         history = self._factory.history
         if history is not None:
+            if isinstance(event, PrivateMessage):
+                history.record(event)
             for key in stored:
                 history.record(event, key)
         self._factory._fan_out(event, recipients)
+
+    def _node_of(self, participant: IParticipant) -> str:
+        return participant.node if isinstance(participant, RemoteParticipant) else self.node
 
     def publish(
         self,
@@ -962,6 +1030,8 @@ class RedisCluster:
         exclude: IParticipant | None,
         quiet: Collection[str],
         store: bool,
+        subject: IParticipant | None = None,
+        change: dict[str, Any] | None = None,
     ) -> None:
         if self._factory._closing is not None and isinstance(event, Left):
             return  # the node's NodeStopped says they all left
@@ -973,7 +1043,8 @@ class RedisCluster:
             return
         self._token += 1
         token = self._token
-        self._pending[token] = (event, recipients, stored)
+        keys = [room.key for room in rooms]
+        self._pending[token] = _Pending(event, recipients, stored, keys)
         kind, fields = encode_event(event)
         body: dict[str, Any] = {
             "v": VERSION,
@@ -986,7 +1057,11 @@ class RedisCluster:
             "n": store,
             "e": fields,
         }
-        if isinstance(event, _WITH_STATE) and rooms:
+        if subject is not None:
+            body["sn"] = self._node_of(subject)
+        if change:
+            body["c"] = change
+        if isinstance(event, Joined) and rooms:
             body["s"] = _room_state(rooms[0])
         elif isinstance(event, NicknameChanged):
             # Who it is, for a node that did not know them by the old one
@@ -997,11 +1072,20 @@ class RedisCluster:
             body["w"] = "" if renamed is None else renamed.away
         if isinstance(event, _CONVERSATION):
             key = rooms[0].key
-            self._publish_numbered(self._room_channel(key), body, key).addErrback(
-                self._failed, "publish"
-            )
+            published = self._publish_numbered(self._room_channel(key), body, key)
         else:
-            self._publish_numbered(self._global, body, None).addErrback(self._failed, "publish")
+            published = self._publish_numbered(self._global, body, None)
+        published.addErrback(self._unpublished, token)
+
+    def _unpublished(self, failure: Any, token: int) -> None:
+        """
+        Publishing the event C{token} failed: show it here at least.
+        """
+        self._failed(failure, "publish")
+        unsent = self._pending.pop(token, None)
+        if unsent is not None:
+            self._here(unsent.event, unsent.recipients, unsent.stored)
+            self._unsubscribe_if_left(unsent.rooms)
 
     def private_message(
         self, message: PrivateMessage, sender: IParticipant, recipient: IParticipant
@@ -1013,17 +1097,14 @@ class RedisCluster:
                     f"{recipient.nickname} is on another server, which cannot be reached now."
                 )
             self._here(message, [recipient, sender] if echo else [recipient], [])
-            history = self._factory.history
-            if history is not None:
-                history.record(message)
             return
-        node = recipient.node if isinstance(recipient, RemoteParticipant) else self.node
+        node = self._node_of(recipient)
         token = 0
         if is_local(recipient):
             # It comes back on this node's own channel.
             self._token += 1
             token = self._token
-            self._pending[token] = (message, [recipient], [])
+            self._pending[token] = _Pending(message, [recipient], [], [])
         kind, fields = encode_event(message)
         body = {
             "v": VERSION,
@@ -1042,9 +1123,18 @@ class RedisCluster:
             if echo:
                 self._factory._fan_out(message, (sender,))
 
-        self._publish_numbered(self._node_channel(node), body, None).addCallback(
-            numbered
-        ).addErrback(self._failed, "send a private message")
+        def failed(failure: Any) -> None:
+            self._failed(failure, "send a private message")
+            unsent = self._pending.pop(token, None)
+            if unsent is not None:
+                self._here(message, [recipient, sender] if echo else [recipient], [])
+            elif not is_local(recipient) and message.id == 0:
+                sender.notify(
+                    f"Your message to {recipient.nickname} could not be delivered: the link "
+                    "to the other servers went down."
+                )
+
+        self._publish_numbered(self._node_channel(node), body, None).addCallbacks(numbered, failed)
 
     def send_to(self, participant: RemoteParticipant, event: Event) -> None:
         """
@@ -1092,7 +1182,7 @@ class RedisCluster:
                     message = self._message("NicknameLost", to=nickname)
                     self._publish_raw(self._node_channel(other), message)
                 return
-            self._lose(participant, nickname)
+            self._lose(participant, nickname, other)
 
         def claim() -> None:
             if self.detached or link.commands is None:
@@ -1120,7 +1210,7 @@ class RedisCluster:
 
         self._send(claim)
 
-    def _lose(self, participant: IParticipant, nickname: str) -> None:
+    def _lose(self, participant: IParticipant, nickname: str, holder: str) -> None:
         """
         Another node handed out C{nickname} first (at the same moment, or
         while the two could not talk), or its account's owner took it
@@ -1135,13 +1225,21 @@ class RedisCluster:
             "/nick picks another nickname."
         )
         self._factory.rename(participant, new)
-        # Learn who holds it: every node says who its users are.
-        self._publish_raw(self._global, self._message("Hello", **self._state()))
+        # Learn who holds it: its node says who its users are.
+        self._publish_raw(self._node_channel(holder), self._message("Hello", **self._state()))
 
     def _release(self, nickname: str | None) -> None:
+        if nickname is not None:
+            self._release_key(nickname_key(nickname), nickname_skeleton(nickname))
+
+    def _release_key(self, key: str, skeleton: str) -> None:
+        """
+        Free the nickname with C{key} and C{skeleton} in Redis, if this
+        node holds it.
+        """
         link = self._link
-        if nickname is None or self.detached or link is None:
-            return
+        if self.detached or link is None:
+            return  # swept when the link is back (see _attach)
 
         def release() -> None:
             if self.detached or link.commands is None:
@@ -1150,7 +1248,7 @@ class RedisCluster:
                 link.commands.eval(
                     _RELEASE,
                     [self._key("nicks"), self._key("skels"), self._key(f"node:{self.node}:nicks")],
-                    [nickname_key(nickname), nickname_skeleton(nickname), self.node],
+                    [key, skeleton, self.node],
                 )
             ).addErrback(self._failed, "release a nickname")
 
@@ -1185,6 +1283,10 @@ class RedisCluster:
         if is_local(participant) and room.key not in self._subscribed and not self.detached:
             if len(room.members) == 1:
                 self._complete.add(room.key)  # a new room: nothing said yet
+            # Its lines are numbered from whatever comes first: what was
+            # said while nobody here listened is no gap.
+            self._seq.pop(room.key, None)
+            self._leaving.discard(room.key)
             self._subscribe(room.key)
 
     async def _written(self, history: Any, room: str) -> None:
@@ -1263,12 +1365,28 @@ class RedisCluster:
             return
         if key in self._subscribed and not local_members((room,)):
             self._complete.discard(key)
-            self._subscribed.discard(room.key)
-            self._seq.pop(room.key, None)
-            self._held.pop(room.key, None)
+            self._subscribed.discard(key)
+            self._seq.pop(key, None)
+            for envelope in self._held.pop(key, []):
+                if envelope.get("o") == self.node:
+                    self._event(envelope)  # this node's own, said before
+            self._leaving.add(key)
+            self._unsubscribe_if_left([key])
+
+    def _unsubscribe_if_left(self, keys: Iterable[str]) -> None:
+        """
+        Stop listening to the rooms of C{keys} that this node left, once
+        none of its own lines there is still on its way back.
+        """
+        for key in keys:
+            if key not in self._leaving:
+                continue
+            if any(key in pending.rooms for pending in self._pending.values()):
+                continue
+            self._leaving.discard(key)
             link = self._link
             if link is not None and link.subscriber is not None and not self.detached:
-                self._timed(link.subscriber.unsubscribe(self._room_channel(room.key))).addErrback(
+                self._timed(link.subscriber.unsubscribe(self._room_channel(key))).addErrback(
                     self._failed, "unsubscribe"
                 )
 
@@ -1365,7 +1483,7 @@ class RedisCluster:
             if isinstance(nickname, str):
                 holder = self._factory._participants.get(nickname_key(nickname))
                 if holder is not None and is_local(holder):
-                    self._lose(holder, holder.nickname or nickname)
+                    self._lose(holder, holder.nickname or nickname, str(envelope.get("o")))
         elif kind == "Disconnect":
             target = self._local(envelope.get("to"))
             if target is not None:
@@ -1428,8 +1546,11 @@ class RedisCluster:
         missing = before - after - 1
         history = self._factory.history
         deadline = self._reactor.seconds() + GAP_PATIENCE
+        holding = self._held.get(key)
 
         def release(found: int) -> None:
+            if self._held.get(key) is not holding or key not in self._subscribed:
+                return  # the room was left (and maybe joined again) meanwhile
             room = self._factory._rooms.get(key)
             if found < missing and room is not None:
                 lost = missing - found
@@ -1493,10 +1614,10 @@ class RedisCluster:
             pending = self._pending.pop(token, None)
             if pending is None:
                 return  # shown already, while the link was down
-            event, recipients, stored = pending
+            event = pending.event
             event.id, event.at = ident, float(at)
             if history is not None:
-                for key in stored:
+                for key in pending.stored:
                     if seq is not None:
                         history.record(event, key, seq=seq, epoch=self._epoch)
                     else:
@@ -1504,7 +1625,13 @@ class RedisCluster:
                     heard = self._loading.get(key)
                     if heard is not None:
                         heard.append(event)
-            self._factory._fan_out(event, recipients)
+            # What it changed is applied in Redis's order here too, so that
+            # every node ends with the last topic Redis carried.
+            room = self._factory._rooms.get(room_key_of(envelope))
+            if room is not None:
+                self._apply_change(room, envelope.get("c"), own=True)
+            self._factory._fan_out(event, pending.recipients)
+            self._unsubscribe_if_left(pending.rooms)
             return
         event = decode_event(envelope.get("type"), envelope.get("e"))
         event.id, event.at = ident, float(at)
@@ -1528,9 +1655,8 @@ class RedisCluster:
         if envelope.get("o") == self.node and isinstance(token, int):
             pending = self._pending.pop(token, None)
             if pending is not None:
-                message, recipients, _ = pending
-                message.id, message.at = ident, at
-                self._factory._fan_out(message, recipients)
+                pending.event.id, pending.event.at = ident, at
+                self._factory._fan_out(pending.event, pending.recipients)
             return
         message = decode_event("PrivateMessage", envelope.get("e"))
         message.id, message.at = ident, at
@@ -1568,6 +1694,62 @@ class RedisCluster:
                     rooms[key] = _room_state(room)
         return {"p": people, "rooms": rooms}
 
+    def _subject(self, envelope: dict[str, Any], nickname: str) -> IParticipant | None:
+        """
+        Return who C{envelope} is about, called C{nickname}, if that is
+        who this node knows by that name on the node the envelope names
+        (C{"sn"}): not someone else who has the same nickname here.
+        """
+        participant = self._factory._participants.get(nickname_key(nickname))
+        if participant is None:
+            return None
+        node = envelope.get("sn")
+        if node is not None and node != self._node_of(participant):
+            return None
+        return participant
+
+    def _apply_change(self, room: Room, change: object, own: bool) -> None:
+        """
+        Apply C{change} (see L{ChatFactory._publish}) to the mirror's
+        C{room}: its topic and C{+t} as they are (so the last one Redis
+        carried wins everywhere, the origin's own included: C{own}), bans
+        and operators as additions and removals, which commute.
+
+        @raise ValueError: C{change} is not such a change; nothing changed.
+        """
+        if change is None:
+            return
+        if not isinstance(change, dict):
+            raise ValueError("bad change")
+        topic = change.get("topic")
+        locked = change.get("locked")
+        topic_by = str(change.get("topic_by", ""))
+        topic_at = float(change.get("topic_at", 0.0))
+        bans_add = _pairs(change.get("bans_add", []))
+        bans_remove = _pairs(change.get("bans_remove", []))
+        ops_add = _strings(change.get("ops_add", []))
+        ops_remove = _strings(change.get("ops_remove", []))
+        accounts_add = _strings(change.get("op_accounts_add", []))
+        accounts_remove = _strings(change.get("op_accounts_remove", []))
+        if isinstance(topic, str):
+            room.topic, room.topic_by, room.topic_at = topic, topic_by, topic_at
+        if isinstance(locked, bool):
+            room.topic_locked = locked
+        if own:
+            return
+        room.bans |= bans_add
+        room.bans -= bans_remove
+        room.operator_accounts |= accounts_add
+        room.operator_accounts -= accounts_remove
+        for nickname in ops_add | ops_remove:
+            participant = self._factory._participants.get(nickname_key(nickname))
+            if participant is None or participant not in room.members:
+                continue
+            if nickname in ops_add:
+                room.operators.add(participant)
+            else:
+                room.operators.discard(participant)
+
     def _remote(self, nickname: object) -> RemoteParticipant | None:
         if not isinstance(nickname, str):
             return None
@@ -1580,7 +1762,10 @@ class RedisCluster:
         """
         Mirror C{nickname}, connected to C{node}; C{None} if someone here
         holds it (the claims in Redis settle who keeps it).
+
+        @raise ValueError: C{nickname} breaks the nickname rules.
         """
+        validate_nickname(nickname, MAX_NICKNAME)
         factory = self._factory
         key = nickname_key(nickname)
         existing = factory._participants.get(key)
@@ -1613,34 +1798,52 @@ class RedisCluster:
         """
         factory = self._factory
         room = factory._rooms.get(key)
-        if room is None and isinstance(state, dict) and isinstance(state.get("name"), str):
-            room = factory._rooms[key] = Room(state["name"], key, since=int(state.get("since", 0)))
+        if room is None and isinstance(state, dict):
+            name, since = state.get("name"), state.get("since", 0)
+            if not isinstance(name, str) or not isinstance(since, int) or since < 0:
+                raise ValueError("bad room state")
+            validate_room_name(name)
+            if room_key(name) != key:
+                raise ValueError(f"room {name!r} under the key {key!r}")
+            room = Room(name, key, since=since)
             self._set_state(room, state)
+            factory._rooms[key] = room
         return room
 
     def _set_state(self, room: Room, state: object) -> None:
+        """
+        Make the mirror's C{room} what C{state} (L{_room_state}) says.
+
+        @raise ValueError: C{state} is no room state; nothing changed.
+        """
         if not isinstance(state, dict):
             return
-        room.topic = str(state.get("topic", ""))
-        room.topic_by = str(state.get("topic_by", ""))
-        room.topic_at = float(state.get("topic_at", 0.0))
-        room.topic_locked = bool(state.get("locked", False))
-        room.operator_accounts = {str(a) for a in state.get("op_accounts", [])}
-        room.bans = {(str(k), str(v)) for k, v in state.get("bans", [])}
-        room.permanent = room.permanent or bool(state.get("permanent", False))
-        operators = set()
-        for nickname in state.get("ops", []):
-            participant = self._factory._participants.get(nickname_key(str(nickname)))
-            if participant is not None and participant in room.members:
-                operators.add(participant)
-        room.operators = operators
+        topic, topic_by = state.get("topic", ""), state.get("topic_by", "")
+        topic_at = state.get("topic_at", 0.0)
+        if not isinstance(topic, str) or not isinstance(topic_by, str):
+            raise ValueError("bad topic")
+        if not isinstance(topic_at, (int, float)):
+            raise ValueError("bad topic time")
+        accounts = _strings(state.get("op_accounts", []))
+        bans = _pairs(state.get("bans", []))
+        ops = _strings(state.get("ops", []))
+        room.topic, room.topic_by, room.topic_at = topic, topic_by, float(topic_at)
+        room.topic_locked = state.get("locked") is True
+        room.operator_accounts = accounts
+        room.bans = bans
+        room.permanent = room.permanent or state.get("permanent") is True
+        room.operators = {
+            participant
+            for participant in (self._factory._participants.get(nickname_key(n)) for n in ops)
+            if participant is not None and participant in room.members
+        }
 
     def _merge_operators(self, room: Room, state: object) -> None:
         if not isinstance(state, dict):
             return
-        room.operator_accounts.update(str(a) for a in state.get("op_accounts", []))
-        for nickname in state.get("ops", []):
-            participant = self._factory._participants.get(nickname_key(str(nickname)))
+        room.operator_accounts.update(_strings(state.get("op_accounts", [])))
+        for nickname in _strings(state.get("ops", [])):
+            participant = self._factory._participants.get(nickname_key(nickname))
             if participant is not None and participant in room.members:
                 room.operators.add(participant)
 
@@ -1667,7 +1870,13 @@ class RedisCluster:
             if isinstance(participant, RemoteParticipant) and participant.node == node:
                 self._forget(participant, reason)
 
+    def _cancel_unconfirmed(self) -> None:
+        call, self._unconfirmed_call = self._unconfirmed_call, None
+        if call is not None and call.active():
+            call.cancel()
+
     def _drop_unconfirmed(self) -> None:
+        self._unconfirmed_call = None
         unconfirmed, self._unconfirmed = self._unconfirmed, set()
         for node in unconfirmed:
             self._log.info("cluster: node lost: {node} (not heard from)", node=node)
@@ -1723,9 +1932,9 @@ class RedisCluster:
 def _apply_joined(
     cluster: RedisCluster, event: Joined, envelope: dict[str, Any], announced: list[Room]
 ) -> None:
-    remote = cluster._remote(event.nickname)
+    remote = cluster._subject(envelope, event.nickname)
     key = room_key_of(envelope)
-    if remote is None or not key:
+    if not isinstance(remote, RemoteParticipant) or not key:
         return
     known = key in cluster._factory._rooms
     room = cluster._mirror_room(key, envelope.get("s"))
@@ -1746,9 +1955,9 @@ def _apply_left(
     cluster: RedisCluster, event: Left, envelope: dict[str, Any], announced: list[Room]
 ) -> None:
     factory = cluster._factory
-    participant = factory._participants.get(nickname_key(event.nickname))
+    participant = cluster._subject(envelope, event.nickname)
     if participant is None:
-        return
+        return  # someone else by that name (the claims settle who keeps it)
     factory._fan_out(event, local_members(announced), participant)
     for key in envelope.get("rooms", []):
         room = factory._rooms.get(key)
@@ -1767,8 +1976,8 @@ def _apply_kicked(
     cluster: RedisCluster, event: Kicked, envelope: dict[str, Any], announced: list[Room]
 ) -> None:
     factory = cluster._factory
-    cluster._factory._fan_out(event, local_members(announced))
-    participant = factory._participants.get(nickname_key(event.nickname))
+    participant = cluster._subject(envelope, event.nickname)
+    factory._fan_out(event, local_members(announced))
     room = factory._rooms.get(room_key_of(envelope))
     if participant is not None and room is not None and participant in room.members:
         factory._exit(participant, room)
@@ -1778,43 +1987,70 @@ def _apply_renamed(
     cluster: RedisCluster, event: NicknameChanged, envelope: dict[str, Any], announced: list[Room]
 ) -> None:
     factory = cluster._factory
-    remote = cluster._remote(event.old)
-    if remote is None:
+    validate_nickname(event.new, MAX_NICKNAME)
+    remote = cluster._subject(envelope, event.old)
+    if not isinstance(remote, RemoteParticipant):
         # Known here by another name, or not at all (a claim lost to
         # someone here): known by the new one from now on.
-        remote = cluster._add_remote(
-            str(envelope.get("o")), event.new, envelope.get("a"), envelope.get("w")
-        )
-        if remote is not None:
+        node = envelope.get("sn") or envelope.get("o")
+        added = cluster._add_remote(str(node), event.new, envelope.get("a"), envelope.get("w"))
+        if added is not None:
             for room in announced:
-                room.members[remote] = None
-                remote.rooms[room.key] = room
+                room.members[added] = None
+                added.rooms[room.key] = room
         return
     factory._fan_out(event, local_members(remote.rooms.values()))
-    factory._remove(remote)
     existing = factory._participants.get(nickname_key(event.new))
     if existing is not None and existing is not remote:
-        return  # the claims in Redis settle it
+        # Someone here has it: the claims in Redis settle who keeps it,
+        # and the other node tells who it renamed.
+        cluster._forget(remote, None)
+        return
+    factory._remove(remote)
     factory._add(remote, event.new)
 
 
-def _apply_state(
+def _apply_change(
     cluster: RedisCluster, event: Event, envelope: dict[str, Any], announced: list[Room]
 ) -> None:
     room = cluster._factory._rooms.get(room_key_of(envelope))
     if room is not None:
-        cluster._set_state(room, envelope.get("s"))
+        cluster._apply_change(room, envelope.get("c"), own=False)
     cluster._factory._fan_out(event, local_members(announced))
 
 
 def _apply_away(
     cluster: RedisCluster, event: AwayChanged, envelope: dict[str, Any], announced: list[Room]
 ) -> None:
-    remote = cluster._remote(event.nickname)
-    if remote is None:
+    remote = cluster._subject(envelope, event.nickname)
+    if not isinstance(remote, RemoteParticipant):
         return
     remote.away = event.text
     cluster._factory._fan_out(event, local_members(remote.rooms.values()))
+
+
+def _pairs(value: object) -> set[tuple[str, str]]:
+    """
+    Return C{value}, a list of two-string lists (bans), as a set of pairs.
+
+    @raise ValueError: it is not one.
+    """
+    if not isinstance(value, list) or not all(
+        isinstance(v, list) and len(v) == 2 and all(isinstance(x, str) for x in v) for v in value
+    ):
+        raise ValueError("bad list of pairs")
+    return {(v[0], v[1]) for v in value}
+
+
+def _strings(value: object) -> set[str]:
+    """
+    Return C{value}, a list of strings, as a set.
+
+    @raise ValueError: it is not one.
+    """
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError("bad list of strings")
+    return set(value)
 
 
 def room_key_of(envelope: dict[str, Any]) -> str:
@@ -1833,7 +2069,7 @@ _APPLY: dict[type[Event], Callable[..., None]] = {
     Left: _apply_left,
     Kicked: _apply_kicked,
     NicknameChanged: _apply_renamed,
-    TopicChanged: _apply_state,
-    ModeChanged: _apply_state,
+    TopicChanged: _apply_change,
+    ModeChanged: _apply_change,
     AwayChanged: _apply_away,
 }

@@ -175,11 +175,17 @@ class ICluster(Interface):
         exclude: IParticipant | None,
         quiet: Collection[str],
         store: bool,
+        subject: IParticipant | None,
+        change: dict[str, Any] | None,
     ) -> None:
         """
         Store C{event} in the history of C{rooms} (if C{store}), and deliver
         it once to each of their members but C{exclude}, on every node;
         rooms whose keys are in C{quiet} only learn of it (membership).
+
+        @param subject: the participant it is about (who joined, left, was
+            kicked, changed nickname or went away), if any.
+        @param change: what it changed in its room (see L{ChatFactory._publish}).
         """
 
     def private_message(
@@ -253,6 +259,8 @@ class LocalCluster:
         exclude: IParticipant | None,
         quiet: Collection[str],
         store: bool,
+        subject: IParticipant | None,
+        change: dict[str, Any] | None,
     ) -> None:
         if quiet:
             rooms = tuple(room for room in rooms if room.key not in quiet)
@@ -808,7 +816,7 @@ class ChatFactory(ServerFactory):
         self.cluster.renamed(participant, old)
         self._log.info("{old} is now known as {new}", old=old, new=new)
         event = NicknameChanged(old, new)
-        self._publish(event, *participant.rooms.values(), exclude=participant)
+        self._publish(event, *participant.rooms.values(), exclude=participant, subject=participant)
         if participant.echo:
             # A front end that shows its user's own events learns the new
             # nickname as the others do, even in no room.
@@ -835,7 +843,7 @@ class ChatFactory(ServerFactory):
             self._exit(participant, room)
         # Not in a room that vanished as it left; nowhere while shutting down.
         quiet.update(r.key for r in rooms if self._closing is not None or r.key not in self._rooms)
-        self._publish(Left(nickname, reason), *rooms, quiet=quiet)
+        self._publish(Left(nickname, reason), *rooms, quiet=quiet, subject=participant)
 
     # Rooms
 
@@ -908,9 +916,8 @@ class ChatFactory(ServerFactory):
         participant.rooms[room.key] = room
         self.cluster.entered(participant, room)
         quiet = {room.key} if self._quiet(room) else set()
-        self._publish(
-            Joined(participant.nickname, room.name), room, exclude=participant, quiet=quiet
-        )
+        event = Joined(participant.nickname, room.name)
+        self._publish(event, room, exclude=participant, quiet=quiet, subject=participant)
 
     def _exit(self, participant: IParticipant, room: Room) -> None:
         """
@@ -983,7 +990,7 @@ class ChatFactory(ServerFactory):
         room = self.room_of(participant, name)
         quiet = {room.key} if self._quiet(room) else set()
         event = Left(participant.nickname, reason, room.name)
-        self._publish(event, room, exclude=participant, quiet=quiet)
+        self._publish(event, room, exclude=participant, quiet=quiet, subject=participant)
         self._exit(participant, room)
         return room
 
@@ -1015,12 +1022,19 @@ class ChatFactory(ServerFactory):
         return target
 
     def _moderated(
-        self, operator: IParticipant, room: Room, event: Event, what: str, save: bool = True
+        self,
+        operator: IParticipant,
+        room: Room,
+        event: Event,
+        what: str,
+        save: bool = True,
+        subject: IParticipant | None = None,
+        change: dict[str, Any] | None = None,
     ) -> None:
         """
         Log what C{operator} did, keep the room's new state if it is kept
         across restarts (C{save}), and tell every member of C{room} with
-        C{event}.
+        C{event} (about C{subject}, changing C{change}: see L{_publish}).
         """
         self._log.info(
             "operator {operator} in {room}: {what}",
@@ -1030,7 +1044,7 @@ class ChatFactory(ServerFactory):
         )
         if save:
             self._save(room)
-        self._publish(event, room)
+        self._publish(event, room, subject=subject, change=change)
 
     def set_topic(self, participant: IParticipant, name: str, topic: str) -> Room:
         """
@@ -1056,7 +1070,8 @@ class ChatFactory(ServerFactory):
         )
         room.topic, room.topic_by, room.topic_at = topic, nickname, self.clock.seconds()
         self._save(room)
-        self._publish(TopicChanged(room.name, nickname, topic), room)
+        change = {"topic": topic, "topic_by": nickname, "topic_at": room.topic_at}
+        self._publish(TopicChanged(room.name, nickname, topic), room, change=change)
         return room
 
     def set_mode(self, operator: IParticipant, name: str, change: str) -> Room:
@@ -1074,7 +1089,8 @@ class ChatFactory(ServerFactory):
         if room.topic_locked == (change == "+t"):
             raise RoomError(room.name, f"{room.name} is {change} already.")
         room.topic_locked = change == "+t"
-        self._moderated(operator, room, ModeChanged(room.name, operator.nickname, change), change)
+        event = ModeChanged(room.name, operator.nickname, change)
+        self._moderated(operator, room, event, change, change={"locked": room.topic_locked})
         return room
 
     def kick(self, operator: IParticipant, name: str, nickname: str, reason: str) -> None:
@@ -1091,7 +1107,8 @@ class ChatFactory(ServerFactory):
         if target is operator:
             raise RoomError(room.name, f"/kick is for others; /part {room.name} leaves it.")
         event = Kicked(room.name, operator.nickname, target.nickname, reason)
-        self._moderated(operator, room, event, f"kicked {target.nickname} ({reason})", save=False)
+        what = f"kicked {target.nickname} ({reason})"
+        self._moderated(operator, room, event, what, save=False, subject=target)
         self._exit(target, room)
 
     def ban(self, operator: IParticipant, name: str, nickname: str, reason: str) -> None:
@@ -1128,13 +1145,15 @@ class ChatFactory(ServerFactory):
             )
         room.bans.add(ban)
         event = ModeChanged(room.name, operator.nickname, "+b", shown)
-        self._moderated(operator, room, event, f"banned {shown} ({ban[0]} {ban[1]})")
+        what = f"banned {shown} ({ban[0]} {ban[1]})"
+        self._moderated(operator, room, event, what, change={"bans_add": [list(ban)]})
         # Every connection the ban covers: one account may be online twice.
         for member in list(room.members):
             banned = room.is_banned(member.nickname, _key(member.account))
             if banned and not self.is_server_operator(member):
                 why = reason or "banned"
-                self._publish(Kicked(room.name, operator.nickname, member.nickname, why), room)
+                kicked = Kicked(room.name, operator.nickname, member.nickname, why)
+                self._publish(kicked, room, subject=member)
                 self._exit(member, room)
 
     def unban(self, operator: IParticipant, name: str, nickname: str) -> None:
@@ -1157,7 +1176,8 @@ class ChatFactory(ServerFactory):
             raise RoomError(room.name, f"{nickname} is not banned from {room.name}.")
         room.bans -= bans
         event = ModeChanged(room.name, operator.nickname, "-b", nickname)
-        self._moderated(operator, room, event, f"unbanned {nickname}")
+        change = {"bans_remove": [list(ban) for ban in sorted(bans)]}
+        self._moderated(operator, room, event, f"unbanned {nickname}", change=change)
 
     def set_operator(
         self, operator: IParticipant, name: str, nickname: str, operator_now: bool
@@ -1193,17 +1213,23 @@ class ChatFactory(ServerFactory):
             else:
                 why = f"not an operator of {room.name}"
             raise RoomError(room.name, f"{target.nickname} is {why}.")
+        made_now: dict[str, Any]
         if operator_now:
             if account is not None:
                 room.operator_accounts.add(account)
+                made_now = {"op_accounts_add": [account]}
             else:
                 room.operators.add(target)
+                made_now = {"ops_add": [target.nickname]}
         else:
             room.operators.discard(target)
             room.operator_accounts.discard(account)
+            made_now = {"ops_remove": [target.nickname]}
+            if account is not None:
+                made_now["op_accounts_remove"] = [account]
         change = "+o" if operator_now else "-o"
         event = ModeChanged(room.name, operator.nickname, change, target.nickname)
-        self._moderated(operator, room, event, f"{change} {target.nickname}")
+        self._moderated(operator, room, event, f"{change} {target.nickname}", change=made_now)
 
     def kill(self, operator: IParticipant, nickname: str, reason: str) -> None:
         """
@@ -1346,7 +1372,8 @@ class ChatFactory(ServerFactory):
         nickname = participant.nickname
         assert nickname is not None
         rooms = tuple(participant.rooms.values())
-        self._publish(AwayChanged(nickname, text), *rooms, exclude=participant, store=False)
+        event = AwayChanged(nickname, text)
+        self._publish(event, *rooms, exclude=participant, store=False, subject=participant)
 
     def _publish(
         self,
@@ -1355,6 +1382,8 @@ class ChatFactory(ServerFactory):
         exclude: IParticipant | None = None,
         quiet: Collection[str] = (),
         store: bool = True,
+        subject: IParticipant | None = None,
+        change: dict[str, Any] | None = None,
     ) -> None:
         """
         Store C{event} in the history of each of C{rooms}, if any, and
@@ -1365,8 +1394,16 @@ class ChatFactory(ServerFactory):
             nor shown (a join in a crowded room), only known to the cluster.
         @param store: whether it goes into the history (an away change
             does not).
+        @param subject: the participant it is about, if any (who joined,
+            left, was kicked, changed nickname or went away).
+        @param change: what it changed in its one room, for the other
+            nodes' mirrors: C{topic} (with C{topic_by}, C{topic_at}),
+            C{locked}, C{bans_add} and C{bans_remove} (lists of ban pairs),
+            C{ops_add} and C{ops_remove} (nicknames of operators for their
+            connection's life), C{op_accounts_add} and
+            C{op_accounts_remove} (account keys).
         """
-        self.cluster.publish(event, rooms, exclude, quiet, store)
+        self.cluster.publish(event, rooms, exclude, quiet, store, subject, change)
 
     def _fan_out(
         self, event: Event, recipients: Iterable[IParticipant], exclude: IParticipant | None = None
