@@ -337,3 +337,47 @@ def test_postgresql_restart_loses_no_history(nodes: Nodes, postgres: Postgres) -
     assert all(stored[text] == 1 for text in wanted), stored  # written once
     for client in (alice, bob):
         client.close()
+
+
+def test_workers_on_one_machine_share_the_chat(nodes: Nodes) -> None:
+    """
+    twistd chat --workers 2 with --cluster: two users who landed on
+    different workers, behind the one port, talk to each other.
+    """
+    from test_workers import connections_of, start_workers, worker_pids
+
+    server = start_workers(
+        nodes.directory,
+        2,
+        "--cluster",
+        f"redis://127.0.0.1:{nodes.redis.port}/0",
+        "--cluster-prefix",
+        nodes.prefix,
+        "--database",
+        nodes.database,
+    )
+    nodes.servers["workers"] = server
+    wait_for(lambda: server.log.count("cluster: node") >= 4, server)  # joining, joined x2
+    pids = list(worker_pids(server).values())
+    clients: list[LineClient] = []
+    by_worker: dict[int, LineClient] = {}
+    deadline = time.monotonic() + 15
+    while len(by_worker) < 2:
+        assert time.monotonic() < deadline, "every connection went to one worker"
+        before = {pid: connections_of(pid, server.port) for pid in pids}
+        client = LineClient(server.port)
+        client.expect("Choose a nickname")
+        clients.append(client)
+        for pid in pids:
+            if connections_of(pid, server.port) > before[pid]:
+                by_worker.setdefault(pid, client)
+    first, second = by_worker.values()
+    first.send("alice")
+    first.expect("Welcome, alice")
+    second.send("bob")
+    second.expect("Welcome, bob")
+    first.expect("bob has joined")
+    first.send("hello across workers")
+    second.expect("<alice> hello across workers")
+    for client in clients:
+        client.close()
