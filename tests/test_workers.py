@@ -879,3 +879,17 @@ def test_sighup_reaches_every_worker(tmp_path: Path, redis: Redis) -> None:
         server.terminate()
     finally:
         server.stop()
+
+
+def test_oper_with_workers_needs_a_shared_database(tmp_path: Path) -> None:
+    """
+    --oper with --workers and a SQLite file per worker is refused at
+    start-up: no worker's file would hold the account.
+    """
+    options = Options()
+    with pytest.raises(usage.UsageError, match="--oper with --workers needs"):
+        options.parseOptions(
+            ["--workers", "2", "--cluster", "redis://127.0.0.1:1/0", "--oper", "root2",
+             "--database", str(tmp_path / "chat.db")]
+        )  # fmt: skip
+    assert not (tmp_path / "chat.db").exists()

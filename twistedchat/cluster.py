@@ -1940,7 +1940,10 @@ def _apply_joined(
     room = cluster._mirror_room(key, envelope.get("s"))
     if room is None:
         return
-    cluster._factory._fan_out(event, local_members([room] if announced else []))
+    # Quiet where either node counts more members than quiet_joins_above
+    # (a mirror may lag behind a crowd arriving on other nodes).
+    shown = [room] if announced and not cluster._factory._quiet(room) else []
+    cluster._factory._fan_out(event, local_members(shown))
     room.members[remote] = None
     remote.rooms[room.key] = room
     if known:
@@ -1958,7 +1961,8 @@ def _apply_left(
     participant = cluster._subject(envelope, event.nickname)
     if participant is None:
         return  # someone else by that name (the claims settle who keeps it)
-    factory._fan_out(event, local_members(announced), participant)
+    shown = [room for room in announced if not factory._quiet(room)]
+    factory._fan_out(event, local_members(shown), participant)
     for key in envelope.get("rooms", []):
         room = factory._rooms.get(key)
         if room is not None and participant in room.members:

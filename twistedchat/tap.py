@@ -600,6 +600,16 @@ class Options(usage.Options):
             raise usage.UsageError("--history-on-join cannot be more than --history-max.")
         if self.reloading:
             return  # the database is open already
+        if self["workers"] > 1:
+            # The supervisor serves nobody: each worker opens the database.
+            if self["oper"] and not self["database"].startswith(("postgresql:", "postgres:")):
+                raise usage.UsageError(
+                    "--oper with --workers needs the accounts every worker shares: "
+                    "--database postgresql://..."
+                )
+            self["history-recent"], self["history-last-id"] = [], 0
+            self["accounts"], self["rooms"] = {}, {}
+            return
         keep = self["history-max"]
         try:
             default = room_key(self["default-room"])
