@@ -841,3 +841,27 @@ async def test_nickname_freed_while_detached_is_free_again(redis: Redis) -> None
         assert again.session.nickname == "alice", [e.text for e in again.replies_of(Notice)]
     finally:
         await cluster.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_crowded_rooms_stay_quiet_across_nodes(redis: Redis) -> None:
+    """
+    In a room with more members than quiet_joins_above, counting every
+    node's, a join on one node is announced on none.
+    """
+    cluster = Cluster(redis)
+    try:
+        a = await cluster.node("a", quiet_joins_above=2)
+        b = await cluster.node("b", quiet_joins_above=2)
+        alice = cluster.user(a, "alice")
+        cluster.user(a, "carol")
+        bob = cluster.user(b, "bob")
+        await until(lambda: len(b.default_room.members) == 3 and len(a.default_room.members) == 3)
+        alice.delivered.clear()
+        cluster.user(b, "dave")
+        bob.session.line("after dave")  # node B publishes it after dave's join
+        await until(lambda: "after dave" in texts(alice), "the line after dave's join")
+        assert knows(a, "dave")
+        assert [e for e in alice.delivered if isinstance(e, Joined)] == []
+    finally:
+        await cluster.close()
