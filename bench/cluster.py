@@ -52,8 +52,10 @@ storm
     bench/storm.py's reconnect storm (--clients at once into one room,
     then 10 broadcasts from client 0, each timed to the last arrival),
     C{single} against C{workers-2} (and C{nodes-1} if asked), with the
-    CPU and RSS of the supervisor and its workers added up, and how many
-    connections each worker ended up holding.
+    CPU and RSS of the supervisor and its workers added up, how many
+    connections each worker ended up holding, and how many live join
+    notices ("has joined", not those replayed from the history) the
+    clients received.
 
 Every run is bounded (--timeout per run, the storm's own bounds) and
 stops its servers and Redis; the output ends with the command line.
@@ -266,7 +268,8 @@ class Cluster:
         finally:
             for index, node in enumerate(nodes):
                 node.stop()
-                report_log(node.log, f"{self.started:02d}-{config.name}-n{index}", self.logs)
+                name = config.name.replace("/", "-")
+                report_log(node.log, f"{self.started:02d}-{name}-n{index}", self.logs)
             shutil.rmtree(databases, ignore_errors=True)
 
     def info(self) -> dict[str, float]:
@@ -646,6 +649,49 @@ STORM_CONFIGS = {
 }
 
 
+#: A live join notice (protocol.py); not one replayed from the history,
+#: which starts with its time.
+JOINED_NOTICE = re.compile(rb"(?:^|(?<=\n))\*\*\* [^ \r\n]+ has joined\r\n")
+
+
+class CountingStorm(storm.Storm):
+    """
+    storm.py's clients, also counting the live join notices each
+    receives (not those in the history replayed on joining).
+    """
+
+    def __init__(self, crowd: Crowd, clients: int) -> None:
+        super().__init__(crowd, clients)
+        self.joins = [0] * clients
+        self.join_tails = [b""] * clients
+
+    def received(self, index: int, data: bytes, now: float) -> None:
+        """
+        storm.py's C{received}, then count the join notices in C{data}
+        (a line cut between two chunks counts once, when complete).
+        """
+        super().received(index, data, now)
+        seen = self.join_tails[index] + data
+        self.joins[index] += len(JOINED_NOTICE.findall(seen))
+        self.join_tails[index] = seen[seen.rfind(b"\n") + 1 :]
+
+    def joins_summary(self) -> str:
+        """
+        The join notices received: the most any client got, and by the
+        client registered last.
+        """
+        welcomed = [index for index, at in enumerate(self.welcomed_at) if at]
+        if not welcomed:
+            return "no client registered"
+        most = max(range(len(self.joins)), key=self.joins.__getitem__)
+        last = max(welcomed, key=self.welcomed_at.__getitem__)
+        return (
+            f"{sum(self.joins)} in all, at most {self.joins[most]} (client {most}), "
+            f"{self.joins[last]} by the client registered last (client {last}), "
+            f"{sum(1 for count in self.joins if count)} clients got any"
+        )
+
+
 def broadcast(
     crowd: Crowd, clients: storm.Storm, node: Node, result: storm.Result, args: argparse.Namespace
 ) -> list[int]:
@@ -694,17 +740,18 @@ def broadcast(
 
 def storm_run(
     node: Node, label: str, args: argparse.Namespace
-) -> tuple[storm.Result, list[int], list[int]]:
+) -> tuple[storm.Result, list[int], list[int], str]:
     """
     bench/storm.py's C{run} against a server already started: the storm,
     the wait for quiet, the broadcasts (L{broadcast}). Also return the
-    descriptors each worker holds after the storm, and how many clients
-    each incomplete broadcast missed.
+    descriptors each worker holds after the storm, how many clients
+    each incomplete broadcast missed, and the join notices the clients
+    received (L{CountingStorm.joins_summary}).
     """
     missed: list[int] = []
     result = storm.Result(label, args.clients)
     crowd = Crowd(node.port, storm.GROUP, "s", args.per_address)
-    clients = storm.Storm(crowd, args.clients)
+    clients = CountingStorm(crowd, args.clients)
     try:
         result.rss_empty, _ = node.memory()
         server_cpu = node.cpu_seconds()
@@ -751,7 +798,7 @@ def storm_run(
         result.why_cut_off = crowd.why_gone()
     finally:
         crowd.close()
-    return result, held, missed
+    return result, held, missed, clients.joins_summary()
 
 
 def storm_mode(cluster: Cluster, args: argparse.Namespace) -> None:
@@ -766,10 +813,11 @@ def storm_mode(cluster: Cluster, args: argparse.Namespace) -> None:
     for name in names:
         config = STORM_CONFIGS[name]
         with cluster.start(config) as nodes:
-            result, held, missed = storm_run(nodes[0], name, args)
+            result, held, missed, joins = storm_run(nodes[0], name, args)
         results.append(result)
         for line in result.lines():
             print(line, flush=True)
+        print(f"{name}: join notices received: {joins}", flush=True)
         print(f"{name}: descriptors held per worker after the storm: {held}", flush=True)
         if missed:
             print(f"{name}: clients each incomplete broadcast missed: {missed}", flush=True)
@@ -810,9 +858,14 @@ def versions() -> str:
         check=False,
     ).stdout.split()
     redis_version = next((word[2:] for word in redis if word.startswith("v=")), "?")
+    try:
+        hiredis = importlib.metadata.version("hiredis")
+    except importlib.metadata.PackageNotFoundError:
+        hiredis = "not installed"
     return (
         f"Python {platform.python_version()}, Twisted {importlib.metadata.version('twisted')}, "
-        f"txredisapi {importlib.metadata.version('txredisapi')}, redis-server {redis_version}, "
+        f"txredisapi {importlib.metadata.version('txredisapi')}, hiredis {hiredis}, "
+        f"redis-server {redis_version}, "
         f"{os.cpu_count()} cores, {time.strftime('%Y-%m-%d %H:%M %Z')}"
     )
 

@@ -110,7 +110,9 @@ class Cluster:
         self.users: list[Recorder] = []
         self.histories: list[History] = []
 
-    async def node(self, name: str, database: str = "", **options: Any) -> ChatFactory:
+    async def node(
+        self, name: str, database: str = "", timeout: float = 5.0, **options: Any
+    ) -> ChatFactory:
         """
         Start a node called C{name}, with its history in the PostgreSQL
         C{database} if given, and wait until it joined.
@@ -127,6 +129,7 @@ class Cluster:
             prefix=self.prefix,
             lease=2.0,
             shared_history=bool(database),
+            timeout=timeout,
         )
         factory.cluster = cluster
         cluster.start()
@@ -171,6 +174,24 @@ def texts(user: Recorder) -> list[str]:
 
 def knows(factory: ChatFactory, nickname: str) -> bool:
     return factory.online(nickname) is not None
+
+
+async def shared_room(
+    name: str, first: tuple[ChatFactory, Recorder], second: tuple[ChatFactory, Recorder]
+) -> None:
+    """
+    The user of C{first} creates the room C{name}; the user of C{second}
+    joins it once their node has heard of it (as a user who saw it in
+    /rooms would), and both nodes have both in it.
+    """
+    (here, creator), (there, joiner) = first, second
+    creator.session.line(f"/join {name}")
+    await until(lambda: name in [room.name for room in there.rooms()], f"{name} on the other node")
+    joiner.session.line(f"/join {name}")
+    await until(
+        lambda: here.online(joiner.session.nickname) in here.room(name).members,
+        f"the join of {name}",
+    )
 
 
 @pytest_twisted.ensureDeferred
@@ -314,10 +335,7 @@ async def test_private_messages_kicks_and_kills_reach_other_nodes(redis: Redis) 
         await until(lambda: said(bob, PrivateMessage), "the private message")
         (message,) = said(bob, PrivateMessage)
         assert (message.sender, message.text) == ("alice", "psst") and message.id
-        alice.session.line("/join #den")
-        await until(lambda: "#den" in [room.name for room in b.rooms()])
-        bob.session.line("/join #den")
-        await until(lambda: a.online("bob") in a.room("#den").members)
+        await shared_room("#den", (a, alice), (b, bob))
         alice.session.line("/kick #den bob out")
         await until(lambda: said(bob, Kicked), "the kick")
         await until(lambda: "#den" not in bob.session.rooms)
@@ -427,10 +445,7 @@ async def test_topic_and_operator_changes_apply_on_every_node(redis: Redis) -> N
         a, b = await cluster.node("a"), await cluster.node("b")
         alice, bob = cluster.user(a, "alice"), cluster.user(b, "bob")
         await until(lambda: knows(a, "bob") and knows(b, "alice"))
-        alice.session.line("/join #ops")
-        await until(lambda: "#ops" in [room.name for room in b.rooms()])
-        bob.session.line("/join #ops")
-        await until(lambda: a.online("bob") in a.room("#ops").members)
+        await shared_room("#ops", (a, alice), (b, bob))
         alice.session.line("/mode #ops +t")
         await until(lambda: b.room("#ops").topic_locked)
         bob.session.line("/topic #ops mine")
@@ -660,10 +675,7 @@ async def test_concurrent_topic_changes_converge(redis: Redis) -> None:
         a, b = await cluster.node("a"), await cluster.node("b")
         alice, bob = cluster.user(a, "alice"), cluster.user(b, "bob")
         await until(lambda: knows(a, "bob") and knows(b, "alice"))
-        alice.session.line("/join #t")
-        await until(lambda: "#t" in [r.name for r in b.rooms()])
-        bob.session.line("/join #t")
-        await until(lambda: a.online("bob") in a.room("#t").members)
+        await shared_room("#t", (a, alice), (b, bob))
         alice.session.line("/topic #t one")
         bob.session.line("/topic #t two")
         await until(
@@ -754,10 +766,7 @@ async def test_line_said_just_before_parting_comes_back(redis: Redis) -> None:
         a, b = await cluster.node("a"), await cluster.node("b")
         alice, bob = cluster.user(a, "alice"), cluster.user(b, "bob")
         await until(lambda: knows(a, "bob") and knows(b, "alice"))
-        alice.session.line("/join #x")
-        await until(lambda: "#x" in [r.name for r in b.rooms()])
-        bob.session.line("/join #x")
-        await until(lambda: a.online("bob") in a.room("#x").members)
+        await shared_room("#x", (a, alice), (b, bob))
         # Joining a new room makes node A wait for its subscription.
         alice.session.line("/join #y")
         a.say(alice.session, a.room("#x"), "bye")
@@ -781,10 +790,7 @@ async def test_room_left_while_detached_has_no_false_gap(redis: Redis) -> None:
         a, b = await cluster.node("a"), await cluster.node("b")
         alice, bob = cluster.user(a, "alice"), cluster.user(b, "bob")
         await until(lambda: knows(a, "bob") and knows(b, "alice"))
-        alice.session.line("/join #x")
-        await until(lambda: "#x" in [r.name for r in b.rooms()])
-        bob.session.line("/join #x")
-        await until(lambda: a.online("bob") in a.room("#x").members)
+        await shared_room("#x", (a, alice), (b, bob))
         bob.session.line("one")
         await until(lambda: "one" in texts(alice))
         link = cluster_of(a)._link
@@ -863,5 +869,32 @@ async def test_crowded_rooms_stay_quiet_across_nodes(redis: Redis) -> None:
         await until(lambda: "after dave" in texts(alice), "the line after dave's join")
         assert knows(a, "dave")
         assert [e for e in alice.delivered if isinstance(e, Joined)] == []
+    finally:
+        await cluster.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_redis_that_stops_answering_is_taken_for_down(redis: Redis) -> None:
+    """
+    Redis that keeps the connection open but answers nothing (CLIENT
+    PAUSE, as a network partition looks) is taken for down after
+    its timeout: the node detaches, serves its users alone,
+    and joins again once Redis answers.
+    """
+    import subprocess
+
+    cluster = Cluster(redis)
+    try:
+        a = await cluster.node("a", timeout=1.0)
+        alice, carol = cluster.user(a, "alice"), cluster.user(a, "carol")
+        subprocess.run(
+            ["redis-cli", "-p", str(redis.port), "CLIENT", "PAUSE", "5000", "ALL"],
+            check=True,
+            capture_output=True,
+        )
+        alice.session.line("anyone?")  # a command that gets no answer
+        await until(lambda: cluster_of(a).detached, "a to detach", deadline=15)
+        assert "anyone?" in texts(carol)  # shown here meanwhile
+        await until(lambda: not cluster_of(a).detached, "a to come back", deadline=20)
     finally:
         await cluster.close()

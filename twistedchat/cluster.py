@@ -112,7 +112,8 @@ MAX_NICKNAME = 64
 #: Redis (docs/cluster.md, section 9).
 RESERVE = 2**20
 
-#: Seconds any one Redis command may take before the link counts as down.
+#: Seconds a connection to Redis may leave a command unanswered, hearing
+#: nothing at all, before the link counts as down.
 COMMAND_TIMEOUT = 5.0
 
 #: Seconds to wait for the history of a gap to be written by its origin,
@@ -253,6 +254,23 @@ for _, node in ipairs(lost) do
   end
 end
 return reaped
+"""
+
+#: KEYS: nodes, nicks, skels, my node's hash, my node's nicks; ARGV: my
+#: node id. A node leaving: every nickname it holds is free at once.
+_LEAVE = """
+local held = redis.call('HGETALL', KEYS[5])
+for i = 1, #held, 2 do
+  if redis.call('HGET', KEYS[2], held[i]) == ARGV[1] then
+    redis.call('HDEL', KEYS[2], held[i])
+    if redis.call('HGET', KEYS[3], held[i + 1]) == held[i] then
+      redis.call('HDEL', KEYS[3], held[i + 1])
+    end
+  end
+end
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('DEL', KEYS[4], KEYS[5])
+return #held / 2
 """
 
 #: KEYS: event-id; ARGV: the least id to hand out, the reserve's size.
@@ -483,12 +501,20 @@ class _Link:
         self.cluster = cluster
         self.commands: Any = None
         self.subscriber: Any = None
+        #: When each connection (commands, subscriber) last received
+        #: anything, and how many commands each has waiting for a reply.
+        self.heard = [reactor.seconds(), reactor.seconds()]
+        self.waiting = [0, 0]
         link = self
 
         class Commands(txredisapi.RedisProtocol):  # type: ignore[misc]
             def connectionMade(self) -> Any:
                 self.whenConnected().addCallback(link._commands_up)
                 return super().connectionMade()
+
+            def dataReceived(self, data: bytes, unpause: bool = False) -> Any:
+                link.heard[0] = reactor.seconds()
+                return super().dataReceived(data, unpause)
 
             def connectionLost(self, why: Any) -> None:
                 super().connectionLost(why)
@@ -498,6 +524,10 @@ class _Link:
             def connectionMade(self) -> Any:
                 self.whenConnected().addCallback(link._subscriber_up)
                 return super().connectionMade()
+
+            def dataReceived(self, data: bytes, unpause: bool = False) -> Any:
+                link.heard[1] = reactor.seconds()
+                return super().dataReceived(data, unpause)
 
             def messageReceived(self, pattern: Any, channel: Any, message: Any) -> None:
                 link.cluster.received(message)
@@ -527,11 +557,23 @@ class _Link:
 
     def _commands_up(self, protocol: Any) -> None:
         self.commands = protocol
+        self.heard[0], self.waiting[0] = self.cluster._reactor.seconds(), 0
         self.cluster.link_changed()
 
     def _subscriber_up(self, protocol: Any) -> None:
         self.subscriber = protocol
+        self.heard[1], self.waiting[1] = self.cluster._reactor.seconds(), 0
         self.cluster.link_changed()
+
+    def silent(self, now: float, timeout: float) -> bool:
+        """
+        Whether a connection has left a command unanswered, and heard
+        nothing at all, for more than C{timeout} seconds.
+        """
+        return any(
+            waiting and now - heard > timeout
+            for waiting, heard in zip(self.waiting, self.heard, strict=True)
+        )
 
     def _commands_down(self, protocol: Any) -> None:
         if self.commands is protocol:
@@ -582,6 +624,7 @@ class RedisCluster:
         lease: float = 15.0,
         shared_history: bool = False,
         reactor: Any = None,
+        timeout: float = COMMAND_TIMEOUT,
     ) -> None:
         """
         @param name: this node's name (C{--node-name}).
@@ -591,11 +634,15 @@ class RedisCluster:
             shares (PostgreSQL), from which gaps can be filled.
         @param reactor: the reactor (txredisapi itself always uses the
             global one).
+        @param timeout: seconds Redis may leave a command unanswered,
+            saying nothing at all, before the link counts as down (see
+            L{_watch}).
         """
         if reactor is None:
             from twisted.internet import reactor
         self._factory = factory
         self._reactor = reactor
+        self.timeout = timeout
         self._address = address
         self.node = node_id(name)
         self.name = name
@@ -636,6 +683,9 @@ class RedisCluster:
         self._unconfirmed: set[str] = set()
         self._renewal = LoopingCall(self._renew)
         self._renewal.clock = reactor
+        self._watchdog = LoopingCall(self._watch)
+        self._probing = False
+        self._watchdog.clock = reactor
         self._global = f"{prefix}global"
         self._own = self._node_channel(self.node)
 
@@ -669,6 +719,7 @@ class RedisCluster:
             )
         self._link = _Link(self, self._address, self._reactor)
         self._renewal.start(self.lease / 3, now=False)
+        self._watchdog.start(1.0, now=False)
         accounts = self._factory.accounts
         if accounts is not None:
             accounts.changed = self._account_changed
@@ -683,28 +734,29 @@ class RedisCluster:
     async def _stop(self) -> None:
         self._stopping = True
         self._cancel_unconfirmed()
-        if self._renewal.running:
-            self._renewal.stop()
+        for call in (self._renewal, self._watchdog):
+            if call.running:
+                call.stop()
         link = self._link
         if link is None:
             return
         if not self.detached and link.commands is not None:
             commands = link.commands
             try:
-                await self._timed(
-                    commands.publish(self._global, self._message("NodeStopped", node=self.node))
+                # Bounded: stopping never waits for a Redis that went away.
+                goodbye = commands.publish(
+                    self._global, self._message("NodeStopped", node=self.node)
                 )
-                for participant in list(self._factory._participants.values()):
-                    if is_local(participant):
-                        self._release(participant.nickname)
-                await self._timed(commands.execute_command("ZREM", self._key("nodes"), self.node))
-                await self._timed(
-                    commands.execute_command(
-                        "DEL",
-                        self._key(f"node:{self.node}"),
-                        self._key(f"node:{self.node}:nicks"),
-                    )
-                )
+                await goodbye.addTimeout(self.timeout, self._reactor)
+                keys = [
+                    self._key("nodes"),
+                    self._key("nicks"),
+                    self._key("skels"),
+                    self._key(f"node:{self.node}"),
+                    self._key(f"node:{self.node}:nicks"),
+                ]
+                left = commands.eval(_LEAVE, keys, [self.node])
+                await left.addTimeout(self.timeout, self._reactor)
             except Exception as e:
                 self._log.warn("cluster: could not say goodbye: {why}", why=str(e))
         self.detached = True
@@ -744,17 +796,54 @@ class RedisCluster:
         if self._link is not None:
             self._link.drop()
 
-    def _timed(self, d: Deferred[Any]) -> Deferred[Any]:
-        def timed_out(failure: Any) -> Any:
-            from twisted.internet.defer import TimeoutError as Timeout
+    def _timed(self, d: Deferred[Any], subscriber: bool = False) -> Deferred[Any]:
+        """
+        Count C{d}, a command's reply on the commands connection (or the
+        C{subscriber} one), as awaited until it comes: see L{_watch}.
+        """
+        link = self._link
+        if link is None:
+            return d
+        which = 1 if subscriber else 0
+        link.waiting[which] += 1
 
-            if failure.check(Timeout) and self._link is not None:
-                self._log.warn("cluster: Redis did not answer in {s} s", s=COMMAND_TIMEOUT)
-                self._link.drop()
-            return failure
+        def answered(result: object) -> object:
+            link.waiting[which] = max(0, link.waiting[which] - 1)
+            return result
 
-        d.addTimeout(COMMAND_TIMEOUT, self._reactor)
-        return d.addErrback(timed_out)
+        return d.addBoth(answered)
+
+    def _watch(self) -> None:
+        """
+        Find a dead link without a FIN: a connection that has left a
+        command unanswered, hearing nothing at all, for C{timeout}
+        seconds is sent a C{PING}; if nothing at all has come back on it
+        C{timeout} seconds later, and one more turn of the reactor
+        has read its sockets, the link is dropped. A node too busy to read
+        or write for a while (thousands of users registering at once) so
+        does not take its own slowness for Redis's.
+        """
+        link = self._link
+        now = self._reactor.seconds()
+        if link is None or self._probing or not link.silent(now, self.timeout):
+            return
+        self._probing = True
+        for protocol in (link.commands, link.subscriber):
+            if protocol is not None:
+                protocol.ping().addErrback(lambda failure: None)
+
+        def verify() -> None:
+            self._reactor.callLater(0, verdict)
+
+        def verdict() -> None:
+            self._probing = False
+            if self._link is link and min(link.heard) < now:
+                self._log.warn(
+                    "cluster: Redis did not answer for {s} s; reconnecting", s=self.timeout
+                )
+                link.drop()
+
+        self._reactor.callLater(self.timeout, verify)
 
     async def _attach(self) -> None:
         link = self._link
@@ -762,9 +851,8 @@ class RedisCluster:
         commands, subscriber = link.commands, link.subscriber
         # Named, for an operator's CLIENT LIST (and the tests' CLIENT KILL).
         for connection, role in ((commands, "cmd"), (subscriber, "sub")):
-            await self._timed(
-                connection.execute_command("CLIENT", "SETNAME", f"tc-{self.node}-{role}")
-            )
+            named = connection.execute_command("CLIENT", "SETNAME", f"tc-{self.node}-{role}")
+            await self._timed(named, subscriber=role == "sub")
         await self._timed(
             commands.execute_command("SET", self._key("epoch"), secrets.token_hex(16), "NX")
         )
@@ -794,7 +882,7 @@ class RedisCluster:
         for channel in (self._global, self._own):
             # One channel per SUBSCRIBE: txredisapi matches one reply per
             # command (docs/cluster.md, 11.1).
-            await self._timed(subscriber.subscribe(channel))
+            await self._timed(subscriber.subscribe(channel), subscriber=True)
         # The default room is always heard: nearly every node has users in
         # it, and they find its recent history there at once.
         default = self._factory.default_room.key
@@ -806,7 +894,7 @@ class RedisCluster:
         if not self._attached_before:
             self._complete.add(default)
         for key in rooms:
-            await self._timed(subscriber.subscribe(self._room_channel(key)))
+            await self._timed(subscriber.subscribe(self._room_channel(key)), subscriber=True)
             self._subscribed.add(key)
         # Nicknames this node held for users who left while it was cut off.
         held = await self._timed(
@@ -920,7 +1008,7 @@ class RedisCluster:
             )
         ).addErrback(self._failed, "look for lost nodes")
         if link.subscriber is not None:
-            self._timed(link.subscriber.ping()).addErrback(self._failed, "ping")
+            self._timed(link.subscriber.ping(), subscriber=True).addErrback(self._failed, "ping")
 
     def _failed(self, failure: Any, what: str) -> None:
         if not self.detached:
@@ -1274,7 +1362,8 @@ class RedisCluster:
             self._claim(participant, old)
 
     def left(self, participant: IParticipant) -> None:
-        if is_local(participant):
+        if is_local(participant) and self._factory._closing is None:
+            # While shutting down, leaving the cluster frees them all at once.
             self._release(participant.nickname)
 
     # Rooms
@@ -1386,9 +1475,8 @@ class RedisCluster:
             self._leaving.discard(key)
             link = self._link
             if link is not None and link.subscriber is not None and not self.detached:
-                self._timed(link.subscriber.unsubscribe(self._room_channel(key))).addErrback(
-                    self._failed, "unsubscribe"
-                )
+                unsubscribed = link.subscriber.unsubscribe(self._room_channel(key))
+                self._timed(unsubscribed, subscriber=True).addErrback(self._failed, "unsubscribe")
 
     def _subscribe(self, key: str) -> None:
         link = self._link
@@ -1402,7 +1490,7 @@ class RedisCluster:
             self._pump()
             return result
 
-        self._timed(link.subscriber.subscribe(self._room_channel(key))).addBoth(
+        self._timed(link.subscriber.subscribe(self._room_channel(key)), subscriber=True).addBoth(
             confirmed
         ).addErrback(self._failed, "subscribe")
 
