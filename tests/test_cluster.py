@@ -898,3 +898,114 @@ async def test_redis_that_stops_answering_is_taken_for_down(redis: Redis) -> Non
         await until(lambda: not cluster_of(a).detached, "a to come back", deadline=20)
     finally:
         await cluster.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_concurrent_unban_and_reban_converge(redis: Redis) -> None:
+    """
+    Two operators on two nodes lift one ban at the same moment, and the
+    one on node B bans again at once: afterwards both nodes hold the same
+    bans (whatever Redis ordered last on each ban), not one each.
+    """
+    from twistedchat.events import ModeChanged
+
+    cluster = Cluster(redis)
+    try:
+        a, b = await cluster.node("a"), await cluster.node("b")
+        alice, bob = cluster.user(a, "alice"), cluster.user(b, "bob")
+        await until(lambda: knows(a, "bob") and knows(b, "alice"))
+        await shared_room("#b", (a, alice), (b, bob))
+        alice.session.line("/op #b bob")
+        await until(lambda: b.is_operator(b.online("bob"), b.room("#b")), "bob to be op")
+        alice.session.line("/ban #b xavier")
+        await until(lambda: b.room("#b").bans == a.room("#b").bans != set(), "the ban on B")
+        alice.delivered.clear()
+        bob.delivered.clear()
+        # One reactor turn: neither node has heard the other's yet.
+        alice.session.line("/unban #b xavier")
+        bob.session.line("/unban #b xavier")
+        bob.session.line("/ban #b xavier")
+        await until(
+            lambda: len(said(alice, ModeChanged)) == 3 and len(said(bob, ModeChanged)) == 3,
+            "the three changes on both nodes",
+        )
+        await until(
+            lambda: cluster_of(a)._pending == {} and cluster_of(b)._pending == {},
+            "every change to come back",
+        )
+        assert a.room("#b").bans == b.room("#b").bans, (a.room("#b").bans, b.room("#b").bans)
+    finally:
+        await cluster.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_line_heard_while_history_loads_is_not_shown_twice(
+    redis: Redis, postgres: Postgres
+) -> None:
+    """
+    A user joins a room nobody on their node was in; a line said there
+    while its history is still being read reaches them live, and the
+    replay that follows does not show it to them a second time.
+    """
+    from twistedchat.events import HistoryReplay
+
+    database = shared_database(postgres)
+    cluster = Cluster(redis)
+    try:
+        a, b = await cluster.node("a", database), await cluster.node("b", database)
+        alice, bob = cluster.user(a, "alice"), cluster.user(b, "bob")
+        await until(lambda: knows(a, "bob") and knows(b, "alice"))
+        alice.session.line("/join #tea")
+        await until(lambda: "#tea" in [room.name for room in b.rooms()])
+        alice.session.line("tea 0")
+        bob.session.line("/join #tea")
+        # Node B listens in #tea, and is still reading its history.
+        await until(lambda: "#tea" in cluster_of(b)._subscribed and cluster_of(b)._gates == 0)
+        assert "#tea" in cluster_of(b)._loads, "the history was read already"
+        alice.session.line("live")
+        await until(lambda: "live" in texts(bob), "the live line")
+        await until(lambda: bob.replies_of(HistoryReplay), "the replay")
+        (replay,) = bob.replies_of(HistoryReplay)
+        replayed = [r.event.text for r in replay.records if isinstance(r.event, ChatLine)]
+        shown = texts(bob) + replayed
+        assert shown.count("live") == 1, shown
+    finally:
+        await cluster.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_lines_filled_after_a_gap_are_in_history_too(
+    redis: Redis, postgres: Postgres
+) -> None:
+    """
+    Lines node B missed while its subscription was cut, and delivered to
+    its users from the shared history once back, are in B's history too:
+    /history there shows them between the lines before and after.
+    """
+    from twistedchat.events import HistoryReplay
+
+    database = shared_database(postgres)
+    cluster = Cluster(redis)
+    try:
+        a, b = await cluster.node("a", database), await cluster.node("b", database)
+        alice, bob = cluster.user(a, "alice"), cluster.user(b, "bob")
+        await until(lambda: knows(a, "bob") and knows(b, "alice"))
+        alice.session.line("before")
+        await until(lambda: texts(bob) == ["before"])
+        link = cluster_of(b)._link
+        assert link is not None and link.subscriber is not None
+        link.subscriber.transport.abortConnection()
+        await until(lambda: cluster_of(b).detached, "b to detach")
+        for i in range(3):
+            alice.session.line(f"missed {i}")
+        await until(lambda: not cluster_of(b).detached, "b to come back")
+        alice.session.line("after")
+        expected = ["before", "missed 0", "missed 1", "missed 2", "after"]
+        await until(lambda: texts(bob) == expected, f"all lines, got {texts(bob)}")
+        bob.session.line("/history")
+        await until(lambda: bob.replies_of(HistoryReplay), "the history")
+        replay = bob.replies_of(HistoryReplay)[-1]
+        shown = [r.event.text for r in replay.records if isinstance(r.event, ChatLine)]
+        assert shown == expected, shown
+    finally:
+        await cluster.close()

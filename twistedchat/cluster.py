@@ -64,6 +64,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import secrets
 import socket
@@ -677,7 +678,7 @@ class RedisCluster:
         # Rooms whose history is being read again: what was heard
         # meanwhile, to keep once it is read.
         self._loading: dict[str, list[Event]] = {}
-        self._loads: dict[str, Deferred[None]] = {}
+        self._loads: dict[str, Deferred[int | None]] = {}
         self._next_id = 0
         self._last_reserved = 0
         self._unconfirmed: set[str] = set()
@@ -1099,10 +1100,11 @@ class RedisCluster:
         """
         Store C{event} and deliver it to C{recipients} on this node only.
         """
+        numbered = bool(event.id)  # a private message Redis numbered is stored
         self._stamp_here(event)
         history = self._factory.history
         if history is not None:
-            if isinstance(event, PrivateMessage):
+            if isinstance(event, PrivateMessage) and not numbered:
                 history.record(event)
             for key in stored:
                 history.record(event, key)
@@ -1400,10 +1402,12 @@ class RedisCluster:
     def remembers(self, room: str) -> bool:
         return not self._shared_history or room in self._complete
 
-    def load_history(self, room: str) -> Deferred[None]:
+    def load_history(self, room: str) -> Deferred[int | None]:
         """
         Read the last events of C{room} from the shared database, and keep
-        them in memory in place of what this node heard of them.
+        them in memory in place of what this node heard of them; fires
+        with the id of the first event heard here meanwhile (shown live
+        already), or C{None}.
         """
         history = self._factory.history
         mirrored = self._factory._rooms.get(room)
@@ -1415,16 +1419,16 @@ class RedisCluster:
             loading = self._loads[room] = Deferred.fromCoroutine(
                 self._load(history, room, mirrored.since)
             )
-        done: Deferred[None] = Deferred()
+        done: Deferred[int | None] = Deferred()
 
         def finished(result: object) -> object:
-            done.callback(None)
+            done.callback(result if isinstance(result, int) else None)
             return result
 
         loading.addBoth(finished)
         return done
 
-    async def _load(self, history: Any, room: str, since: int) -> None:
+    async def _load(self, history: Any, room: str, since: int) -> int | None:
         try:
             await self._written(history, room)
             records = await history.page(room, 2**63, history.cap, since)
@@ -1435,8 +1439,9 @@ class RedisCluster:
             records = None
         heard = self._loading.pop(room, [])
         self._loads.pop(room, None)
+        first = min((event.id for event in heard), default=None)
         if records is None:
-            return
+            return first
         history.forget(room)
         newest = 0
         for record in records:
@@ -1447,6 +1452,7 @@ class RedisCluster:
                 history.observe(event, room)
         if room in self._subscribed:
             self._complete.add(room)
+        return first
 
     def exited(self, participant: IParticipant, room: Room) -> None:
         key = room.key
@@ -1669,6 +1675,7 @@ class RedisCluster:
                     recipients = local_members((room,))
                     for record in records:
                         self._factory._fan_out(record.event, recipients)
+                        history.observe(record.event, key)
                 release(len(records))
 
             def failed(failure: Any) -> None:
@@ -1717,7 +1724,7 @@ class RedisCluster:
             # every node ends with the last topic Redis carried.
             room = self._factory._rooms.get(room_key_of(envelope))
             if room is not None:
-                self._apply_change(room, envelope.get("c"), own=True)
+                self._apply_change(room, envelope.get("c"))
             self._factory._fan_out(event, pending.recipients)
             self._unsubscribe_if_left(pending.rooms)
             return
@@ -1796,12 +1803,13 @@ class RedisCluster:
             return None
         return participant
 
-    def _apply_change(self, room: Room, change: object, own: bool) -> None:
+    def _apply_change(self, room: Room, change: object) -> None:
         """
         Apply C{change} (see L{ChatFactory._publish}) to the mirror's
-        C{room}: its topic and C{+t} as they are (so the last one Redis
-        carried wins everywhere, the origin's own included: C{own}), bans
-        and operators as additions and removals, which commute.
+        C{room}: its topic and C{+t}, bans and operators added or removed.
+        Every node applies every change, its own again too when it comes
+        back, in the order Redis carried them, so that they all end alike
+        (the last change to each thing wins).
 
         @raise ValueError: C{change} is not such a change; nothing changed.
         """
@@ -1811,8 +1819,12 @@ class RedisCluster:
             raise ValueError("bad change")
         topic = change.get("topic")
         locked = change.get("locked")
-        topic_by = str(change.get("topic_by", ""))
-        topic_at = float(change.get("topic_at", 0.0))
+        topic_by = change.get("topic_by", "")
+        topic_at = change.get("topic_at", 0.0)
+        if not isinstance(topic_by, str) or not isinstance(topic_at, (int, float)):
+            raise ValueError("bad topic")
+        if not math.isfinite(topic_at):
+            raise ValueError("bad topic time")
         bans_add = _pairs(change.get("bans_add", []))
         bans_remove = _pairs(change.get("bans_remove", []))
         ops_add = _strings(change.get("ops_add", []))
@@ -1823,8 +1835,6 @@ class RedisCluster:
             room.topic, room.topic_by, room.topic_at = topic, topic_by, topic_at
         if isinstance(locked, bool):
             room.topic_locked = locked
-        if own:
-            return
         room.bans |= bans_add
         room.bans -= bans_remove
         room.operator_accounts |= accounts_add
@@ -1994,7 +2004,9 @@ class RedisCluster:
             for key in list(remote.rooms):
                 if key not in wanted:
                     gone = remote.rooms[key]
-                    factory._fan_out(Left(person["n"], "left", gone.name), local_members((gone,)))
+                    if not factory._quiet(gone):
+                        left = Left(person["n"], "left", gone.name)
+                        factory._fan_out(left, local_members((gone,)))
                     factory._exit(remote, gone)
             for key in wanted - set(remote.rooms):
                 joined = self._mirror_room(key, rooms.get(key))
@@ -2011,7 +2023,7 @@ class RedisCluster:
         for key, state in rooms.items():
             mirrored = factory._rooms.get(key)
             if mirrored is not None and isinstance(state, dict):
-                ops = {str(n) for n in state.get("ops", [])}
+                ops = _strings(state.get("ops", []))
                 for remote in seen:
                     if remote.nickname in ops and remote in mirrored.members:
                         mirrored.operators.add(remote)
@@ -2051,7 +2063,8 @@ def _apply_left(
         return  # someone else by that name (the claims settle who keeps it)
     shown = [room for room in announced if not factory._quiet(room)]
     factory._fan_out(event, local_members(shown), participant)
-    for key in envelope.get("rooms", []):
+    keys = list(participant.rooms) if not event.room else envelope.get("rooms", [])
+    for key in keys:
         room = factory._rooms.get(key)
         if room is not None and participant in room.members:
             factory._exit(participant, room)
@@ -2107,7 +2120,7 @@ def _apply_change(
 ) -> None:
     room = cluster._factory._rooms.get(room_key_of(envelope))
     if room is not None:
-        cluster._apply_change(room, envelope.get("c"), own=False)
+        cluster._apply_change(room, envelope.get("c"))
     cluster._factory._fan_out(event, local_members(announced))
 
 

@@ -203,10 +203,11 @@ class ICluster(Interface):
         hear it).
         """
 
-    def load_history(room: str) -> Deferred[None]:
+    def load_history(room: str) -> Deferred[int | None]:
         """
         Read the room C{room}'s recent history again from the shared
-        database into memory, after which L{remembers} it.
+        database into memory, after which L{remembers} it; fires with the
+        id of the first of its events delivered here meanwhile, or C{None}.
         """
 
     def registered(participant: IParticipant) -> None:
@@ -284,7 +285,7 @@ class LocalCluster:
     def remembers(self, room: str) -> bool:
         return True
 
-    def load_history(self, room: str) -> Deferred[None]:
+    def load_history(self, room: str) -> Deferred[int | None]:
         return succeed(None)
 
     def registered(self, participant: IParticipant) -> None:

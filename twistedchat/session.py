@@ -1017,10 +1017,13 @@ class ChatSession(TimeoutMixin):
             self._replay(room.name, past, asked=False)
             return
 
-        def loaded(_: object) -> None:
-            # What others said there before anyone here was in it.
+        def loaded(first_live: int | None) -> None:
+            # What others said there before anyone here was in it; what
+            # was said since the join was shown as it came.
             if room.key in self.rooms:
                 past = self._recent(self.factory.history_on_join, room.key)
+                if first_live is not None:
+                    past = [record for record in past if record.event.id < first_live]
                 self._replay(room.name, past, asked=False)
 
         self.factory.cluster.load_history(room.key).addCallback(loaded)
