@@ -372,9 +372,13 @@ async def test_lost_node_users_leave_within_the_lease(redis: Redis) -> None:
         assert lost._link is not None
         await lost._link.close()
         cluster.nodes.remove(b)
-        await until(lambda: not knows(a, "bob"), "bob's node to be lost", deadline=10)
+        await until(
+            lambda: [e for e in said(alice, Left) if e.nickname == "bob"],
+            "bob's node to be lost",
+            deadline=10,
+        )
         (left,) = [e for e in said(alice, Left) if e.nickname == "bob"]
-        assert left.reason == "node lost: b"
+        assert left.reason == "node lost: b" and not knows(a, "bob")
         again = cluster.user(a, "bob")
         assert a.online("bob") is again.session
     finally:
@@ -1007,5 +1011,82 @@ async def test_lines_filled_after_a_gap_are_in_history_too(
         replay = bob.replies_of(HistoryReplay)[-1]
         shown = [r.event.text for r in replay.records if isinstance(r.event, ChatLine)]
         assert shown == expected, shown
+    finally:
+        await cluster.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_history_after_an_outage_shows_what_the_other_side_said(
+    redis: Redis, postgres: Postgres
+) -> None:
+    """
+    What was said on node A while Redis was down (seen only there) is in
+    /history on node B once the link is back, as its notice promises.
+    """
+    from twistedchat.events import HistoryReplay
+
+    database = shared_database(postgres)
+    cluster = Cluster(redis)
+    try:
+        a, b = await cluster.node("a", database), await cluster.node("b", database)
+        alice, bob = cluster.user(a, "alice"), cluster.user(b, "bob")
+        await until(lambda: knows(a, "bob") and knows(b, "alice"))
+        redis.restart()
+        await until(lambda: cluster_of(a).detached and cluster_of(b).detached, "detached")
+        alice.session.line("said during the outage")
+        await until(lambda: not cluster_of(a).detached and not cluster_of(b).detached, "back")
+        bob.session.line("/history")
+
+        def shown() -> list[str]:
+            replays = bob.replies_of(HistoryReplay)
+            if not replays:
+                return []
+            return [r.event.text for r in replays[-1].records if isinstance(r.event, ChatLine)]
+
+        await until(lambda: "said during the outage" in shown(), "the line in /history")
+    finally:
+        await cluster.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_users_of_a_lost_node_leave_in_the_history(redis: Redis, postgres: Postgres) -> None:
+    """
+    When a node is lost, its users' leaving ("node lost") is shown once on
+    every other node and kept in the shared history, once.
+    """
+    from twistedchat.events import HistoryReplay
+
+    database = shared_database(postgres)
+    cluster = Cluster(redis)
+    try:
+        a, b = await cluster.node("a", database), await cluster.node("b", database)
+        c = await cluster.node("c", database)
+        alice, carol = cluster.user(a, "alice"), cluster.user(c, "carol")
+        cluster.user(b, "bob")
+        await until(lambda: all(knows(n, "bob") for n in (a, c)) and knows(b, "alice"))
+        lost = cluster_of(b)
+        lost._stopping = True
+        lost._renewal.stop()
+        assert lost._link is not None
+        await lost._link.close()
+        cluster.nodes.remove(b)
+        await until(lambda: not knows(a, "bob") and not knows(c, "bob"), "bob lost", deadline=15)
+
+        def reasons(user: Recorder) -> list[str]:
+            return [e.reason for e in said(user, Left) if e.nickname == "bob"]
+
+        await until(lambda: reasons(alice) and reasons(carol), "bob's leave on both nodes")
+        assert reasons(alice) == reasons(carol) == ["node lost: b"]
+        alice.session.line("/history")
+
+        def leaves() -> list[str]:
+            replays = alice.replies_of(HistoryReplay)
+            if not replays:
+                return []
+            records = replays[-1].records
+            return [r.event.reason for r in records if isinstance(r.event, Left)]
+
+        await until(lambda: "node lost: b" in leaves(), "the leave in /history")
+        assert leaves().count("node lost: b") == 1
     finally:
         await cluster.close()

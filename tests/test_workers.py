@@ -61,7 +61,6 @@ from twistedchat.workers import (
 
 #: Options that let --workers pass option checks without a Redis server:
 #: a supervisor does not connect to Redis, its workers do.
-CLUSTER = ("--cluster", "redis://127.0.0.1:1/0")
 
 # -- descriptions and command lines
 
@@ -154,13 +153,13 @@ def test_twistd_arguments() -> None:
     ]
 
 
-def test_worker_arguments(tmp_path: Path) -> None:
+def test_worker_arguments(tmp_path: Path, redis: Redis) -> None:
     """
     A worker runs twistd chat with the parent's chat command line, then
     --workers=1, its node name, its own SQLite file and metrics port.
     """
     database = str(tmp_path / "chat.sqlite3")
-    argv = ["--workers", "3", *CLUSTER, "--database", database, "--node-name", "box"]
+    argv = ["--workers", "3", *cluster(redis), "--database", database, "--node-name", "box"]
     options = Options()
     options.parseOptions([*argv, "--metrics", "tcp:9100:interface=127.0.0.1"])
     arguments = worker_arguments(options, 1)
@@ -190,13 +189,13 @@ def test_worker_arguments_shared_database() -> None:
         assert not [a for a in arguments if a.startswith("--database=")]
 
 
-def test_metrics_must_be_tcp_with_workers() -> None:
+def test_metrics_must_be_tcp_with_workers(redis: Redis) -> None:
     """
     --metrics with --workers needs a TCP port, one per worker.
     """
     for metrics in ("unix:/tmp/metrics.sock", "tcp:65534"):
         with pytest.raises(usage.UsageError, match="--metrics"):
-            Options().parseOptions(["--workers", "3", *CLUSTER, "--metrics", metrics])
+            Options().parseOptions(["--workers", "3", *cluster(redis), "--metrics", metrics])
 
 
 # -- the supervisor, with a fake process reactor
@@ -438,14 +437,16 @@ def test_bind_unix_lock(tmp_path: Path) -> None:
 # -- tap.py
 
 
-def test_make_service_with_workers_runs_only_the_supervisor(tmp_path: Path) -> None:
+def test_make_service_with_workers_runs_only_the_supervisor(tmp_path: Path, redis: Redis) -> None:
     """
     With --workers above 1, makeService builds only the supervisor: no
     chat, no listener in this process.
     """
     options = Options()
     database = str(tmp_path / "chat.sqlite3")
-    options.parseOptions(["--workers", "3", *CLUSTER, "--database", database, "--port", "2000"])
+    options.parseOptions(
+        ["--workers", "3", *cluster(redis), "--database", database, "--port", "2000"]
+    )
     reactor = MemoryReactorClock()
     top = makeService(options, reactor)
     assert [type(service) for service in top] == [Supervisor]
@@ -788,7 +789,7 @@ def test_killed_worker_is_restarted(tmp_path: Path, redis: Redis) -> None:
         server.stop()
 
 
-def test_port_in_use(tmp_path: Path) -> None:
+def test_port_in_use(tmp_path: Path, redis: Redis) -> None:
     """
     With --workers 3, a port already in use stops twistd at start-up with
     one line, before any worker starts.
@@ -805,7 +806,7 @@ def test_port_in_use(tmp_path: Path) -> None:
                 "--pidfile=",
                 "--logfile=-",
                 "chat",
-                *CLUSTER,
+                *cluster(redis),
                 "--workers",
                 "3",
                 "--port",
@@ -881,7 +882,7 @@ def test_sighup_reaches_every_worker(tmp_path: Path, redis: Redis) -> None:
         server.stop()
 
 
-def test_oper_with_workers_needs_a_shared_database(tmp_path: Path) -> None:
+def test_oper_with_workers_needs_a_shared_database(tmp_path: Path, redis: Redis) -> None:
     """
     --oper with --workers and a SQLite file per worker is refused at
     start-up: no worker's file would hold the account.
@@ -889,7 +890,61 @@ def test_oper_with_workers_needs_a_shared_database(tmp_path: Path) -> None:
     options = Options()
     with pytest.raises(usage.UsageError, match="--oper with --workers needs"):
         options.parseOptions(
-            ["--workers", "2", "--cluster", "redis://127.0.0.1:1/0", "--oper", "root2",
+            ["--workers", "2", *cluster(redis), "--oper", "root2",
              "--database", str(tmp_path / "chat.db")]
         )  # fmt: skip
     assert not (tmp_path / "chat.db").exists()
+
+
+def test_workers_refuse_a_redis_that_does_not_answer(tmp_path: Path) -> None:
+    """
+    With --workers, a Redis that is not there stops the supervisor at
+    start-up with one line (after the usage text), before any worker is
+    started, rather than every worker failing again and again.
+    """
+    result = subprocess.run(
+        [
+            str(BIN / "twistd"),
+            "-n",
+            "--pidfile=",
+            "chat",
+            "--workers",
+            "2",
+            "--cluster",
+            "redis://127.0.0.1:1/0",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1, result
+    assert "cannot reach Redis at 127.0.0.1:1" in result.stdout.splitlines()[-1]
+    assert "started (pid" not in result.stdout + result.stderr
+
+
+def test_workers_refuse_a_database_that_cannot_be_used(tmp_path: Path, redis: Redis) -> None:
+    """
+    With --workers and Redis there, a PostgreSQL database that does not
+    answer stops the supervisor at start-up with one line naming it.
+    """
+    result = subprocess.run(
+        [
+            str(BIN / "twistd"),
+            "-n",
+            "--pidfile=",
+            "chat",
+            "--workers",
+            "2",
+            *cluster(redis),
+            "--database",
+            "postgresql://x@127.0.0.1:1/x",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1, result
+    last = result.stdout.splitlines()[-1]
+    assert "cannot use the database postgresql://127.0.0.1:1/x" in last, last

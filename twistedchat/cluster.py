@@ -679,6 +679,9 @@ class RedisCluster:
         # meanwhile, to keep once it is read.
         self._loading: dict[str, list[Event]] = {}
         self._loads: dict[str, Deferred[int | None]] = {}
+        # The newest event read again from the database, by room: what a
+        # gap brings that is not newer is in memory already.
+        self._reloaded: dict[str, int] = {}
         self._next_id = 0
         self._last_reserved = 0
         self._unconfirmed: set[str] = set()
@@ -934,6 +937,10 @@ class RedisCluster:
                 2 * self.lease + 5, self._drop_unconfirmed
             )
         if self._attached_before:
+            # What was said elsewhere meanwhile is only in the database.
+            self._complete.clear()
+            if self._shared_history:
+                self.load_history(self._factory.default_room.key)
             self._log.info("cluster: link to Redis back")
             self._tell_everyone(
                 "The link to the other servers is back. What was said here while it was "
@@ -969,8 +976,8 @@ class RedisCluster:
         for unsent in pending.values():
             self._here(unsent.event, unsent.recipients, unsent.stored)
         self._tell_everyone(
-            "The link to the other servers is down: until it is back you see only the "
-            f"people on this server ({self.name})."
+            "The link to the other servers is down: until it is back, only the people "
+            f"on this server ({self.name}) hear you, and you hear only them."
         )
 
     def _tell_everyone(self, text: str) -> None:
@@ -1450,6 +1457,7 @@ class RedisCluster:
         for event in heard:
             if event.id > newest:
                 history.observe(event, room)
+        self._reloaded[room] = newest
         if room in self._subscribed:
             self._complete.add(room)
         return first
@@ -1562,8 +1570,20 @@ class RedisCluster:
             node = envelope.get("node")
             if isinstance(node, str) and node != self.node:
                 why = "node lost" if kind == "NodeLost" else "server shut down"
+                reason = f"{why}: {node_name(node)}"
                 self._log.info("cluster: {why}: {node}", why=why, node=node)
-                self._drop_node(node, f"{why}: {node_name(node)}")
+                if kind == "NodeLost" and origin == self.node:
+                    # The node that found it lost says its users left, as
+                    # quits every node shows and the history keeps.
+                    for participant in list(self._factory._participants.values()):
+                        if isinstance(participant, RemoteParticipant) and participant.node == node:
+                            self._factory.leave(participant, reason)
+                elif kind == "NodeLost":
+                    # Those quits follow; whoever is still here after a
+                    # while (the reaper lost its link) is taken out here.
+                    self._reactor.callLater(self.timeout, self._drop_node, node, reason)
+                else:
+                    self._drop_node(node, reason)
         elif kind == "Deliver":
             target = self._local(envelope.get("to"))
             if target is not None:
@@ -1673,9 +1693,11 @@ class RedisCluster:
                 room = self._factory._rooms.get(key)
                 if room is not None:
                     recipients = local_members((room,))
+                    reloaded = self._reloaded.get(key, 0)
                     for record in records:
                         self._factory._fan_out(record.event, recipients)
-                        history.observe(record.event, key)
+                        if record.event.id > reloaded:
+                            history.observe(record.event, key)
                 release(len(records))
 
             def failed(failure: Any) -> None:

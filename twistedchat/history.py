@@ -255,32 +255,34 @@ def _record(
 _LOAD_RECENT_SQLITE = """
 WITH placed AS (
     SELECT id, at, kind, nickname, target, text, event,
+        coalesce(event, id) AS position,
         CASE WHEN kind = 'private' THEN NULL ELSE coalesce(room, :default_room) END AS room,
         kind IN ('chat', 'action', 'private') AS said  -- conversation; the rest are notices
     FROM events
 ),
 lines AS (
     SELECT * FROM (
-        SELECT *, ROW_NUMBER() OVER (PARTITION BY room ORDER BY id DESC) AS newest
+        SELECT *, ROW_NUMBER() OVER (PARTITION BY room ORDER BY position DESC, id DESC) AS newest
         FROM placed WHERE said
     ) WHERE newest <= :keep
 ),
 starts AS (
-    SELECT room, min(id) AS after FROM lines GROUP BY room HAVING count(*) = :keep
+    SELECT room, min(position) AS after FROM lines GROUP BY room HAVING count(*) = :keep
 ),
 notices AS (
     SELECT * FROM (
-        SELECT placed.*, ROW_NUMBER() OVER (PARTITION BY placed.room ORDER BY id DESC) AS newest
+        SELECT placed.*,
+            ROW_NUMBER() OVER (PARTITION BY placed.room ORDER BY position DESC, id DESC) AS newest
         FROM placed LEFT JOIN starts ON starts.room = placed.room
-        WHERE NOT said AND id > coalesce(starts.after, 0)
+        WHERE NOT said AND position > coalesce(starts.after, 0)
     ) WHERE newest <= :keep
 )
 SELECT at, kind, nickname, target, text, room, event FROM (
-    SELECT id, at, kind, nickname, target, text, room, event FROM lines
+    SELECT position, id, at, kind, nickname, target, text, room, event FROM lines
     UNION ALL
-    SELECT id, at, kind, nickname, target, text, room, event FROM notices
+    SELECT position, id, at, kind, nickname, target, text, room, event FROM notices
 )
-ORDER BY id
+ORDER BY position, id
 """
 
 _LOAD_RECENT = Query(_LOAD_RECENT_SQLITE, postgres.LOAD_RECENT)
@@ -1122,7 +1124,7 @@ WHERE events_text MATCH :query
             AND (e.room = :room OR (e.room IS NULL AND :room = :default_room)))
         OR (e.kind = 'private' AND :private AND e.at >= :since)
     )
-ORDER BY events_text.rowid DESC
+ORDER BY coalesce(e.event, e.id) DESC, e.id DESC
 """
 
 _SEARCH = Query(_SEARCH_SQLITE, postgres.SEARCH)

@@ -273,6 +273,7 @@ def check(url: str) -> None:
 LOAD_RECENT = """
 WITH placed AS (
     SELECT id, at, kind, nickname, target, text, event,
+        coalesce(event, id) AS position,
         CASE WHEN kind = 'private' THEN NULL
             ELSE coalesce(room, %(default_room)s::text) END AS room,
         kind IN ('chat', 'action', 'private') AS said
@@ -280,27 +281,27 @@ WITH placed AS (
 ),
 lines AS (
     SELECT * FROM (
-        SELECT *, ROW_NUMBER() OVER (PARTITION BY room ORDER BY id DESC) AS newest
+        SELECT *, ROW_NUMBER() OVER (PARTITION BY room ORDER BY position DESC, id DESC) AS newest
         FROM placed WHERE said
     ) AS ranked WHERE newest <= %(keep)s
 ),
 starts AS (
-    SELECT room, min(id) AS after FROM lines GROUP BY room HAVING count(*) = %(keep)s
+    SELECT room, min(position) AS after FROM lines GROUP BY room HAVING count(*) = %(keep)s
 ),
 notices AS (
     SELECT * FROM (
         SELECT placed.*,
-            ROW_NUMBER() OVER (PARTITION BY placed.room ORDER BY id DESC) AS newest
+            ROW_NUMBER() OVER (PARTITION BY placed.room ORDER BY position DESC, id DESC) AS newest
         FROM placed LEFT JOIN starts ON starts.room = placed.room
-        WHERE NOT said AND id > coalesce(starts.after, 0)
+        WHERE NOT said AND position > coalesce(starts.after, 0)
     ) AS ranked WHERE newest <= %(keep)s
 )
 SELECT at, kind, nickname, target, text, room, event FROM (
-    SELECT id, at, kind, nickname, target, text, room, event FROM lines
+    SELECT position, id, at, kind, nickname, target, text, room, event FROM lines
     UNION ALL
-    SELECT id, at, kind, nickname, target, text, room, event FROM notices
+    SELECT position, id, at, kind, nickname, target, text, room, event FROM notices
 ) AS kept
-ORDER BY id
+ORDER BY position, id
 """
 
 #: twistedchat.history.last_event_id.
@@ -363,7 +364,7 @@ WHERE e.search @@ plainto_tsquery('simple', chat_unaccent(%(query)s::text))
                 OR (e.room IS NULL AND %(room)s::text = %(default_room)s::text)))
         OR (e.kind = 'private' AND %(private)s AND e.at >= %(since)s)
     )
-ORDER BY e.id DESC
+ORDER BY coalesce(e.event, e.id) DESC, e.id DESC
 """
 
 #: twistedchat.history.History.gap.

@@ -37,7 +37,7 @@ from twistedchat.config import (
     given_options,
     read_config,
 )
-from twistedchat.database import DatabaseError, describe, make_pool, open_database
+from twistedchat.database import DatabaseError, describe, is_url, make_pool, open_database
 from twistedchat.factory import DEFAULT_RESERVED_NICKNAMES, ChatFactory
 from twistedchat.history import History, last_event_id, load_recent
 from twistedchat.irc import IRCFactory
@@ -555,11 +555,14 @@ class Options(usage.Options):
                 "--cluster keeps history: give --database a file, or better, "
                 "postgresql://... for a history every node shares."
             )
-        if not self.reloading and self["workers"] <= 1:
+        if not self.reloading:
             try:
                 probe_redis(self["cluster"])
             except OSError as e:
-                raise usage.UsageError(f"--cluster: {e}.") from None
+                why = str(e)
+                raise usage.UsageError(
+                    f"--cluster: {why}{'' if why[-1] in '.?!' else '.'}"
+                ) from None
 
     def postOptions(self) -> None:
         if not self["database"]:
@@ -601,8 +604,15 @@ class Options(usage.Options):
         if self.reloading:
             return  # the database is open already
         if self["workers"] > 1:
-            # The supervisor serves nobody: each worker opens the database.
-            if self["oper"] and not self["database"].startswith(("postgresql:", "postgres:")):
+            # The supervisor serves nobody: each worker opens the database,
+            # and a shared one is checked (and upgraded) here, once, so that
+            # a wrong one stops start-up rather than every worker, forever.
+            if is_url(self["database"]):
+                try:
+                    open_database(self["database"])
+                except DatabaseError as e:
+                    raise usage.UsageError(str(e)) from None
+            elif self["oper"]:
                 raise usage.UsageError(
                     "--oper with --workers needs the accounts every worker shares: "
                     "--database postgresql://..."
@@ -1009,7 +1019,7 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
             options["node-name"],
             prefix=options["cluster-prefix"],
             lease=options["cluster-lease"],
-            shared_history=database.startswith("postgresql:"),
+            shared_history=is_url(database),
             reactor=None if real else reactor,
         )
     top = _ChatServices(_log_observer(options, reactor, real))
