@@ -321,7 +321,8 @@ class Options(usage.Options):
             None,
             None,
             "Join a cluster of nodes sharing users and rooms through this Redis server: "
-            "redis://[:PASSWORD@]HOST[:PORT][/DB]. See the README's 'Running several nodes'.",
+            "redis://[:PASSWORD@]HOST[:PORT][/DB] or unix:/PATH/redis.sock. See the README's "
+            "'Running several nodes'.",
         ],
         [
             "cluster-lease",
