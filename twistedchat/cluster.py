@@ -49,15 +49,35 @@ A message::
      "rooms": ["#lobby"],        room keys it concerns
      "q": [],                    of those, where it is only membership
      "n": true,                  stored in the history
-     "s": {...},                 the room's state after it (joins, topic
-                                 and mode changes): name, since, topic,
-                                 topic_by, topic_at, locked, ops (nicknames),
-                                 op_accounts, bans, permanent
+     "sn": "beta-77aa0c1e",      the node of the participant it is about
+                                 (who joined, left, was kicked, renamed)
+     "s": {...},                 on a join, the room's state, for a node
+                                 that does not know the room yet: name,
+                                 since, topic, topic_by, topic_at, locked,
+                                 ops (nicknames), op_accounts, bans,
+                                 permanent
+     "c": {...},                 what it changed in its room: topic,
+                                 topic_by, topic_at, locked, bans_add,
+                                 bans_remove, ops_add, ops_remove,
+                                 op_accounts_add, op_accounts_remove
+     "a": "alice", "w": "",      on a nickname change: account and away
      "e": {"sender": "alice", "text": "hi", ...}}   the event's fields
 
 The origin delivers its own events when they come back from Redis, like
 every other node, so a room's lines reach every member in one order (the
-order of C{seq}), with the same ids everywhere.
+order of C{seq}), with the same ids everywhere, and every node applies
+every room change in that order, its own again too, so all end alike.
+Nothing another node sends is trusted: a message that is not what this
+version publishes (a nickname or room name breaking the rules, a state of
+the wrong shape) is logged and dropped before anything changes.
+
+A connection that leaves a command unanswered and hears nothing for
+C{timeout} seconds is sent a C{PING}; if still nothing comes back, the
+link is dropped and the node serves its own users alone ("detached")
+until both connections are back, then joins again: claims its users'
+nicknames again, says who they are (C{Hello}; every other node answers
+with its own, C{State}) and fills the gaps in its rooms' lines from the
+shared history.
 """
 
 from __future__ import annotations
@@ -1869,12 +1889,6 @@ class RedisCluster:
                 room.operators.add(participant)
             else:
                 room.operators.discard(participant)
-
-    def _remote(self, nickname: object) -> RemoteParticipant | None:
-        if not isinstance(nickname, str):
-            return None
-        participant = self._factory._participants.get(nickname_key(nickname))
-        return participant if isinstance(participant, RemoteParticipant) else None
 
     def _add_remote(
         self, node: str, nickname: str, account: object, away: object
