@@ -705,6 +705,8 @@ class RedisCluster:
         self._next_id = 0
         self._last_reserved = 0
         self._unconfirmed: set[str] = set()
+        # Nodes found lost by another node, whose users' quits are awaited.
+        self._lost: set[str] = set()
         self._renewal = LoopingCall(self._renew)
         self._renewal.clock = reactor
         self._watchdog = LoopingCall(self._watch)
@@ -1600,8 +1602,10 @@ class RedisCluster:
                             self._factory.leave(participant, reason)
                 elif kind == "NodeLost":
                     # Those quits follow; whoever is still here after a
-                    # while (the reaper lost its link) is taken out here.
-                    self._reactor.callLater(self.timeout, self._drop_node, node, reason)
+                    # while (the reaper lost its link) is taken out here,
+                    # unless the node said who it is again meanwhile.
+                    self._lost.add(node)
+                    self._reactor.callLater(self.timeout, self._drop_lost, node, reason)
                 else:
                     self._drop_node(node, reason)
         elif kind == "Deliver":
@@ -1999,6 +2003,11 @@ class RedisCluster:
         if factory._participants.get(nickname_key(nickname)) is participant:
             factory._remove(participant)
 
+    def _drop_lost(self, node: str, reason: str) -> None:
+        if node in self._lost:
+            self._lost.discard(node)
+            self._drop_node(node, reason)
+
     def _drop_node(self, node: str, reason: str) -> None:
         for participant in list(self._factory._participants.values()):
             if isinstance(participant, RemoteParticipant) and participant.node == node:
@@ -2024,6 +2033,7 @@ class RedisCluster:
         factory = self._factory
         node = str(envelope.get("o"))
         self._unconfirmed.discard(node)
+        self._lost.discard(node)
         rooms = envelope.get("rooms", {})
         people = envelope.get("p", [])
         if not isinstance(rooms, dict) or not isinstance(people, list):
