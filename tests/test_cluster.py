@@ -1090,3 +1090,111 @@ async def test_users_of_a_lost_node_leave_in_the_history(redis: Redis, postgres:
         assert leaves().count("node lost: b") == 1
     finally:
         await cluster.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_users_of_a_node_whose_lease_lapsed_stay_in_the_chat(redis: Redis) -> None:
+    """
+    A node that is alive but renewed its lease late (busy, as with
+    thousands of registrations at once) is reaped by another node; when
+    it renews again it says who its users are, and afterwards every node,
+    itself included, has them in the chat: the reaper's quits for them do
+    not take them out of their own node (where they are still connected).
+    """
+    cluster = Cluster(redis)
+    try:
+        a, b = await cluster.node("a"), await cluster.node("b")
+        cluster.user(a, "alice")
+        bob = cluster.user(b, "bob")
+        await until(lambda: knows(a, "bob") and knows(b, "alice"))
+        late = cluster_of(b)
+        late._renewal.stop()  # alive and linked, but its lease lapses
+        await until(lambda: not knows(a, "bob"), "bob's node to be reaped", deadline=15)
+        await until(lambda: cluster_of(a)._pending == {}, "the reaper's quits to go out")
+        # Published after the quits on the same connection and channel:
+        # once B knows dave, B has handled the quit of bob.
+        cluster.user(a, "dave")
+        await until(lambda: knows(b, "dave"), "dave on B")
+        # bob is still connected to B: B must not have taken him out.
+        assert b.online("bob") is bob.session, "B dropped its own connected user"
+        late._renewal.start(late.lease / 3, now=True)
+        await until(
+            lambda: knows(a, "bob") and knows(b, "bob"),
+            f"bob back everywhere (on B: {knows(b, 'bob')}, on A: {knows(a, 'bob')})",
+        )
+        assert not bob.closed
+        assert b.online("bob") is bob.session
+    finally:
+        await cluster.close()
+
+
+def _history_texts(user: Recorder) -> list[str]:
+    from twistedchat.events import HistoryReplay
+
+    replays = user.replies_of(HistoryReplay)
+    if not replays:
+        return []
+    return [r.event.text for r in replays[-1].records if isinstance(r.event, ChatLine)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_line_said_during_a_nodes_outage_keeps_its_place_in_history(
+    redis: Redis, postgres: Postgres
+) -> None:
+    """
+    A line said on node A while only A's link was down (numbered from the
+    reserve A took when it joined) comes, in A's /history once the link
+    is back, after the lines said before the outage, not before them.
+    """
+    database = shared_database(postgres)
+    cluster = Cluster(redis)
+    try:
+        a, b = await cluster.node("a", database), await cluster.node("b", database)
+        alice, bob = cluster.user(a, "alice"), cluster.user(b, "bob")
+        await until(lambda: knows(a, "bob") and knows(b, "alice"))
+        bob.session.line("before")
+        await until(lambda: "before" in texts(alice))
+        link = cluster_of(a)._link
+        assert link is not None and link.subscriber is not None
+        link.subscriber.transport.abortConnection()
+        await until(lambda: cluster_of(a).detached, "a to detach")
+        alice.session.line("during")
+        await until(lambda: not cluster_of(a).detached, "a to come back")
+        await until(lambda: not cluster_of(a)._loads, "a's history reloaded")
+        bob.session.line("after")
+        await until(lambda: "after" in texts(alice))
+        alice.session.line("/history")
+        await until(lambda: "after" in _history_texts(alice), "the history")
+        assert _history_texts(alice) == ["before", "during", "after"], _history_texts(alice)
+    finally:
+        await cluster.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_line_said_during_one_nodes_outage_is_in_history_on_the_other(
+    redis: Redis, postgres: Postgres
+) -> None:
+    """
+    As the README promises ("/history on every node shows them
+    afterwards"): a line said on node A while only A's link was down is
+    in /history on node B, whose link never went down, once A is back.
+    """
+    database = shared_database(postgres)
+    cluster = Cluster(redis)
+    try:
+        a, b = await cluster.node("a", database), await cluster.node("b", database)
+        alice, bob = cluster.user(a, "alice"), cluster.user(b, "bob")
+        await until(lambda: knows(a, "bob") and knows(b, "alice"))
+        link = cluster_of(a)._link
+        assert link is not None and link.subscriber is not None
+        link.subscriber.transport.abortConnection()
+        await until(lambda: cluster_of(a).detached, "a to detach")
+        alice.session.line("during")
+        await until(lambda: not cluster_of(a).detached, "a to come back")
+        alice.session.line("after")
+        await until(lambda: "after" in texts(bob))
+        bob.session.line("/history")
+        await until(lambda: "after" in _history_texts(bob), "the history")
+        assert "during" in _history_texts(bob), _history_texts(bob)
+    finally:
+        await cluster.close()

@@ -129,10 +129,6 @@ VERSION = 1
 #: against the nickname rules with it.
 MAX_NICKNAME = 64
 
-#: Ids a node sets aside for numbering events itself while it cannot reach
-#: Redis (docs/cluster.md, section 9).
-RESERVE = 2**20
-
 #: Seconds a connection to Redis may leave a command unanswered, hearing
 #: nothing at all, before the link counts as down.
 COMMAND_TIMEOUT = 5.0
@@ -294,11 +290,13 @@ redis.call('DEL', KEYS[4], KEYS[5])
 return #held / 2
 """
 
-#: KEYS: event-id; ARGV: the least id to hand out, the reserve's size.
+#: KEYS: event-id; ARGV: the least id to hand out next. Ids stay above
+#: every id this node stored or numbered itself (after Redis lost its
+#: data too).
 _SEED = """
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
 if current < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end
-return redis.call('INCRBY', KEYS[1], ARGV[2])
+return 1
 """
 
 
@@ -702,11 +700,13 @@ class RedisCluster:
         # The newest event read again from the database, by room: what a
         # gap brings that is not newer is in memory already.
         self._reloaded: dict[str, int] = {}
-        self._next_id = 0
-        self._last_reserved = 0
+        # The last id this node numbered an event with itself (detached).
+        self._last_here = 0
         self._unconfirmed: set[str] = set()
-        # Nodes found lost by another node, whose users' quits are awaited.
+        # Nodes found lost by another node, whose users' quits are awaited,
+        # and those this node is saying the users of left.
         self._lost: set[str] = set()
+        self._reaping: set[str] = set()
         self._renewal = LoopingCall(self._renew)
         self._renewal.clock = reactor
         self._watchdog = LoopingCall(self._watch)
@@ -888,9 +888,8 @@ class RedisCluster:
             self._seq.clear()
         self._epoch = epoch
         history = self._factory.history
-        floor = 0 if history is None else history.last_id + 1
-        last = await self._timed(commands.eval(_SEED, [self._key("event-id")], [floor, RESERVE]))
-        self._next_id, self._last_reserved = int(last) - RESERVE + 1, int(last)
+        floor = max(self._last_here, 0 if history is None else history.last_id)
+        await self._timed(commands.eval(_SEED, [self._key("event-id")], [floor]))
         await self._timed(commands.eval(_RENEW, [self._key("nodes")], [self.node, self.lease_ms]))
         await self._timed(
             commands.execute_command(
@@ -1113,17 +1112,20 @@ class RedisCluster:
 
     def _stamp_here(self, event: Event) -> None:
         """
-        Number C{event} from this node's reserve, while detached.
+        Number C{event} here, while detached: from the clock in
+        microseconds, above every id this node has seen, so that it takes
+        its place in the history after what was said before it. Redis's
+        ids start from the time the cluster's first node joined and grow by
+        one an event, so they stay below the clock (docs/cluster.md,
+        section 9); on joining again, Redis's are set above these.
         """
         if event.id:
             return
-        if self._next_id and self._next_id <= self._last_reserved:
-            event.id = self._next_id
-            self._next_id += 1
-        event.at = self._reactor.seconds()
+        now = self._reactor.seconds()
         history = self._factory.history
-        if not event.id and history is not None:
-            history.stamp(event)
+        seen = max(self._last_here, 0 if history is None else history.last_id)
+        event.id = self._last_here = max(int(now * 1_000_000), seen + 1)
+        event.at = now
 
     def _here(self, event: Event, recipients: list[IParticipant], stored: list[str]) -> None:
         """
@@ -1178,6 +1180,8 @@ class RedisCluster:
         }
         if subject is not None:
             body["sn"] = self._node_of(subject)
+            if isinstance(subject, RemoteParticipant) and subject.node in self._reaping:
+                body["lost"] = True  # a quit because its node was lost
         if change:
             body["c"] = change
         if isinstance(event, Joined) and rooms:
@@ -1588,6 +1592,14 @@ class RedisCluster:
             if kind == "Hello":
                 state = self._message("State", **self._state())
                 self._publish_raw(self._node_channel(str(origin)), state)
+                # A node joining again may have been cut off: what its users
+                # said meanwhile is in the database, not in this memory.
+                rooms = envelope.get("rooms")
+                if isinstance(rooms, dict) and rooms:
+                    self._complete.difference_update(rooms)
+                    default = self._factory.default_room.key
+                    if default in rooms and self._shared_history:
+                        self.load_history(default)
         elif kind in ("NodeLost", "NodeStopped"):
             node = envelope.get("node")
             if isinstance(node, str) and node != self.node:
@@ -1597,9 +1609,14 @@ class RedisCluster:
                 if kind == "NodeLost" and origin == self.node:
                     # The node that found it lost says its users left, as
                     # quits every node shows and the history keeps.
-                    for participant in list(self._factory._participants.values()):
-                        if isinstance(participant, RemoteParticipant) and participant.node == node:
-                            self._factory.leave(participant, reason)
+                    self._reaping.add(node)
+                    try:
+                        for participant in list(self._factory._participants.values()):
+                            if isinstance(participant, RemoteParticipant):
+                                if participant.node == node:
+                                    self._factory.leave(participant, reason)
+                    finally:
+                        self._reaping.discard(node)
                 elif kind == "NodeLost":
                     # Those quits follow; whoever is still here after a
                     # while (the reaper lost its link) is taken out here,
@@ -2107,6 +2124,10 @@ def _apply_left(
     participant = cluster._subject(envelope, event.nickname)
     if participant is None:
         return  # someone else by that name (the claims settle who keeps it)
+    if envelope.get("lost") and (is_local(participant) or envelope.get("sn") not in cluster._lost):
+        # Its node was taken for lost but is alive: here (it renews its
+        # lease late and says who is here again), or it said so already.
+        return
     shown = [room for room in announced if not factory._quiet(room)]
     factory._fan_out(event, local_members(shown), participant)
     keys = list(participant.rooms) if not event.room else envelope.get("rooms", [])

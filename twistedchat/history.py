@@ -1124,7 +1124,7 @@ WHERE events_text MATCH :query
             AND (e.room = :room OR (e.room IS NULL AND :room = :default_room)))
         OR (e.kind = 'private' AND :private AND e.at >= :since)
     )
-ORDER BY coalesce(e.event, e.id) DESC, e.id DESC
+ORDER BY events_text.rowid DESC
 """
 
 _SEARCH = Query(_SEARCH_SQLITE, postgres.SEARCH)
