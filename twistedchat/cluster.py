@@ -117,6 +117,7 @@ from twistedchat.events import (
     TopicChanged,
 )
 from twistedchat.factory import ChatFactory, ICluster, IParticipant, everyone_in
+from twistedchat.history import MAX_EVENT_ID
 from twistedchat.nicknames import nickname_key, nickname_skeleton, validate_nickname
 from twistedchat.rooms import Room, room_key, validate_room_name
 from twistedchat.session import Refused
@@ -168,6 +169,31 @@ _CONVERSATION = (ChatLine, Action)
 # never decoded and encoded again: Redis's cjson would turn large ids
 # into floats (docs/cluster.md, section 6).
 
+#: Lua: C{now}, Redis's clock in milliseconds, so that node clocks do not
+#: matter to leases.
+_NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+
+#: Lua: C{free(node, held)} frees the nicknames of C{node}'s hash C{held}
+#: (key -> skeleton) that it still holds; KEYS[2] and KEYS[3] are the
+#: nicks and skels hashes.
+_FREE = """
+local function free(node, held)
+  local entries = redis.call('HGETALL', held)
+  for i = 1, #entries, 2 do
+    if redis.call('HGET', KEYS[2], entries[i]) == node then
+      redis.call('HDEL', KEYS[2], entries[i])
+      if redis.call('HGET', KEYS[3], entries[i + 1]) == entries[i] then
+        redis.call('HDEL', KEYS[3], entries[i + 1])
+      end
+    end
+  end
+  return #entries / 2
+end
+"""
+
 #: Lua numbers are doubles, which .. would write as 1.7953e+15: %d keeps
 #: every id below 2**53 exact.
 #: KEYS: event-id, room seq (or event-id again); ARGV: channel, body
@@ -185,22 +211,22 @@ return {id, seq}
 """
 
 #: KEYS: nicks, skels, nodes, my node's nicks; ARGV: nickname key,
-#: skeleton, my node id, "1" to take it over from a live holder, unused,
-#: the key and skeleton of the nickname it replaces ("" for none).
+#: skeleton, my node id, "1" to take it over from a live holder, the key
+#: and skeleton of the nickname it replaces ("" for none).
 #: Returns {"ok", the node that held it or ""}, or {"in_use" or "like",
 #: the live node that holds it or one like it}.
-_CLAIM = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+_CLAIM = (
+    _NOW
+    + """
 local function alive(node)
   local score = redis.call('ZSCORE', KEYS[3], node)
   return score and tonumber(score) > now
 end
-if ARGV[6] ~= '' and redis.call('HGET', KEYS[1], ARGV[6]) == ARGV[3] then
-  redis.call('HDEL', KEYS[1], ARGV[6])
-  redis.call('HDEL', KEYS[4], ARGV[6])
-  if redis.call('HGET', KEYS[2], ARGV[7]) == ARGV[6] then
-    redis.call('HDEL', KEYS[2], ARGV[7])
+if ARGV[5] ~= '' and redis.call('HGET', KEYS[1], ARGV[5]) == ARGV[3] then
+  redis.call('HDEL', KEYS[1], ARGV[5])
+  redis.call('HDEL', KEYS[4], ARGV[5])
+  if redis.call('HGET', KEYS[2], ARGV[6]) == ARGV[5] then
+    redis.call('HDEL', KEYS[2], ARGV[6])
   end
 end
 local holder = redis.call('HGET', KEYS[1], ARGV[1])
@@ -219,6 +245,7 @@ redis.call('HSET', KEYS[2], ARGV[2], ARGV[1])
 redis.call('HSET', KEYS[4], ARGV[1], ARGV[2])
 return {'ok', holder or ''}
 """
+)
 
 #: KEYS: nicks, skels, my node's nicks; ARGV: nickname key, skeleton,
 #: my node id.
@@ -235,34 +262,28 @@ return 1
 
 #: KEYS: nodes; ARGV: my node id, lease in ms. Returns 1 if the node was
 #: alive (its lease renewed in time), else 0.
-_RENEW = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+_RENEW = (
+    _NOW
+    + """
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 if score and tonumber(score) > now then return 1 end
 return 0
 """
+)
 
 #: KEYS: nodes, nicks, skels; ARGV: prefix, my node id, global channel.
 #: Announces (NodeLost) and forgets every node whose lease has lapsed.
-_REAP = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+_REAP = (
+    _NOW
+    + _FREE
+    + """
 local lost = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
 local reaped = {}
 for _, node in ipairs(lost) do
   local mark = ARGV[1] .. 'reaping:' .. node
   if node ~= ARGV[2] and redis.call('SET', mark, ARGV[2], 'NX', 'PX', 30000) then
-    local held = redis.call('HGETALL', ARGV[1] .. 'node:' .. node .. ':nicks')
-    for i = 1, #held, 2 do
-      if redis.call('HGET', KEYS[2], held[i]) == node then
-        redis.call('HDEL', KEYS[2], held[i])
-        if redis.call('HGET', KEYS[3], held[i + 1]) == held[i] then
-          redis.call('HDEL', KEYS[3], held[i + 1])
-        end
-      end
-    end
+    free(node, ARGV[1] .. 'node:' .. node .. ':nicks')
     redis.call('ZREM', KEYS[1], node)
     redis.call('DEL', ARGV[1] .. 'node:' .. node, ARGV[1] .. 'node:' .. node .. ':nicks')
     redis.call('PUBLISH', ARGV[3],
@@ -272,23 +293,19 @@ for _, node in ipairs(lost) do
 end
 return reaped
 """
+)
 
 #: KEYS: nodes, nicks, skels, my node's hash, my node's nicks; ARGV: my
 #: node id. A node leaving: every nickname it holds is free at once.
-_LEAVE = """
-local held = redis.call('HGETALL', KEYS[5])
-for i = 1, #held, 2 do
-  if redis.call('HGET', KEYS[2], held[i]) == ARGV[1] then
-    redis.call('HDEL', KEYS[2], held[i])
-    if redis.call('HGET', KEYS[3], held[i + 1]) == held[i] then
-      redis.call('HDEL', KEYS[3], held[i + 1])
-    end
-  end
-end
+_LEAVE = (
+    _FREE
+    + """
+local freed = free(ARGV[1], KEYS[5])
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('DEL', KEYS[4], KEYS[5])
-return #held / 2
+return freed
 """
+)
 
 #: KEYS: event-id; ARGV: the least id to hand out next. Ids stay above
 #: every id this node stored or numbered itself (after Redis lost its
@@ -518,42 +535,43 @@ class _Link:
         import txredisapi
 
         self.cluster = cluster
-        self.commands: Any = None
-        self.subscriber: Any = None
-        #: When each connection (commands, subscriber) last received
-        #: anything, and how many commands each has waiting for a reply.
+        self._reactor = reactor
+        #: The commands connection and the subscribed one, while up.
+        self.connections: list[Any] = [None, None]
+        #: When each connection last received anything, and how many
+        #: commands each has waiting for a reply.
         self.heard = [reactor.seconds(), reactor.seconds()]
         self.waiting = [0, 0]
         link = self
 
-        class Commands(txredisapi.RedisProtocol):  # type: ignore[misc]
+        class Watched:
+            """
+            Tells the link when this connection is up, hears anything, or
+            is lost.
+            """
+
+            which: int
+
             def connectionMade(self) -> Any:
-                self.whenConnected().addCallback(link._commands_up)
-                return super().connectionMade()
+                self.whenConnected().addCallback(link._up, self.which)  # type: ignore[attr-defined]
+                return super().connectionMade()  # type: ignore[misc]
 
             def dataReceived(self, data: bytes, unpause: bool = False) -> Any:
-                link.heard[0] = reactor.seconds()
-                return super().dataReceived(data, unpause)
+                link.heard[self.which] = reactor.seconds()
+                return super().dataReceived(data, unpause)  # type: ignore[misc]
 
             def connectionLost(self, why: Any) -> None:
-                super().connectionLost(why)
-                link._commands_down(self)
+                super().connectionLost(why)  # type: ignore[misc]
+                link._down(self, self.which)
 
-        class Subscriber(txredisapi.SubscriberProtocol):  # type: ignore[misc]
-            def connectionMade(self) -> Any:
-                self.whenConnected().addCallback(link._subscriber_up)
-                return super().connectionMade()
+        class Commands(Watched, txredisapi.RedisProtocol):  # type: ignore[misc]
+            which = 0
 
-            def dataReceived(self, data: bytes, unpause: bool = False) -> Any:
-                link.heard[1] = reactor.seconds()
-                return super().dataReceived(data, unpause)
+        class Subscriber(Watched, txredisapi.SubscriberProtocol):  # type: ignore[misc]
+            which = 1
 
             def messageReceived(self, pattern: Any, channel: Any, message: Any) -> None:
                 link.cluster.received(message)
-
-            def connectionLost(self, why: Any) -> None:
-                super().connectionLost(why)
-                link._subscriber_down(self)
 
         def factory(cls: Any, protocol: Any) -> Any:
             made = cls(None, address.db, 1, isLazy=True, password=address.password)
@@ -574,15 +592,23 @@ class _Link:
                 endpoint = TCP4ClientEndpoint(reactor, address.host, address.port, timeout=5)
             made.startConnecting(endpoint)
 
-    def _commands_up(self, protocol: Any) -> None:
-        self.commands = protocol
-        self.heard[0], self.waiting[0] = self.cluster._reactor.seconds(), 0
+    @property
+    def commands(self) -> Any:
+        return self.connections[0]
+
+    @property
+    def subscriber(self) -> Any:
+        return self.connections[1]
+
+    def _up(self, protocol: Any, which: int) -> None:
+        self.connections[which] = protocol
+        self.heard[which], self.waiting[which] = self._reactor.seconds(), 0
         self.cluster.link_changed()
 
-    def _subscriber_up(self, protocol: Any) -> None:
-        self.subscriber = protocol
-        self.heard[1], self.waiting[1] = self.cluster._reactor.seconds(), 0
-        self.cluster.link_changed()
+    def _down(self, protocol: Any, which: int) -> None:
+        if self.connections[which] is protocol:
+            self.connections[which] = None
+            self.cluster.link_changed()
 
     def silent(self, now: float, timeout: float) -> bool:
         """
@@ -594,22 +620,12 @@ class _Link:
             for waiting, heard in zip(self.waiting, self.heard, strict=True)
         )
 
-    def _commands_down(self, protocol: Any) -> None:
-        if self.commands is protocol:
-            self.commands = None
-            self.cluster.link_changed()
-
-    def _subscriber_down(self, protocol: Any) -> None:
-        if self.subscriber is protocol:
-            self.subscriber = None
-            self.cluster.link_changed()
-
     def drop(self) -> None:
         """
         Close both connections (they come back by themselves): after a
         command timed out, the link cannot be trusted.
         """
-        for protocol in (self.commands, self.subscriber):
+        for protocol in self.connections:
             if protocol is not None and protocol.transport is not None:
                 protocol.transport.abortConnection()
 
@@ -675,8 +691,7 @@ class RedisCluster:
         self._stopping = False
         self._epoch = ""
         self._token = 0
-        # Events published and not yet back: token -> (event, recipients,
-        # room keys to store it in).
+        # Events published and not yet back, by token.
         self._pending: dict[int, _Pending] = {}
         # Commands waiting for a subscription to be confirmed first, so
         # that nothing this node says in a room is published before it
@@ -854,7 +869,7 @@ class RedisCluster:
         if link is None or self._probing or not link.silent(now, self.timeout):
             return
         self._probing = True
-        for protocol in (link.commands, link.subscriber):
+        for protocol in link.connections:
             if protocol is not None:
                 protocol.ping().addErrback(lambda failure: None)
 
@@ -941,9 +956,7 @@ class RedisCluster:
         for key, skeleton in stale.items():
             if key not in here:
                 self._release_key(str(key), str(skeleton))
-        for participant in locals_:
-            self._claim(participant, "")
-        self._publish_raw(self._global, self._message("Hello", **self._state()))
+        self._say_who_is_here()
         self._pump()
         for key in rooms:
             self._catch_up(key, commands)
@@ -1001,6 +1014,16 @@ class RedisCluster:
             f"on this server ({self.name}) hear you, and you hear only them."
         )
 
+    def _say_who_is_here(self) -> None:
+        """
+        Claim every local user's nickname again and tell the other nodes
+        who they are (C{Hello}; each answers with its own C{State}).
+        """
+        for participant in list(self._factory._participants.values()):
+            if is_local(participant):
+                self._claim(participant, "")
+        self._publish_raw(self._global, self._message("Hello", **self._state()))
+
     def _tell_everyone(self, text: str) -> None:
         for participant in list(self._factory._participants.values()):
             if is_local(participant):
@@ -1021,10 +1044,7 @@ class RedisCluster:
                 # The others took this node for dead: they told everyone
                 # its users left, so say who is here again.
                 self._log.warn("cluster: this node's lease had lapsed; joining again")
-                for participant in list(self._factory._participants.values()):
-                    if is_local(participant):
-                        self._claim(participant, "")
-                self._publish_raw(self._global, self._message("Hello", **self._state()))
+                self._say_who_is_here()
 
         self._timed(
             commands.eval(_RENEW, [self._key("nodes")], [self.node, self.lease_ms])
@@ -1173,8 +1193,8 @@ class RedisCluster:
             "k": token,
             "type": kind,
             "at": self._reactor.seconds(),
-            "rooms": [room.key for room in rooms],
-            "q": [room.key for room in rooms if room.key in quiet],
+            "rooms": keys,
+            "q": [key for key in keys if key in quiet],
             "n": store,
             "e": fields,
         }
@@ -1319,15 +1339,7 @@ class RedisCluster:
                         self._key("nodes"),
                         self._key(f"node:{self.node}:nicks"),
                     ],
-                    [
-                        key,
-                        skeleton,
-                        self.node,
-                        "1" if take_over else "0",
-                        "",
-                        old_key,
-                        old_skeleton,
-                    ],
+                    [key, skeleton, self.node, "1" if take_over else "0", old_key, old_skeleton],
                 )
             ).addCallback(claimed).addErrback(self._failed, "claim a nickname")
 
@@ -1464,7 +1476,7 @@ class RedisCluster:
     async def _load(self, history: Any, room: str, since: int) -> int | None:
         try:
             await self._written(history, room)
-            records = await history.page(room, 2**63, history.cap, since)
+            records = await history.page(room, MAX_EVENT_ID + 1, history.cap, since)
         except Exception as e:
             self._log.warn(
                 "cluster: could not read the history of {room}: {why}", room=room, why=str(e)
@@ -1776,10 +1788,7 @@ class RedisCluster:
             event.id, event.at = ident, float(at)
             if history is not None:
                 for key in pending.stored:
-                    if seq is not None:
-                        history.record(event, key, seq=seq, epoch=self._epoch)
-                    else:
-                        history.record(event, key)
+                    history.record(event, key, seq=seq, epoch=self._epoch if seq else None)
                     heard = self._loading.get(key)
                     if heard is not None:
                         heard.append(event)
@@ -2085,11 +2094,8 @@ class RedisCluster:
                     self._forget(participant, "left while the servers were apart")
         for key, state in rooms.items():
             mirrored = factory._rooms.get(key)
-            if mirrored is not None and isinstance(state, dict):
-                ops = _strings(state.get("ops", []))
-                for remote in seen:
-                    if remote.nickname in ops and remote in mirrored.members:
-                        mirrored.operators.add(remote)
+            if mirrored is not None:
+                self._merge_operators(mirrored, state)
 
 
 def _apply_joined(
