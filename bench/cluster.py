@@ -758,25 +758,10 @@ def storm_run(
         own_cpu = own_cpu_seconds()
         start = time.monotonic()
         crowd.connect(args.clients)
-        samples = [(start, server_cpu)]
-        while True:
-            crowd.pump(storm.SAMPLE_INTERVAL / 2, clients.received)
-            now = time.monotonic()
-            if now - samples[-1][0] < storm.SAMPLE_INTERVAL:
-                continue
-            cpu = node.cpu_seconds()
-            samples.append((now, cpu))
-            if now - start > args.storm_timeout:
-                break
-            if not clients.settled():
-                continue
-            window = next((s for s in reversed(samples) if s[0] <= now - args.quiet_window), None)
-            if window is None:
-                continue
-            then, cpu_then = window
-            if (cpu - cpu_then) / (now - then) < args.quiet_cpu and crowd.last_receive < then:
-                result.quiet_s = then - start
-                break
+        settings = argparse.Namespace(
+            timeout=args.storm_timeout, quiet_window=args.quiet_window, quiet_cpu=args.quiet_cpu
+        )
+        result.quiet_s = storm.wait_until_quiet(crowd, clients, node.cpu_seconds, start, settings)
         result.storm_s = time.monotonic() - start
         result.storm_server_cpu = node.cpu_seconds() - server_cpu
         result.storm_own_cpu = own_cpu_seconds() - own_cpu

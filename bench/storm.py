@@ -45,6 +45,7 @@ import shlex
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -182,6 +183,43 @@ class Storm:
         return self.registered + gone_unwelcomed >= len(self.welcomed_at)
 
 
+def wait_until_quiet(
+    crowd: Crowd,
+    storm: Storm,
+    cpu_seconds: Callable[[], float],
+    start: float,
+    args: argparse.Namespace,
+) -> float | None:
+    """
+    Pump C{crowd} until every client has its welcome (or is gone) and the
+    server (C{cpu_seconds}: its CPU time so far) used under
+    C{args.quiet_cpu} of a core, with nobody receiving anything, for
+    C{args.quiet_window} seconds, or until C{args.timeout} seconds after
+    C{start}; return the seconds from C{start} to when it went quiet, or
+    C{None} if it did not.
+    """
+    samples = [(start, cpu_seconds())]
+    while True:
+        crowd.pump(SAMPLE_INTERVAL / 2, storm.received)
+        now = time.monotonic()
+        if now - samples[-1][0] < SAMPLE_INTERVAL:
+            continue
+        cpu = cpu_seconds()
+        samples.append((now, cpu))
+        if now - start > args.timeout:
+            return None
+        if not storm.settled():
+            continue
+        # The latest sample at least a window ago: was the server idle
+        # and did nobody receive anything since?
+        window = next((s for s in reversed(samples) if s[0] <= now - args.quiet_window), None)
+        if window is None:
+            continue
+        then, cpu_then = window
+        if (cpu - cpu_then) / (now - then) < args.quiet_cpu and crowd.last_receive < then:
+            return then - start
+
+
 def run(bin_dir: Path, label: str, options: list[str], args: argparse.Namespace) -> Result:
     """
     Start the server from C{bin_dir} with C{options}, storm it, time the
@@ -197,27 +235,7 @@ def run(bin_dir: Path, label: str, options: list[str], args: argparse.Namespace)
         own_cpu = own_cpu_seconds()
         start = time.monotonic()
         crowd.connect(args.clients)
-        samples = [(start, server_cpu)]
-        while True:
-            crowd.pump(SAMPLE_INTERVAL / 2, storm.received)
-            now = time.monotonic()
-            if now - samples[-1][0] < SAMPLE_INTERVAL:
-                continue
-            cpu = server.cpu_seconds()
-            samples.append((now, cpu))
-            if now - start > args.timeout:
-                break
-            if not storm.settled():
-                continue
-            # The latest sample at least a window ago: was the server idle
-            # and did nobody receive anything since?
-            window = next((s for s in reversed(samples) if s[0] <= now - args.quiet_window), None)
-            if window is None:
-                continue
-            then, cpu_then = window
-            if (cpu - cpu_then) / (now - then) < args.quiet_cpu and crowd.last_receive < then:
-                result.quiet_s = then - start
-                break
+        result.quiet_s = wait_until_quiet(crowd, storm, server.cpu_seconds, start, args)
         result.storm_s = time.monotonic() - start
         result.storm_server_cpu = server.cpu_seconds() - server_cpu
         result.storm_own_cpu = own_cpu_seconds() - own_cpu
