@@ -137,6 +137,39 @@ class Cluster:
         await until(lambda: not cluster.detached, f"{name} to join")
         return factory
 
+    async def pair(self, database: str = "") -> tuple[ChatFactory, ChatFactory, Recorder, Recorder]:
+        """
+        Start nodes a and b (with the shared C{database} if given), alice
+        on a and bob on b, and wait until each node knows the other's.
+        """
+        a, b = await self.node("a", database), await self.node("b", database)
+        alice, bob = self.user(a, "alice"), self.user(b, "bob")
+        await until(lambda: knows(a, "bob") and knows(b, "alice"), "both to be known")
+        return a, b, alice, bob
+
+    async def cut(self, factory: ChatFactory) -> None:
+        """
+        Drop C{factory}'s subscription to Redis (as Redis does to a
+        subscriber too slow to read) and wait until it has detached.
+        """
+        cluster = cluster_of(factory)
+        link = cluster._link
+        assert link is not None and link.subscriber is not None
+        link.subscriber.transport.abortConnection()
+        await until(lambda: cluster.detached, "the node to detach")
+
+    async def crash(self, factory: ChatFactory) -> None:
+        """
+        Stop C{factory}'s node as C{kill -9} does: no goodbye, no more
+        lease renewals, its connections to Redis closed.
+        """
+        lost = cluster_of(factory)
+        lost._stopping = True
+        lost._renewal.stop()
+        assert lost._link is not None
+        await lost._link.close()
+        self.nodes.remove(factory)
+
     def user(self, factory: ChatFactory, nickname: str) -> Recorder:
         """
         Connect C{nickname} to C{factory}'s node.
@@ -301,9 +334,7 @@ async def test_rooms_members_topics_and_names_are_shared(redis: Redis) -> None:
     """
     cluster = Cluster(redis)
     try:
-        a, b = await cluster.node("a"), await cluster.node("b")
-        alice, bob = cluster.user(a, "alice"), cluster.user(b, "bob")
-        await until(lambda: knows(a, "bob") and knows(b, "alice"))
+        a, b, alice, bob = await cluster.pair()
         alice.session.line("/join #tea")
         alice.session.line("/topic #tea Earl Grey only")
         await until(lambda: "#tea" in [r.name for r in b.rooms()] and b.room("#tea").topic)
@@ -328,9 +359,7 @@ async def test_private_messages_kicks_and_kills_reach_other_nodes(redis: Redis) 
     """
     cluster = Cluster(redis)
     try:
-        a, b = await cluster.node("a"), await cluster.node("b")
-        alice, bob = cluster.user(a, "alice"), cluster.user(b, "bob")
-        await until(lambda: knows(a, "bob") and knows(b, "alice"))
+        a, b, alice, bob = await cluster.pair()
         alice.session.line("/msg bob psst")
         await until(lambda: said(bob, PrivateMessage), "the private message")
         (message,) = said(bob, PrivateMessage)
@@ -365,13 +394,7 @@ async def test_lost_node_users_leave_within_the_lease(redis: Redis) -> None:
         alice = cluster.user(a, "alice")
         cluster.user(b, "bob")
         await until(lambda: knows(a, "bob") and knows(b, "alice"))
-        # As a kill -9 does: no goodbye, no more lease renewals.
-        lost = cluster_of(b)
-        lost._stopping = True
-        lost._renewal.stop()
-        assert lost._link is not None
-        await lost._link.close()
-        cluster.nodes.remove(b)
+        await cluster.crash(b)
         await until(
             lambda: [e for e in said(alice, Left) if e.nickname == "bob"],
             "bob's node to be lost",
@@ -425,9 +448,7 @@ async def test_away_and_nickname_changes_reach_other_nodes(redis: Redis) -> None
     """
     cluster = Cluster(redis)
     try:
-        a, b = await cluster.node("a"), await cluster.node("b")
-        alice, bob = cluster.user(a, "alice"), cluster.user(b, "bob")
-        await until(lambda: knows(a, "bob") and knows(b, "alice"))
+        a, b, alice, bob = await cluster.pair()
         alice.session.line("/away lunch")
         await until(lambda: b.online("alice").away == "lunch")  # type: ignore[union-attr]
         alice.session.line("/nick alicia")
@@ -446,9 +467,7 @@ async def test_topic_and_operator_changes_apply_on_every_node(redis: Redis) -> N
     """
     cluster = Cluster(redis)
     try:
-        a, b = await cluster.node("a"), await cluster.node("b")
-        alice, bob = cluster.user(a, "alice"), cluster.user(b, "bob")
-        await until(lambda: knows(a, "bob") and knows(b, "alice"))
+        a, b, alice, bob = await cluster.pair()
         await shared_room("#ops", (a, alice), (b, bob))
         alice.session.line("/mode #ops +t")
         await until(lambda: b.room("#ops").topic_locked)
@@ -474,15 +493,10 @@ async def test_lines_missed_while_the_link_was_down_are_filled_from_the_history(
     database = shared_database(postgres)
     cluster = Cluster(redis)
     try:
-        a, b = await cluster.node("a", database), await cluster.node("b", database)
-        alice, bob = cluster.user(a, "alice"), cluster.user(b, "bob")
-        await until(lambda: knows(a, "bob") and knows(b, "alice"))
+        a, b, alice, bob = await cluster.pair(database)
         alice.session.line("before")
         await until(lambda: texts(bob) == ["before"])
-        link = cluster_of(b)._link
-        assert link is not None and link.subscriber is not None
-        link.subscriber.transport.abortConnection()
-        await until(lambda: cluster_of(b).detached, "b to detach")
+        await cluster.cut(b)
         for i in range(20):
             alice.session.line(f"missed {i}")
         await until(lambda: not cluster_of(b).detached, "b to come back")
@@ -640,9 +654,7 @@ async def test_joining_a_room_heard_only_elsewhere_replays_its_history(
     database = shared_database(postgres)
     cluster = Cluster(redis)
     try:
-        a, b = await cluster.node("a", database), await cluster.node("b", database)
-        alice, bob = cluster.user(a, "alice"), cluster.user(b, "bob")
-        await until(lambda: knows(a, "bob") and knows(b, "alice"))
+        a, b, alice, bob = await cluster.pair(database)
         alice.session.line("/join #tea")
         for i in range(3):
             alice.session.line(f"tea {i}")
@@ -676,9 +688,7 @@ async def test_concurrent_topic_changes_converge(redis: Redis) -> None:
     """
     cluster = Cluster(redis)
     try:
-        a, b = await cluster.node("a"), await cluster.node("b")
-        alice, bob = cluster.user(a, "alice"), cluster.user(b, "bob")
-        await until(lambda: knows(a, "bob") and knows(b, "alice"))
+        a, b, alice, bob = await cluster.pair()
         await shared_room("#t", (a, alice), (b, bob))
         alice.session.line("/topic #t one")
         bob.session.line("/topic #t two")
@@ -702,9 +712,7 @@ async def test_rename_race_leaves_no_ghost_member(redis: Redis) -> None:
     """
     cluster = Cluster(redis)
     try:
-        a, b = await cluster.node("a"), await cluster.node("b")
-        alice, bob = cluster.user(a, "alice"), cluster.user(b, "bob")
-        await until(lambda: knows(a, "bob") and knows(b, "alice"))
+        a, b, alice, bob = await cluster.pair()
         alice.session.line("/nick zed")
         bob.session.line("/nick zed")
         await until(lambda: alice.session.nickname != bob.session.nickname, "one renamed")
@@ -767,9 +775,7 @@ async def test_line_said_just_before_parting_comes_back(redis: Redis) -> None:
     """
     cluster = Cluster(redis)
     try:
-        a, b = await cluster.node("a"), await cluster.node("b")
-        alice, bob = cluster.user(a, "alice"), cluster.user(b, "bob")
-        await until(lambda: knows(a, "bob") and knows(b, "alice"))
+        a, b, alice, bob = await cluster.pair()
         await shared_room("#x", (a, alice), (b, bob))
         # Joining a new room makes node A wait for its subscription.
         alice.session.line("/join #y")
@@ -791,16 +797,11 @@ async def test_room_left_while_detached_has_no_false_gap(redis: Redis) -> None:
     """
     cluster = Cluster(redis)
     try:
-        a, b = await cluster.node("a"), await cluster.node("b")
-        alice, bob = cluster.user(a, "alice"), cluster.user(b, "bob")
-        await until(lambda: knows(a, "bob") and knows(b, "alice"))
+        a, b, alice, bob = await cluster.pair()
         await shared_room("#x", (a, alice), (b, bob))
         bob.session.line("one")
         await until(lambda: "one" in texts(alice))
-        link = cluster_of(a)._link
-        assert link is not None and link.subscriber is not None
-        link.subscriber.transport.abortConnection()
-        await until(lambda: cluster_of(a).detached, "a to detach")
+        await cluster.cut(a)
         alice.session.line("/part #x")
         await until(lambda: not cluster_of(a).detached, "a to come back")
         await until(lambda: a.online("bob") is not None and b.online("alice") is not None)
@@ -829,10 +830,7 @@ async def test_nickname_freed_while_detached_is_free_again(redis: Redis) -> None
         alice = cluster.user(a, "alice")
         cluster.user(b, "bob")
         await until(lambda: knows(a, "bob") and knows(b, "alice"))
-        link = cluster_of(a)._link
-        assert link is not None and link.subscriber is not None
-        link.subscriber.transport.abortConnection()
-        await until(lambda: cluster_of(a).detached, "a to detach")
+        await cluster.cut(a)
         alice.session.quit()
         alice.session.connection_lost()
         await until(lambda: not cluster_of(a).detached, "a to come back")
@@ -915,9 +913,7 @@ async def test_concurrent_unban_and_reban_converge(redis: Redis) -> None:
 
     cluster = Cluster(redis)
     try:
-        a, b = await cluster.node("a"), await cluster.node("b")
-        alice, bob = cluster.user(a, "alice"), cluster.user(b, "bob")
-        await until(lambda: knows(a, "bob") and knows(b, "alice"))
+        a, b, alice, bob = await cluster.pair()
         await shared_room("#b", (a, alice), (b, bob))
         alice.session.line("/op #b bob")
         await until(lambda: b.is_operator(b.online("bob"), b.room("#b")), "bob to be op")
@@ -956,9 +952,7 @@ async def test_line_heard_while_history_loads_is_not_shown_twice(
     database = shared_database(postgres)
     cluster = Cluster(redis)
     try:
-        a, b = await cluster.node("a", database), await cluster.node("b", database)
-        alice, bob = cluster.user(a, "alice"), cluster.user(b, "bob")
-        await until(lambda: knows(a, "bob") and knows(b, "alice"))
+        a, b, alice, bob = await cluster.pair(database)
         alice.session.line("/join #tea")
         await until(lambda: "#tea" in [room.name for room in b.rooms()])
         alice.session.line("tea 0")
@@ -991,15 +985,10 @@ async def test_lines_filled_after_a_gap_are_in_history_too(
     database = shared_database(postgres)
     cluster = Cluster(redis)
     try:
-        a, b = await cluster.node("a", database), await cluster.node("b", database)
-        alice, bob = cluster.user(a, "alice"), cluster.user(b, "bob")
-        await until(lambda: knows(a, "bob") and knows(b, "alice"))
+        a, b, alice, bob = await cluster.pair(database)
         alice.session.line("before")
         await until(lambda: texts(bob) == ["before"])
-        link = cluster_of(b)._link
-        assert link is not None and link.subscriber is not None
-        link.subscriber.transport.abortConnection()
-        await until(lambda: cluster_of(b).detached, "b to detach")
+        await cluster.cut(b)
         for i in range(3):
             alice.session.line(f"missed {i}")
         await until(lambda: not cluster_of(b).detached, "b to come back")
@@ -1028,9 +1017,7 @@ async def test_history_after_an_outage_shows_what_the_other_side_said(
     database = shared_database(postgres)
     cluster = Cluster(redis)
     try:
-        a, b = await cluster.node("a", database), await cluster.node("b", database)
-        alice, bob = cluster.user(a, "alice"), cluster.user(b, "bob")
-        await until(lambda: knows(a, "bob") and knows(b, "alice"))
+        a, b, alice, bob = await cluster.pair(database)
         redis.restart()
         await until(lambda: cluster_of(a).detached and cluster_of(b).detached, "detached")
         alice.session.line("said during the outage")
@@ -1064,12 +1051,7 @@ async def test_users_of_a_lost_node_leave_in_the_history(redis: Redis, postgres:
         alice, carol = cluster.user(a, "alice"), cluster.user(c, "carol")
         cluster.user(b, "bob")
         await until(lambda: all(knows(n, "bob") for n in (a, c)) and knows(b, "alice"))
-        lost = cluster_of(b)
-        lost._stopping = True
-        lost._renewal.stop()
-        assert lost._link is not None
-        await lost._link.close()
-        cluster.nodes.remove(b)
+        await cluster.crash(b)
         await until(lambda: not knows(a, "bob") and not knows(c, "bob"), "bob lost", deadline=15)
 
         def reasons(user: Recorder) -> list[str]:
@@ -1149,15 +1131,10 @@ async def test_line_said_during_a_nodes_outage_keeps_its_place_in_history(
     database = shared_database(postgres)
     cluster = Cluster(redis)
     try:
-        a, b = await cluster.node("a", database), await cluster.node("b", database)
-        alice, bob = cluster.user(a, "alice"), cluster.user(b, "bob")
-        await until(lambda: knows(a, "bob") and knows(b, "alice"))
+        a, b, alice, bob = await cluster.pair(database)
         bob.session.line("before")
         await until(lambda: "before" in texts(alice))
-        link = cluster_of(a)._link
-        assert link is not None and link.subscriber is not None
-        link.subscriber.transport.abortConnection()
-        await until(lambda: cluster_of(a).detached, "a to detach")
+        await cluster.cut(a)
         alice.session.line("during")
         await until(lambda: not cluster_of(a).detached, "a to come back")
         await until(lambda: not cluster_of(a)._loads, "a's history reloaded")
@@ -1182,13 +1159,8 @@ async def test_line_said_during_one_nodes_outage_is_in_history_on_the_other(
     database = shared_database(postgres)
     cluster = Cluster(redis)
     try:
-        a, b = await cluster.node("a", database), await cluster.node("b", database)
-        alice, bob = cluster.user(a, "alice"), cluster.user(b, "bob")
-        await until(lambda: knows(a, "bob") and knows(b, "alice"))
-        link = cluster_of(a)._link
-        assert link is not None and link.subscriber is not None
-        link.subscriber.transport.abortConnection()
-        await until(lambda: cluster_of(a).detached, "a to detach")
+        a, b, alice, bob = await cluster.pair(database)
+        await cluster.cut(a)
         alice.session.line("during")
         await until(lambda: not cluster_of(a).detached, "a to come back")
         alice.session.line("after")
