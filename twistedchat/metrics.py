@@ -40,6 +40,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 from twisted.web.wsgi import WSGIResource
 
+from twistedchat import postgres
 from twistedchat.counts import Counts
 from twistedchat.database import is_url
 
@@ -164,7 +165,7 @@ class Health(Resource):
         gone: list[bool] = []
         request.notifyFinish().addErrback(lambda _: gone.append(True))
         pool = self._reactor.getThreadPool()
-        query = _query_postgres if is_url(self._database) else _query
+        query = postgres.check if is_url(self._database) else _query
         d: Deferred[None] = deferToThreadPool(self._reactor, pool, query, self._database)
 
         def answer(result: object) -> None:
@@ -199,19 +200,6 @@ def _query(path: str) -> None:
         connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
     finally:
         connection.close()
-
-
-def _query_postgres(url: str) -> None:
-    """
-    Connect to the PostgreSQL database at C{url} on a new connection and
-    run C{SELECT 1}.
-
-    @raise twistedchat.database.DatabaseError: it does not answer (one
-        line, without the password).
-    """
-    from twistedchat import postgres
-
-    postgres.check(url)
 
 
 def on_reactor(reactor: Any, call: Callable[..., Snapshot], *args: Any) -> Snapshot:
